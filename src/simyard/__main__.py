@@ -1,0 +1,3 @@
+from simyard.cli import main
+
+main()

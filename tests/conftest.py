@@ -1,0 +1,35 @@
+"""Fixtures shared by every test suite."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+MakeModel = Callable[..., Path]
+
+
+@pytest.fixture
+def make_model(tmp_path: Path) -> MakeModel:
+    """Write a model folder from a manifest text (dedented) and extra files; return its path."""
+    counter = iter(range(1000))
+
+    def make(manifest: str, files: dict[str, str | bytes] | None = None) -> Path:
+        model_dir = tmp_path / f"model{next(counter)}"
+        model_dir.mkdir()
+        (model_dir / "simyard.yaml").write_text(textwrap.dedent(manifest))
+        for rel, content in (files or {}).items():
+            path = model_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(textwrap.dedent(content))
+        return model_dir
+
+    return make
