@@ -1,0 +1,156 @@
+"""Capture a model's output: a size-capped log file, progress, and the lines that explain a failure.
+
+The log keeps its head until the cap's first half is used, then only a bounded tail in
+memory; when the process ends the tail is written after a marker saying how much was
+cut. Memory stays bounded whatever the model prints.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+MAX_LINE = 64 * 1024  # a longer "line" is cut into pieces of this size
+MAX_ERROR_QUOTES = 20
+LINES_AFTER_ERROR = 2
+TAIL_LINES = 40
+
+
+@dataclass
+class ErrorQuote:
+    """A line that matched an error pattern, with the lines that followed it."""
+
+    line: str
+    after: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "\n".join([self.line, *self.after])
+
+
+class LogCapture:
+    """Receives the model's output in chunks; writes the capped log and watches every line."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int,
+        error_patterns: list[str],
+        progress: str | None,
+        on_line: Callable[[str], None] | None = None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._head_cap = max_bytes // 2
+        self._tail_cap = max_bytes - self._head_cap
+        self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._head_written = 0
+        self._tail: deque[bytes] = deque()
+        self._tail_bytes = 0
+        self.cut_bytes = 0
+        self.total_bytes = 0
+        self._partial = b""
+        self._errors = [re.compile(p) for p in error_patterns]
+        self._progress = re.compile(progress) if progress else None
+        self._on_line = on_line
+        self._on_progress = on_progress
+        self.error_quotes: list[ErrorQuote] = []
+        self.error_matches = 0
+        self._open_quotes: list[ErrorQuote] = []
+        self.last_lines: deque[str] = deque(maxlen=TAIL_LINES)
+        self.progress: float | None = None
+        self.progress_at: float | None = None
+
+    # ------------------------------------------------------------------ bytes in
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next chunk of output."""
+        self.total_bytes += len(chunk)
+        self._store(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        while len(self._partial) > MAX_LINE:
+            lines.append(self._partial[:MAX_LINE])
+            self._partial = self._partial[MAX_LINE:]
+        for raw in lines:
+            self._line(raw)
+
+    def _store(self, chunk: bytes) -> None:
+        room = self._head_cap - self._head_written
+        if room > 0:
+            self._file.write(chunk[:room])
+            self._head_written += min(room, len(chunk))
+            chunk = chunk[room:]
+        if not chunk:
+            return
+        self._tail.append(chunk)
+        self._tail_bytes += len(chunk)
+        while self._tail_bytes - len(self._tail[0]) >= self._tail_cap:
+            dropped = self._tail.popleft()
+            self._tail_bytes -= len(dropped)
+            self.cut_bytes += len(dropped)
+
+    def _line(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        self.last_lines.append(line)
+        for quote in self._open_quotes:
+            quote.after.append(line)
+        self._open_quotes = [q for q in self._open_quotes if len(q.after) < LINES_AFTER_ERROR]
+        if any(p.search(line) for p in self._errors):
+            self.error_matches += 1
+            if len(self.error_quotes) < MAX_ERROR_QUOTES:
+                quote = ErrorQuote(line)
+                self.error_quotes.append(quote)
+                self._open_quotes.append(quote)
+        if self._progress is not None:
+            self._read_progress(line)
+        if self._on_line is not None:
+            self._on_line(line)
+
+    def _read_progress(self, line: str) -> None:
+        assert self._progress is not None
+        match = self._progress.search(line)
+        if not match:
+            return
+        try:
+            numbers = [float(g) for g in match.groups()]
+        except (TypeError, ValueError):
+            return
+        percent = numbers[0] if len(numbers) == 1 else 100.0 * numbers[0] / (numbers[1] or 1)
+        self.progress = max(0.0, min(100.0, percent))
+        self.progress_at = time.monotonic()
+        if self._on_progress is not None:
+            self._on_progress(self.progress)
+
+    # ------------------------------------------------------------------ the end
+
+    def close(self) -> None:
+        """Flush the last partial line and write the kept tail after the cut marker."""
+        if self._partial:
+            self._line(self._partial)
+            self._partial = b""
+        tail = b"".join(self._tail)
+        if len(tail) > self._tail_cap:  # the deque holds whole chunks; trim to the cap
+            self.cut_bytes += len(tail) - self._tail_cap
+            tail = tail[len(tail) - self._tail_cap :]
+        if self.cut_bytes:
+            # Cut at a line start so the kept tail reads cleanly.
+            newline = tail.find(b"\n")
+            if 0 <= newline < 4096:
+                self.cut_bytes += newline + 1
+                tail = tail[newline + 1 :]
+            marker = f"\n[simyard: {self.cut_bytes} bytes of output cut here; the end follows]\n"
+            self._file.write(marker.encode())
+        self._file.write(tail)
+        self._file.close()
+
+    def tail_text(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of output."""
+        return "\n".join(list(self.last_lines)[-lines:])

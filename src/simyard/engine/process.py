@@ -1,0 +1,197 @@
+"""Run one command: its own process group, limits, sandbox, captured output, timeout and cancel.
+
+Never through a shell. Whatever ends the run (exit, timeout, cancel, a limit), no
+process of its tree is left alive when :func:`run_command` returns.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from simyard.engine.limits import (
+    ControlGroup,
+    Limits,
+    ProcessTree,
+    apply_rlimits,
+    folder_size,
+    unique_group_name,
+)
+from simyard.engine.logcapture import LogCapture
+from simyard.engine.sandbox import bwrap_argv
+from simyard.errors import EngineError
+
+SAMPLE_INTERVAL = 0.1  # seconds between two looks at the process tree
+DISK_SAMPLE_INTERVAL = 1.0
+
+
+class StopReason(StrEnum):
+    """Why simyard ended a process before it exited by itself."""
+
+    timeout = "timeout"
+    cancelled = "cancelled"
+    memory = "memory"
+    processes = "processes"
+    disk = "disk"
+
+
+@dataclass
+class CommandOutcome:
+    """How a command ended."""
+
+    returncode: int | None
+    signal: int | None
+    stopped: StopReason | None
+    oom_killed: bool
+    process_limit_hit: bool
+    duration: float
+    peak_memory: int
+
+
+@dataclass
+class CommandSpec:
+    """Everything needed to start the command."""
+
+    argv: list[str]
+    workdir: Path
+    env: dict[str, str]
+    limits: Limits
+    timeout: float | None
+    kill_grace: float
+    bwrap: str | None
+    network: bool
+    read_only_files: frozenset[Path] = frozenset()
+
+
+def run_command(
+    spec: CommandSpec,
+    capture: LogCapture,
+    *,
+    cancel: threading.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> CommandOutcome:
+    """Run ``spec`` to its end, feeding its output to ``capture``."""
+    cancel = cancel or threading.Event()
+    group = ControlGroup.create(unique_group_name(spec.workdir.name), spec.limits)
+    argv = spec.argv
+    if spec.bwrap:
+        argv = bwrap_argv(
+            spec.bwrap,
+            argv,
+            workdir=spec.workdir,
+            network=spec.network,
+            read_only_files=spec.read_only_files,
+        )
+
+    def in_child() -> None:
+        if group is not None:
+            group.join()
+        apply_rlimits(spec.limits)
+
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=spec.workdir,
+            env=spec.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=in_child,
+            close_fds=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        if group is not None:
+            group.remove()
+        raise EngineError(f"cannot start {spec.argv[0]!r}: {exc}") from exc
+    if on_start is not None:
+        on_start(proc.pid)
+    assert proc.stdout is not None
+    reader = threading.Thread(target=_pump, args=(proc.stdout.fileno(), capture), daemon=True)
+    reader.start()
+    tree = ProcessTree(proc.pid, group)
+    stopped, peak = _watch(proc, tree, spec, cancel, started)
+    # The main process is gone (or was stopped): nothing of its tree may outlive it.
+    tree.kill(spec.kill_grace if stopped is not None else 0.0)
+    returncode = proc.wait()
+    reader.join(timeout=5)
+    proc.stdout.close()
+    oom = group.oom_killed() if group is not None else False
+    nproc_hit = group.hit_process_limit() if group is not None else False
+    if group is not None:
+        group.remove()
+    sig = -returncode if returncode < 0 else None
+    if spec.bwrap and returncode > 128:  # bwrap reports a signal death of the model as 128+N
+        sig = returncode - 128
+    return CommandOutcome(
+        returncode=returncode,
+        signal=sig,
+        stopped=stopped,
+        oom_killed=oom,
+        process_limit_hit=nproc_hit,
+        duration=time.monotonic() - started,
+        peak_memory=peak,
+    )
+
+
+def _pump(fd: int, capture: LogCapture) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        capture.feed(chunk)
+
+
+def _watch(
+    proc: subprocess.Popen[bytes],
+    tree: ProcessTree,
+    spec: CommandSpec,
+    cancel: threading.Event,
+    started: float,
+) -> tuple[StopReason | None, int]:
+    """Wait for the process, stopping it on timeout, cancel or a broken limit."""
+    peak = 0
+    next_disk = started + DISK_SAMPLE_INTERVAL
+    group = tree.group
+    while proc.poll() is None:
+        if cancel.wait(SAMPLE_INTERVAL):
+            return StopReason.cancelled, peak
+        now = time.monotonic()
+        if spec.timeout is not None and now - started > spec.timeout:
+            return StopReason.timeout, peak
+        limits = spec.limits
+        if limits.memory is not None or limits.processes is not None:
+            members = tree.members()
+            if limits.processes is not None and len(members) > limits.processes:
+                return StopReason.processes, peak
+            if group is not None and group.hit_process_limit():
+                return StopReason.processes, peak
+            memory = tree.memory()
+            peak = max(peak, memory)
+            memory_enforced = group is not None and group.enforces_memory
+            if limits.memory is not None and memory > limits.memory and not memory_enforced:
+                return StopReason.memory, peak
+        if limits.disk is not None and now >= next_disk:
+            next_disk = now + DISK_SAMPLE_INTERVAL
+            if folder_size(spec.workdir, stop_above=limits.disk) > limits.disk:
+                return StopReason.disk, peak
+    return None, peak
+
+
+def signal_name(sig: int) -> str:
+    """``SIGKILL`` for 9."""
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"

@@ -1,0 +1,400 @@
+"""Run ONE task run: prepare its working directory, run its command, collect what it made.
+
+:func:`run_task` is the engine's single entry point; the local executor calls it in a
+child process, the Dask executor on a worker, ``simyard models test`` in a thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simyard.engine.limits import Limits
+from simyard.engine.logcapture import LogCapture
+from simyard.engine.outputs import collect_outputs, missing_files
+from simyard.engine.process import CommandOutcome, CommandSpec, StopReason, run_command, signal_name
+from simyard.engine.result import Failure, FailureKind, OutputFile, TaskOutcome, TaskResult
+from simyard.engine.sandbox import find_bwrap
+from simyard.engine.workdir import StagedFiles, inside, place_file, place_tree
+from simyard.errors import EngineError
+from simyard.manifest.archives import safe_unpack
+from simyard.manifest.paramfile import render_parameter_file
+from simyard.manifest.schema import Manifest, OnFailureSpec, TaskSpec
+from simyard.manifest.units import format_size
+
+ON_FAILURE = "on_failure"
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_OOM_WORDS = re.compile(r"MemoryError|std::bad_alloc|Cannot allocate memory|[Oo]ut of memory")
+_EFBIG_WORDS = re.compile(r"File too large|File size limit exceeded")
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs every task (built from Settings at the edge)."""
+
+    sandbox: str = "auto"  # auto: bubblewrap when installed | bwrap: required | none
+    max_log_bytes: int = 16 * 2**20
+    kill_grace: float = 5.0
+    max_processes: int | None = 1024
+    max_disk: int | None = None
+    max_file_size: int | None = None
+    max_unpacked_bytes: int = 4 * 2**30
+    max_unpacked_files: int = 10_000
+
+    def bwrap(self, network: bool) -> str | None:
+        """The bubblewrap to use, or None to run unsandboxed."""
+        if self.sandbox == "none":
+            return None
+        found = find_bwrap()
+        if found is None and self.sandbox == "bwrap":
+            raise EngineError("sandbox 'bwrap' is required but bubblewrap is not installed")
+        return found
+
+
+@dataclass
+class TaskRequest:
+    """One task run to execute. Picklable: it travels to child processes and Dask workers."""
+
+    manifest: Manifest
+    model_dir: Path
+    task: str
+    params: dict[str, Any]
+    workdir: Path
+    log_path: Path
+    inputs: dict[str, Path] = field(default_factory=dict)  # slot -> uploaded file
+    upstream: dict[str, Path] = field(default_factory=dict)  # path in workdir -> file
+    run_id: str = ""
+
+
+LineCallback = Callable[[str], None]
+ProgressCallback = Callable[[float], None]
+
+
+def format_value(value: Any) -> str:
+    """A parameter value as the model sees it in a command or environment variable."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        return repr(value)
+    return str(value)
+
+
+def substitute(template: str, params: Mapping[str, Any]) -> str:
+    """Replace ``{name}`` with the parameter's value; ``{{``/``}}`` are literal braces."""
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        name = match.group(1)
+        if name not in params:
+            raise EngineError(f"placeholder {{{name}}}: no value for parameter {name!r}")
+        return format_value(params[name])
+
+    return _PLACEHOLDER.sub(replace, template)
+
+
+def prepare_workdir(request: TaskRequest, options: EngineOptions) -> StagedFiles:
+    """Fill the working directory: model files, parameter file, inputs, upstream outputs."""
+    manifest, workdir = request.manifest, request.workdir
+    staged = StagedFiles()
+    may_link = options.bwrap(manifest.environment.network) is not None
+    try:
+        workdir.mkdir(parents=True, exist_ok=False)
+        place_tree(request.model_dir, workdir, staged, may_link=may_link)
+        if manifest.parameter_file is not None:
+            target = inside(workdir, manifest.parameter_file.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            target.write_bytes(render_parameter_file(manifest, request.params, request.model_dir))
+        for slot, source in request.inputs.items():
+            spec = manifest.inputs[slot]
+            place_file(source, inside(workdir, spec.path), staged, may_link=False)
+            if spec.unpack is not None:
+                safe_unpack(
+                    source,
+                    inside(workdir, spec.unpack),
+                    max_bytes=options.max_unpacked_bytes,
+                    max_files=options.max_unpacked_files,
+                )
+        for rel, source in request.upstream.items():
+            place_file(source, inside(workdir, rel), staged, may_link=may_link)
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise EngineError(f"cannot prepare the working directory: {exc}") from exc
+    return staged
+
+
+def task_env(
+    spec: TaskSpec | OnFailureSpec, request: TaskRequest, *, sandboxed: bool, tmpdir: Path
+) -> dict[str, str]:
+    """The clean environment of the model: nothing of the host's but a minimal PATH."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:{BASE_PATH}",
+        "HOME": str(request.workdir),
+        "TMPDIR": "/tmp" if sandboxed else str(tmpdir),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "SIMYARD_TASK": request.task,
+        "SIMYARD_RUN_ID": request.run_id,
+    }
+    if isinstance(spec, TaskSpec):
+        env["OMP_NUM_THREADS"] = str(max(1, math.ceil(spec.resources.cpus)))
+    env.update({k: substitute(v, request.params) for k, v in spec.env.items()})
+    return env
+
+
+def _task_spec(request: TaskRequest) -> TaskSpec | OnFailureSpec:
+    if request.task == ON_FAILURE:
+        if request.manifest.on_failure is None:
+            raise EngineError("the manifest has no on_failure step")
+        return request.manifest.on_failure
+    return request.manifest.tasks[request.task]
+
+
+def run_task(
+    request: TaskRequest,
+    options: EngineOptions,
+    *,
+    cancel: threading.Event | None = None,
+    on_line: LineCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> TaskResult:
+    """Run one task run to its end and report what happened.
+
+    Raises EngineError only for infrastructure failures (the working directory cannot be
+    prepared, the program cannot be started by the platform); everything the model does
+    ends in a TaskResult.
+    """
+    spec = _task_spec(request)
+    started_at = dt.datetime.now(dt.UTC)
+    staged = prepare_workdir(request, options)
+    result = _execute(
+        request, spec, staged, options, cancel=cancel, on_line=on_line,
+        on_progress=on_progress, on_start=on_start, started_at=started_at,
+    )  # fmt: skip
+    if (
+        result.outcome in (TaskOutcome.failed, TaskOutcome.timed_out)
+        and request.manifest.on_failure is not None
+        and request.task != ON_FAILURE
+    ):
+        result.diagnostics = run_on_failure(request, options, cancel=cancel)
+    return result
+
+
+def run_on_failure(
+    request: TaskRequest, options: EngineOptions, *, cancel: threading.Event | None = None
+) -> list[OutputFile]:
+    """Run the manifest's ``on_failure`` step in the failed task's directory; its outputs."""
+    assert request.manifest.on_failure is not None
+    diag = TaskRequest(
+        manifest=request.manifest,
+        model_dir=request.model_dir,
+        task=ON_FAILURE,
+        params=request.params,
+        workdir=request.workdir,
+        log_path=request.log_path.with_name(request.log_path.stem + ".on_failure.log"),
+        run_id=request.run_id,
+    )
+    result = _execute(
+        diag, request.manifest.on_failure, StagedFiles(), options,
+        cancel=cancel, started_at=dt.datetime.now(dt.UTC),
+    )  # fmt: skip
+    return result.outputs
+
+
+def _execute(
+    request: TaskRequest,
+    spec: TaskSpec | OnFailureSpec,
+    staged: StagedFiles,
+    options: EngineOptions,
+    *,
+    started_at: dt.datetime,
+    cancel: threading.Event | None = None,
+    on_line: LineCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> TaskResult:
+    manifest, workdir = request.manifest, request.workdir
+    bwrap = options.bwrap(manifest.environment.network)
+    resources = spec.resources if isinstance(spec, TaskSpec) else None
+    limits = Limits(
+        memory=resources.memory if resources else None,
+        processes=(resources.processes if resources else None) or options.max_processes,
+        disk=(resources.disk if resources else None) or options.max_disk,
+        file_size=(resources.file_size if resources else None) or options.max_file_size,
+    )
+    if bwrap and limits.processes is not None:
+        limits = Limits(limits.memory, limits.processes + 3, limits.disk, limits.file_size)
+    tmpdir = workdir.with_name(workdir.name + ".tmp")
+    tmpdir.mkdir(exist_ok=True)
+    argv = [substitute(arg, request.params) for arg in spec.command]
+    env = task_env(spec, request, sandboxed=bwrap is not None, tmpdir=tmpdir)
+    request.log_path.parent.mkdir(parents=True, exist_ok=True)
+    capture = LogCapture(
+        request.log_path,
+        max_bytes=options.max_log_bytes,
+        error_patterns=spec.error_patterns if isinstance(spec, TaskSpec) else [],
+        progress=spec.progress if isinstance(spec, TaskSpec) else None,
+        on_line=on_line,
+        on_progress=on_progress,
+    )
+    command = CommandSpec(
+        argv=argv,
+        workdir=workdir,
+        env=env,
+        limits=limits,
+        timeout=spec.timeout,
+        kill_grace=options.kill_grace,
+        bwrap=bwrap,
+        network=manifest.environment.network,
+        read_only_files=frozenset(staged.read_only),
+    )
+    try:
+        argv[0] = resolve_program(argv[0], workdir, env["PATH"])
+        outcome = run_command(command, capture, cancel=cancel, on_start=on_start)
+    except EngineError as exc:
+        capture.feed(f"simyard: {exc}\n".encode())
+        capture.close()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        return TaskResult(
+            task=request.task,
+            outcome=TaskOutcome.failed,
+            workdir=workdir,
+            log_path=request.log_path,
+            started_at=started_at,
+            finished_at=dt.datetime.now(dt.UTC),
+            failure=Failure(FailureKind.model_error, str(exc)),
+        )
+    capture.close()
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    failure = classify(outcome, capture, limits, spec, workdir)
+    if failure is None:
+        state = TaskOutcome.succeeded
+    elif failure.kind is FailureKind.cancelled:
+        state = TaskOutcome.cancelled
+    elif failure.kind is FailureKind.timeout:
+        state = TaskOutcome.timed_out
+    else:
+        state = TaskOutcome.failed
+    outputs = collect_outputs(workdir, spec.outputs) if failure is None or spec.outputs else []
+    return TaskResult(
+        task=request.task,
+        outcome=state,
+        workdir=workdir,
+        log_path=request.log_path,
+        started_at=started_at,
+        finished_at=dt.datetime.now(dt.UTC),
+        exit_code=outcome.returncode if outcome.signal is None else None,
+        failure=failure,
+        outputs=outputs,
+        log_bytes=capture.total_bytes,
+        log_cut_bytes=capture.cut_bytes,
+        progress=100.0 if failure is None and capture.progress is not None else capture.progress,
+        peak_memory=outcome.peak_memory,
+        copied_bytes=staged.copied_bytes,
+        shared_bytes=staged.shared_bytes,
+    )
+
+
+def resolve_program(program: str, workdir: Path, path: str) -> str:
+    """The absolute path of the program to run; EngineError when there is none."""
+    if "/" in program:
+        candidate = Path(program) if os.path.isabs(program) else inside(workdir, program)
+        if not candidate.is_file():
+            raise EngineError(f"cannot start {program!r}: no such file in the working directory")
+        if not os.access(candidate, os.X_OK):
+            raise EngineError(f"cannot start {program!r}: the file is not executable (chmod +x)")
+        return str(candidate)
+    found = shutil.which(program, path=path)
+    if found is None:
+        raise EngineError(f"cannot start {program!r}: not found on the PATH ({path})")
+    return found
+
+
+def classify(
+    outcome: CommandOutcome,
+    capture: LogCapture,
+    limits: Limits,
+    spec: TaskSpec | OnFailureSpec,
+    workdir: Path,
+) -> Failure | None:
+    """Decide whether the task failed, and why, from how its process ended and what it said."""
+    quotes = [q.text() for q in capture.error_quotes]
+    tail = capture.tail_text()
+
+    def failed(kind: FailureKind, reason: str) -> Failure:
+        return Failure(kind, reason, quotes, tail)
+
+    stop_reasons = {
+        StopReason.cancelled: (FailureKind.cancelled, "It was stopped on request."),
+        StopReason.timeout: (
+            FailureKind.timeout,
+            f"It was stopped after its time limit of {_seconds(spec.timeout)}.",
+        ),
+        StopReason.memory: (
+            FailureKind.out_of_memory,
+            f"It used more than its memory limit of {format_size(limits.memory or 0)}.",
+        ),
+        StopReason.processes: (
+            FailureKind.resource_limit,
+            f"It started more than its limit of {limits.processes} processes.",
+        ),
+        StopReason.disk: (
+            FailureKind.resource_limit,
+            f"It wrote more than its disk limit of {format_size(limits.disk or 0)}.",
+        ),
+    }
+    if outcome.stopped is not None:
+        return failed(*stop_reasons[outcome.stopped])
+    if outcome.oom_killed:
+        return failed(*stop_reasons[StopReason.memory])
+    if outcome.process_limit_hit and outcome.returncode != 0:
+        return failed(*stop_reasons[StopReason.processes])
+    # Python and many runtimes ignore SIGXFSZ and see the write fail with EFBIG instead.
+    if outcome.signal == signal.SIGXFSZ or (
+        outcome.returncode != 0 and limits.file_size is not None and _EFBIG_WORDS.search(tail)
+    ):
+        size = format_size(limits.file_size or 0)
+        return failed(FailureKind.resource_limit, f"It wrote a file larger than {size}.")
+    if outcome.returncode != 0 and _OOM_WORDS.search(tail) and limits.memory is not None:
+        return failed(*stop_reasons[StopReason.memory])
+    if outcome.signal is not None:
+        return failed(FailureKind.model_error, f"It was killed by {signal_name(outcome.signal)}.")
+    if outcome.returncode != 0:
+        return failed(FailureKind.model_error, f"It exited with code {outcome.returncode}.")
+    if capture.error_matches:
+        return failed(FailureKind.model_error, "It printed an error line (see below).")
+    if isinstance(spec, TaskSpec):
+        missing = missing_files(workdir, spec.success_requires)
+        if missing:
+            return failed(
+                FailureKind.model_error,
+                "It ended without writing " + ", ".join(repr(m) for m in missing) + ".",
+            )
+    return None
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "none"
+    if value >= 3600:
+        return f"{value / 3600:g} h"
+    if value >= 60:
+        return f"{value / 60:g} min"
+    return f"{value:g} s"
