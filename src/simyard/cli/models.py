@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from simyard.errors import ManifestError
-from simyard.manifest import load_manifest
+from simyard.cli.display import TaskDisplay, report_local_run
+from simyard.config import Settings
+from simyard.errors import ManifestError, ParameterFileError, Problem, ValidationFailed
+from simyard.localrun import run_locally
+from simyard.manifest import Manifest, load_manifest
+from simyard.manifest.paramfile import read_parameter_file
+from simyard.manifest.runinput import RunInput, validate_run_input
 
 app = typer.Typer(help="Check, test and register models.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -36,3 +43,122 @@ def check(model_dir: ModelDir) -> None:
         f"{len(manifest.tasks)} tasks ({' -> '.join(manifest.task_order())})",
         soft_wrap=True,
     )
+
+
+def prepare_local_run(
+    model_dir: Path,
+    params: dict[str, str],
+    inputs: dict[str, Path],
+    param_file: Path | None,
+    *,
+    max_input_size: int,
+) -> tuple[Manifest, RunInput]:
+    """Load the manifest and check the run's input; ``-p`` values override the ``-P`` file's."""
+    manifest = load_manifest(model_dir)
+    given: dict[str, object] = {}
+    warnings: list[Problem] = []
+    if param_file is not None:
+        if manifest.parameter_file is None:
+            raise ValidationFailed([Problem("param_file", "this model has no parameter file")])
+        try:
+            data = param_file.read_bytes()
+            from_file, unknown = read_parameter_file(manifest, data, filename=param_file.name)
+        except (OSError, ParameterFileError) as exc:
+            raise ValidationFailed([Problem("param_file", str(exc))]) from None
+        given.update(from_file)
+        warnings += [
+            Problem(f"param_file.{name}", f"{param_file.name}: not a parameter of this model")
+            for name in unknown
+        ]
+    given.update(params)
+    missing = [
+        Problem(f"inputs.{slot}", f"{path}: no such file")
+        for slot, path in inputs.items()
+        if not path.is_file()
+    ]
+    if missing:
+        raise ValidationFailed(missing)
+    try:
+        prepared = validate_run_input(
+            manifest, model_dir, given, inputs, max_input_size=max_input_size
+        )
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.problems, warnings + exc.warnings) from None
+    prepared.warnings = warnings + prepared.warnings
+    return manifest, prepared
+
+
+def parse_assignments(values: list[str], what: str) -> dict[str, str]:
+    """``["days=30", "x=a=b"]`` -> ``{"days": "30", "x": "a=b"}``; BadParameter on a bad one."""
+    parsed: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"{item!r}: write {what}")
+        parsed[name.strip()] = value
+    return parsed
+
+
+@app.command("test")
+def test(
+    model_dir: ModelDir,
+    param: Annotated[
+        list[str] | None, typer.Option("-p", "--param", help="A parameter: NAME=VALUE.")
+    ] = None,
+    param_file: Annotated[
+        Path | None,
+        typer.Option("-P", "--param-file", help="Pre-fill parameters from a parameter file."),
+    ] = None,
+    input_: Annotated[
+        list[str] | None, typer.Option("-i", "--input", help="An input file: SLOT=FILE.")
+    ] = None,
+    outdir: Annotated[
+        Path | None, typer.Option("-o", "--outdir", help="Copy outputs here, one folder a task.")
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the working directories even on success.")
+    ] = False,
+) -> None:
+    """Validate inputs, then run the model's whole task graph on this machine.
+
+    Exit 0 when the run succeeded, 1 when it failed, 2 when the input was refused.
+    """
+    settings = Settings()
+    try:
+        params = parse_assignments(param or [], "NAME=VALUE")
+        inputs = {k: Path(v) for k, v in parse_assignments(input_ or [], "SLOT=FILE").items()}
+    except typer.BadParameter as exc:
+        err_console.print(f"[red]✗[/red] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        prepared = prepare_local_run(
+            model_dir, params, inputs, param_file, max_input_size=settings.max_input_size
+        )
+    except (ManifestError, ValidationFailed) as exc:
+        for problem in exc.problems:
+            err_console.print(f"[red]✗[/red] {problem}", soft_wrap=True)
+        for warning in exc.warnings:
+            err_console.print(f"[yellow]![/yellow] {warning}", soft_wrap=True)
+        err_console.print(f"Refused: {len(exc.problems)} problem(s); nothing was run.")
+        raise typer.Exit(2) from None
+    manifest, prepared = prepared
+    for warning in prepared.warnings:
+        console.print(f"[yellow]![/yellow] {warning}", soft_wrap=True)
+    work_root = Path(tempfile.mkdtemp(prefix=f"simyard-{manifest.name}-"))
+    with TaskDisplay(console, manifest) as display:
+        run = run_locally(
+            manifest,
+            model_dir.resolve(),
+            params=prepared.params,
+            inputs=prepared.inputs,
+            work_root=work_root,
+            options=settings.engine_options(),
+            max_parallel=settings.max_parallel,
+            on_change=display.update,
+        )
+    report_local_run(console, run, outdir)
+    if run.succeeded and not keep:
+        shutil.rmtree(work_root, ignore_errors=True)
+    else:
+        console.print(f"Working directories kept in {work_root}", soft_wrap=True)
+    raise typer.Exit(0 if run.succeeded else 1)

@@ -131,20 +131,30 @@ def _show(raw: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def show_number(value: Any) -> str:
+    """A limit or value as a person writes it: ``1`` rather than ``1.0``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
 def check_rules(spec: Parameter, value: Any) -> tuple[list[str], list[str]]:
     """Errors and soft warnings for an already typed ``value``."""
     errors: list[str] = []
     warnings: list[str] = []
+    shown = show_number(value)
     if isinstance(spec, IntegerParameter | NumberParameter | DateParameter):
         if spec.min is not None and value < spec.min:
-            errors.append(f"must be at least {spec.min} (got {value})")
+            errors.append(f"must be at least {show_number(spec.min)} (got {shown})")
         if spec.max is not None and value > spec.max:
-            errors.append(f"must be at most {spec.max} (got {value})")
+            errors.append(f"must be at most {show_number(spec.max)} (got {shown})")
     if isinstance(spec, IntegerParameter | NumberParameter) and not errors:
         if spec.warn_min is not None and value < spec.warn_min:
-            warnings.append(f"{value} is below the usual minimum {spec.warn_min} (allowed)")
+            usual = show_number(spec.warn_min)
+            warnings.append(f"{shown} is below the usual minimum {usual} (allowed)")
         if spec.warn_max is not None and value > spec.warn_max:
-            warnings.append(f"{value} is above the usual maximum {spec.warn_max} (allowed)")
+            usual = show_number(spec.warn_max)
+            warnings.append(f"{shown} is above the usual maximum {usual} (allowed)")
     if isinstance(spec, StringParameter):
         if spec.max_length is not None and len(value) > spec.max_length:
             errors.append(f"must be at most {spec.max_length} characters (got {len(value)})")

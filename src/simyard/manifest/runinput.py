@@ -1,0 +1,55 @@
+"""Check everything a run is given (parameters and input files) before anything runs.
+
+One function serves the CLI, the API and the web form, so they refuse the same things
+with the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simyard.errors import Problem, ValidationFailed
+from simyard.manifest.inputs import check_inputs
+from simyard.manifest.params import validate_parameters
+from simyard.manifest.schema import Manifest
+
+
+@dataclass
+class RunInput:
+    """Validated, typed parameters (defaults applied) and the input files of one run."""
+
+    params: dict[str, Any]
+    inputs: dict[str, Path]
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def validate_run_input(
+    manifest: Manifest,
+    model_dir: Path,
+    params: Mapping[str, Any],
+    inputs: Mapping[str, Path],
+    *,
+    filenames: Mapping[str, str] | None = None,
+    max_input_size: int,
+) -> RunInput:
+    """Check parameters and input files together; raise ValidationFailed listing every problem.
+
+    The hooks' cross-field rules run only when every single value and file is fine, so
+    a hook never sees a half-valid run.
+    """
+    file_problems = check_inputs(
+        manifest, dict(inputs), filenames=filenames, default_max_size=max_input_size
+    )
+    checked = validate_parameters(
+        manifest,
+        params,
+        inputs=inputs if not file_problems else None,
+        model_dir=model_dir if not file_problems else None,
+    )
+    problems = checked.problems + file_problems
+    if problems:
+        raise ValidationFailed(problems, checked.warnings)
+    return RunInput(checked.values, dict(inputs), checked.warnings)
