@@ -100,7 +100,7 @@ def parse_assignments(values: list[str], what: str) -> dict[str, str]:
 
 
 @app.command("test")
-def test(
+def run_model_test(
     model_dir: ModelDir,
     param: Annotated[
         list[str] | None, typer.Option("-p", "--param", help="A parameter: NAME=VALUE.")
