@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     )
 
     home: Path = Path(".simyard")
+    database_url: str | None = None  # default: SQLite file in home
+    storage_url: str | None = None  # default: file:// folder in home
+    executor: str = "local"
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None  # default: generated into home
+    heartbeat_timeout: float = Field(default=60.0, gt=0)
+    # The CLI client's side: where the server is and who we are.
+    url: str | None = None
+    token: SecretStr | None = None
+    credentials_file: Path = Path.home() / ".config" / "simyard" / "credentials.json"
     max_parallel: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     sandbox: Literal["auto", "bwrap", "none"] = "auto"
     max_log_size: Size = 16 * 2**20
@@ -47,6 +57,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data folder."""
+        return self.database_url or f"sqlite:///{(self.home / 'simyard.db').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        """The storage URL, defaulting to a folder in the data folder."""
+        return self.storage_url or f"file://{(self.home / 'storage').resolve()}"
 
     def engine_options(self) -> EngineOptions:
         """The engine's share of the settings."""

@@ -69,15 +69,8 @@ def upstream_outputs(
     manifest: Manifest, task: str, results: dict[str, TaskResult]
 ) -> dict[str, Path]:
     """Outputs of every task ``task`` needs (transitively), nearer tasks winning on a clash."""
-    ancestors: list[str] = []
-    stack = list(manifest.tasks[task].needs)
-    while stack:
-        name = stack.pop()
-        if name not in ancestors:
-            ancestors.append(name)
-            stack.extend(manifest.tasks[name].needs)
     staged: dict[str, Path] = {}
-    for name in [n for n in manifest.task_order() if n in ancestors]:
+    for name in manifest.ancestors(task):
         for output in results[name].outputs:
             staged[output.path] = output.source
     return staged

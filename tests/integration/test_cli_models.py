@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MakeModel
+from tests.toymodel import FILES, FORCING, MODEL
 
 
 def simyard(
@@ -27,65 +28,6 @@ def simyard(
     )
 
 
-MODEL = """\
-simyard: 1
-name: toy
-version: "0.1"
-parameters:
-  days: {type: integer, default: 3, min: 1, max: 100}
-  albedo: {type: number, default: 0.06, min: 0, max: 1, warn_max: 0.3}
-  site: {type: string, default: "A B"}
-inputs:
-  forcing:
-    path: input/forcing.csv
-    accept: [.csv]
-    csv:
-      columns:
-        day: {type: integer}
-        temp: {type: number, min: -60, max: 60}
-      min_rows: 1
-parameter_file: {path: params.txt, format: keyvalue}
-tasks:
-  prep:
-    command: [python3, prep.py, "{days}"]
-    outputs: [prep/]
-  simulate:
-    needs: [prep]
-    command: [python3, sim.py, "{site}"]
-    outputs: [results/]
-    progress: "day ([0-9]+) of ([0-9]+)"
-    error_patterns: ["^ERROR"]
-    success_requires: [results/summary.json]
-results:
-  metrics:
-    total: {file: results/summary.json, key: total}
-"""
-
-FILES = {
-    "prep.py": """\
-        import os, sys
-        os.makedirs("prep")
-        rows = open("input/forcing.csv").read().splitlines()[1:]
-        open("prep/days.txt", "w").write(sys.argv[1] + "\\n" + str(len(rows)))
-    """,
-    "sim.py": """\
-        import json, os, sys
-        params = dict(l.split(" = ", 1) for l in open("params.txt").read().splitlines())
-        days = int(open("prep/days.txt").read().split()[0])
-        os.makedirs("results")
-        for d in range(1, days + 1):
-            print(f"day {d} of {days}")
-        if float(params["albedo"]) > 0.9:
-            print("ERROR: albedo too high for open water")
-            print("  detail line 1")
-            sys.exit(2)
-        json.dump({"total": days * 10, "site": sys.argv[1]}, open("results/summary.json", "w"))
-    """,
-}
-
-FORCING = "day,temp\n1,10.5\n2,11.0\n"
-
-
 @pytest.fixture
 def toy(make_model: MakeModel, tmp_path: Path) -> tuple[Path, Path]:
     forcing = tmp_path / "forcing.csv"
@@ -96,7 +38,7 @@ def toy(make_model: MakeModel, tmp_path: Path) -> tuple[Path, Path]:
 def test_check_prints_a_summary_and_exits_zero(toy: tuple[Path, Path]) -> None:
     done = simyard("models", "check", toy[0])
     assert done.returncode == 0, done.stderr
-    assert "toy 0.1: 3 parameters, 1 inputs, 2 tasks (prep -> simulate)" in done.stdout
+    assert "toy 0.1: 4 parameters, 1 inputs, 2 tasks (prep -> simulate)" in done.stdout
 
 
 def test_check_prints_every_problem_and_exits_one(make_model: MakeModel) -> None:
@@ -127,9 +69,18 @@ def test_refused_input_prints_every_problem_exits_two_and_runs_nothing(
     bad_csv.write_text("day,temp\n1,75\n")
     out = tmp_path / "out"
     done = simyard(
-        "models", "test", model, "-p", "days=1000", "-p", "albedo=nan",
-        "-i", f"forcing={bad_csv}", "-o", out,
-    )  # fmt: skip
+        "models",
+        "test",
+        model,
+        "-p",
+        "days=1000",
+        "-p",
+        "albedo=nan",
+        "-i",
+        f"forcing={bad_csv}",
+        "-o",
+        out,
+    )
     assert done.returncode == 2
     assert "params.days: must be at most 100 (got 1000)" in done.stderr
     assert "params.albedo: must be a number, got NaN" in done.stderr
@@ -197,9 +148,13 @@ PARALLEL_FILES = {
 def test_independent_tasks_run_in_parallel(make_model: MakeModel, tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = simyard(
-        "models", "test", make_model(PARALLEL, PARALLEL_FILES), "-o", out,
+        "models",
+        "test",
+        make_model(PARALLEL, PARALLEL_FILES),
+        "-o",
+        out,
         env={"SIMYARD_MAX_PARALLEL": "2"},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     (a_start, a_end), (b_start, b_end) = json.loads((out / "join" / "joined.json").read_text())
     assert a_start < b_end, "a and b did not overlap"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from simyard.cli import models
+from simyard.cli import models, remote, server
 
 app = typer.Typer(
     name="simyard",
@@ -12,7 +12,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command("serve")(server.serve)
 app.add_typer(models.app, name="models")
+app.command("login")(remote.login)
+app.command("run")(remote.run)
+app.add_typer(remote.runs_app, name="runs")
+app.add_typer(server.users_app, name="users")
+app.add_typer(server.tokens_app, name="tokens")
+app.add_typer(server.db_app, name="db")
 
 
 def main() -> None:

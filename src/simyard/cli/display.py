@@ -76,9 +76,13 @@ class TaskDisplay:
             progress = f"{status.progress:5.1f}%" if status.progress is not None else ""
             line = Text(status.last_line[:80], style="dim") if status.state == "running" else ""
             table.add_row(
-                ICONS[status.state], name, str(status.state), progress,
-                self._elapsed(name, status), line,
-            )  # fmt: skip
+                ICONS[status.state],
+                name,
+                str(status.state),
+                progress,
+                self._elapsed(name, status),
+                line,
+            )
         return table
 
 

@@ -141,16 +141,16 @@ def run_model_test(
             err_console.print(f"[yellow]![/yellow] {warning}", soft_wrap=True)
         err_console.print(f"Refused: {len(exc.problems)} problem(s); nothing was run.")
         raise typer.Exit(2) from None
-    manifest, prepared = prepared
-    for warning in prepared.warnings:
+    manifest, run_input = prepared
+    for warning in run_input.warnings:
         console.print(f"[yellow]![/yellow] {warning}", soft_wrap=True)
     work_root = Path(tempfile.mkdtemp(prefix=f"simyard-{manifest.name}-"))
     with TaskDisplay(console, manifest) as display:
         run = run_locally(
             manifest,
             model_dir.resolve(),
-            params=prepared.params,
-            inputs=prepared.inputs,
+            params=run_input.params,
+            inputs=run_input.inputs,
             work_root=work_root,
             options=settings.engine_options(),
             max_parallel=settings.max_parallel,
@@ -162,3 +162,43 @@ def run_model_test(
     else:
         console.print(f"Working directories kept in {work_root}", soft_wrap=True)
     raise typer.Exit(0 if run.succeeded else 1)
+
+
+@app.command("add")
+def add(
+    model_dir: ModelDir,
+    server: Annotated[str | None, typer.Option("--server", help="The server's URL.")] = None,
+) -> None:
+    """Register a model version on the server (admin only)."""
+    from simyard.cli.remote import client, fail
+    from simyard.client import ClientError
+
+    try:
+        load_manifest(model_dir)
+    except ManifestError as exc:
+        for problem in exc.problems:
+            err_console.print(f"[red]✗[/red] {problem}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    with client(server) as api:
+        try:
+            added = api.add_model(model_dir)
+        except (ClientError, ValidationFailed) as exc:
+            raise fail(exc) from None
+    console.print(f"[green]✓[/green] {added['name']} {added['version']} registered")
+
+
+@app.command("list")
+def list_models(
+    server: Annotated[str | None, typer.Option("--server", help="The server's URL.")] = None,
+) -> None:
+    """The models registered on the server."""
+    from simyard.cli.remote import client, fail
+    from simyard.client import ClientError
+
+    with client(server) as api:
+        try:
+            found = api.models()
+        except ClientError as exc:
+            raise fail(exc) from None
+    for item in found:
+        console.print(f"{item['name']} {item['version']}  {item['title']}", soft_wrap=True)

@@ -68,6 +68,7 @@ class CommandSpec:
     bwrap: str | None
     network: bool
     read_only_files: frozenset[Path] = frozenset()
+    use_cgroups: bool = True
 
 
 def run_command(
@@ -79,7 +80,9 @@ def run_command(
 ) -> CommandOutcome:
     """Run ``spec`` to its end, feeding its output to ``capture``."""
     cancel = cancel or threading.Event()
-    group = ControlGroup.create(unique_group_name(spec.workdir.name), spec.limits)
+    group = None
+    if spec.use_cgroups:
+        group = ControlGroup.create(unique_group_name(spec.workdir.name), spec.limits)
     argv = spec.argv
     if spec.bwrap:
         argv = bwrap_argv(

@@ -51,6 +51,7 @@ class EngineOptions:
     max_file_size: int | None = None
     max_unpacked_bytes: int = 4 * 2**30
     max_unpacked_files: int = 10_000
+    cgroups: bool = True  # use control groups where the platform allows; else a watchdog
 
     def bwrap(self, network: bool) -> str | None:
         """The bubblewrap to use, or None to run unsandboxed."""
@@ -185,9 +186,16 @@ def run_task(
     started_at = dt.datetime.now(dt.UTC)
     staged = prepare_workdir(request, options)
     result = _execute(
-        request, spec, staged, options, cancel=cancel, on_line=on_line,
-        on_progress=on_progress, on_start=on_start, started_at=started_at,
-    )  # fmt: skip
+        request,
+        spec,
+        staged,
+        options,
+        cancel=cancel,
+        on_line=on_line,
+        on_progress=on_progress,
+        on_start=on_start,
+        started_at=started_at,
+    )
     if (
         result.outcome in (TaskOutcome.failed, TaskOutcome.timed_out)
         and request.manifest.on_failure is not None
@@ -212,9 +220,13 @@ def run_on_failure(
         run_id=request.run_id,
     )
     result = _execute(
-        diag, request.manifest.on_failure, StagedFiles(), options,
-        cancel=cancel, started_at=dt.datetime.now(dt.UTC),
-    )  # fmt: skip
+        diag,
+        request.manifest.on_failure,
+        StagedFiles(),
+        options,
+        cancel=cancel,
+        started_at=dt.datetime.now(dt.UTC),
+    )
     return result.outputs
 
 
@@ -264,6 +276,7 @@ def _execute(
         bwrap=bwrap,
         network=manifest.environment.network,
         read_only_files=frozenset(staged.read_only),
+        use_cgroups=options.cgroups,
     )
     try:
         argv[0] = resolve_program(argv[0], workdir, env["PATH"])

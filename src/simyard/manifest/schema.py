@@ -382,3 +382,14 @@ class Manifest(_Strict):
                 done.add(name)
                 del remaining[name]
         return order
+
+    def ancestors(self, task: str) -> list[str]:
+        """Every task ``task`` needs, transitively, in graph order (the nearest last)."""
+        found: set[str] = set()
+        stack = list(self.tasks[task].needs)
+        while stack:
+            current = stack.pop()
+            if current not in found and current in self.tasks:
+                found.add(current)
+                stack.extend(self.tasks[current].needs)
+        return [name for name in self.task_order() if name in found]

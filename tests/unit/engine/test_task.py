@@ -187,15 +187,22 @@ def test_flooded_output_is_capped_keeping_the_tail(run: Run) -> None:
     assert text.rstrip().endswith("THE LAST LINE")
 
 
-def test_memory_eater_is_stopped_as_out_of_memory(run: Run) -> None:
-    script = "import time\nblocks = []\nwhile True:\n    blocks.append(bytearray(20 * 2**20))\n"
-    result = run(*python_task(script, "    resources: {memory: 100MiB}\n    timeout: 60s\n"))
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroups-where-available", "watchdog"])
+def test_memory_eater_is_stopped_as_out_of_memory(run: Run, cgroups: bool) -> None:
+    script = (
+        "import time\nblocks = []\nwhile True:\n"
+        "    blocks.append(bytearray(20 * 2**20))\n    time.sleep(0.02)\n"
+    )
+    options = EngineOptions(kill_grace=0.5, cgroups=cgroups)
+    body, files = python_task(script, "    resources: {memory: 100MiB}\n    timeout: 60s\n")
+    result = run(body, files, options=options)
     assert result.outcome is TaskOutcome.failed
     assert result.failure is not None
     assert result.failure.kind is FailureKind.out_of_memory, result.failure
 
 
-def test_fork_bomb_is_stopped_as_resource_limit(run: Run) -> None:
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroups-where-available", "watchdog"])
+def test_fork_bomb_is_stopped_as_resource_limit(run: Run, cgroups: bool) -> None:
     script = (
         "import os, time\n"
         "while True:\n"
@@ -206,7 +213,9 @@ def test_fork_bomb_is_stopped_as_resource_limit(run: Run) -> None:
         "    except OSError:\n"
         "        time.sleep(0.01)\n"
     )
-    result = run(*python_task(script, "    resources: {processes: 20}\n    timeout: 60s\n"))
+    options = EngineOptions(kill_grace=0.5, cgroups=cgroups)
+    body, files = python_task(script, "    resources: {processes: 20}\n    timeout: 60s\n")
+    result = run(body, files, options=options)
     assert result.failure is not None
     assert result.failure.kind is FailureKind.resource_limit, result.failure
     assert "limit of" in result.failure.reason

@@ -1,0 +1,46 @@
+"""The FastAPI application: the API under /api/v1, health and metrics at the root."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from simyard import __version__
+from simyard.api import files, health, models, runs, users
+from simyard.api.deps import problems_response
+from simyard.errors import Problem
+from simyard.wiring import Platform
+
+
+def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
+    """The app for ``platform``; with ``dispatch`` it runs the dispatcher while it serves."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if dispatch:
+            platform.dispatcher.start()
+        try:
+            yield
+        finally:
+            if dispatch:
+                platform.dispatcher.stop()
+
+    app = FastAPI(title="simyard", version=__version__, lifespan=lifespan)
+    app.state.platform = platform
+    for router in (models.router, runs.router, files.router, users.router):
+        app.include_router(router, prefix="/api/v1")
+    app.include_router(health.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            Problem(".".join(str(p) for p in e["loc"] if p not in ("body", "query")), e["msg"])
+            for e in exc.errors()
+        ]
+        return problems_response(problems)
+
+    return app

@@ -1,0 +1,78 @@
+"""What every router needs: the platform, a database session, the current user, error shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from simyard.domain.tables import User
+from simyard.domain.users import user_for_token
+from simyard.errors import Problem
+from simyard.wiring import Platform
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+def get_db(platform: PlatformDep) -> Iterator[Session]:
+    """A session committed when the request handler returns normally (rolled back otherwise)."""
+    with platform.sessions() as session:
+        yield session
+        session.commit()
+
+
+DbDep = Annotated[Session, Depends(get_db)]
+
+
+def current_user(request: Request, db: DbDep) -> User:
+    """The user of the bearer token; 401 without a valid one."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    user = None
+    if scheme.lower() == "bearer" and token:
+        user = user_for_token(db=db, token=token.strip())
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="log in first: a valid API token is required (simyard login)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return user
+
+
+UserDep = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: UserDep) -> User:
+    if not user.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="only an admin may do this")
+    return user
+
+
+AdminDep = Annotated[User, Depends(admin_user)]
+
+
+def problems_response(
+    problems: list[Problem], warnings: list[Problem] | None = None, status_code: int = 422
+) -> JSONResponse:
+    """The SPEC.md error shape: ``{"errors": [{"field", "message"}], "warnings": [...]}``."""
+    return JSONResponse(
+        status_code=status_code,
+        content={
+            "errors": [{"field": p.field, "message": _message(p)} for p in problems],
+            "warnings": [{"field": w.field, "message": _message(w)} for w in warnings or []],
+        },
+    )
+
+
+def _message(problem: Problem) -> str:
+    return f"{problem.file}: {problem.message}" if problem.file else problem.message

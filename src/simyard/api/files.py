@@ -1,0 +1,233 @@
+"""Logs (byte ranges, live follow over server-sent events) and outputs (one file, or a zip)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zipfile
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import select
+
+from simyard.api.deps import DbDep, PlatformDep, UserDep
+from simyard.api.runs import load_run
+from simyard.domain.states import TaskRunState
+from simyard.domain.tables import Run, StoredFile, TaskRun, User
+from simyard.wiring import Platform
+
+router = APIRouter(prefix="/runs/{run_id}", tags=["logs and outputs"])
+
+CHUNK = 1 << 16
+FOLLOW_POLL_SECONDS = 0.05
+
+
+def _task(run: Run, task: str) -> TaskRun:
+    for task_run in run.task_runs:
+        if task_run.name == task:
+            return task_run
+    raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"run {run.id} has no task {task!r}")
+
+
+def _log_source(platform: Platform, db: Any, task_run: TaskRun) -> tuple[str, Any]:
+    """("live", path) while the task runs; ("stored", key) once its log is stored."""
+    stored = db.scalar(
+        select(StoredFile).where(StoredFile.task_run_id == task_run.id, StoredFile.kind == "log")
+    )
+    if stored is not None and TaskRunState(task_run.state).final:
+        return "stored", stored.key
+    return "live", platform.dispatcher.live_logs.path(task_run.id, max(task_run.attempt, 1))
+
+
+@router.get("/logs/{task}")
+def read_log(
+    run_id: int,
+    task: str,
+    db: DbDep,
+    user: UserDep,
+    platform: PlatformDep,
+    offset: int = 0,
+    length: int = 1 << 20,
+) -> Response:
+    """Up to ``length`` bytes of the task's log from ``offset`` (the live log while it runs)."""
+    run = load_run(db, user, run_id)
+    kind, source = _log_source(platform, db, _task(run, task))
+    offset, length = max(offset, 0), min(max(length, 0), 16 << 20)
+    if kind == "stored":
+        with platform.store.open(source) as handle:
+            handle.seek(offset)
+            data = handle.read(length)
+    elif source.exists():
+        with open(source, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(length)
+    else:
+        data = b""
+    return Response(
+        data,
+        media_type="text/plain; charset=utf-8",
+        headers={"X-Log-Next-Offset": str(offset + len(data))},
+    )
+
+
+@router.get("/logs/{task}/follow")
+async def follow_log(
+    run_id: int, task: str, user: UserDep, platform: PlatformDep
+) -> StreamingResponse:
+    """The task's live log as server-sent events (``data:`` one line each), ending with an
+    ``event: end`` once the task has finished and every line was sent."""
+    with platform.sessions() as db:
+        load_run(db, user, run_id)
+
+    async def lines() -> AsyncIterator[str]:
+        offset = 0
+        partial = b""
+        attempt = None
+        while True:
+            with platform.sessions() as db:
+                run = db.get(Run, run_id)
+                task_run = _task(run, task) if run is not None else None
+                if task_run is None:
+                    return
+                final = TaskRunState(task_run.state).final
+                current = max(task_run.attempt, 1)
+            if attempt is not None and current != attempt:
+                yield f"event: attempt\ndata: {current}\n\n"
+                offset, partial = 0, b""
+            attempt = current
+            path = platform.dispatcher.live_logs.path(task_run.id, current)
+            data = b""
+            if path.exists():
+                with open(path, "rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read(CHUNK * 16)
+                offset += len(data)
+            chunk = partial + data
+            *complete, partial = chunk.split(b"\n")
+            for line in complete:
+                yield "data: " + json.dumps(line.decode("utf-8", "replace")) + "\n\n"
+            if not data:
+                if final:
+                    if partial:
+                        yield "data: " + json.dumps(partial.decode("utf-8", "replace")) + "\n\n"
+                    yield f"event: end\ndata: {json.dumps(task_run.state)}\n\n"
+                    return
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
+    return StreamingResponse(
+        lines(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.get("/outputs")
+def list_outputs(run_id: int, db: DbDep, user: UserDep) -> list[dict[str, Any]]:
+    run = load_run(db, user, run_id)
+    names = {t.id: t.name for t in run.task_runs}
+    files = db.scalars(
+        select(StoredFile)
+        .where(StoredFile.run_id == run.id, StoredFile.kind.in_(["output", "diagnostic"]))
+        .order_by(StoredFile.task_run_id, StoredFile.path)
+    )
+    return [
+        {
+            "task": names.get(f.task_run_id or 0, ""),
+            "kind": f.kind,
+            "path": f.path,
+            "size": f.size,
+            "sha256": f.sha256,
+        }
+        for f in files
+    ]
+
+
+def _outputs(db: Any, run: Run) -> list[tuple[str, StoredFile]]:
+    names = {t.id: t.name for t in run.task_runs}
+    files = db.scalars(
+        select(StoredFile).where(
+            StoredFile.run_id == run.id, StoredFile.kind.in_(["output", "diagnostic"])
+        )
+    )
+    return [(names.get(f.task_run_id or 0, ""), f) for f in files]
+
+
+@router.get("/outputs.zip")
+def download_all(run_id: int, db: DbDep, user: UserDep, platform: PlatformDep) -> StreamingResponse:
+    """Every output as one zip, streamed (the server never holds it whole)."""
+    run = load_run(db, user, run_id)
+    entries = [(f"{task}/{f.path}", f.key) for task, f in _outputs(db, run)]
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.chunks: list[bytes] = []
+
+        def write(self, data: bytes) -> int:
+            self.chunks.append(bytes(data))
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+        def take(self) -> bytes:
+            data = b"".join(self.chunks)
+            self.chunks.clear()
+            return data
+
+    def stream() -> Iterator[bytes]:
+        pipe = Pipe()
+        archive = zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED)  # type: ignore[call-overload]
+        with archive:
+            for name, key in entries:
+                with (
+                    archive.open(name, "w", force_zip64=True) as dest,
+                    platform.store.open(key) as src,
+                ):
+                    while chunk := src.read(CHUNK):
+                        dest.write(chunk)
+                        if data := pipe.take():
+                            yield data
+                if data := pipe.take():
+                    yield data
+        yield pipe.take()
+
+    filename = f"run-{run.id}-outputs.zip"
+    return StreamingResponse(
+        stream(),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/outputs/{task}/{path:path}")
+def download_output(
+    run_id: int, task: str, path: str, db: DbDep, user: UserDep, platform: PlatformDep
+) -> StreamingResponse:
+    """One output file, streamed."""
+    run = load_run(db, user, run_id)
+    for name, f in _outputs(db, run):
+        if name == task and f.path == path:
+            key, size = f.key, f.size
+            break
+    else:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"no output {task}/{path} in run {run_id}"
+        )
+
+    def stream() -> Iterator[bytes]:
+        with platform.store.open(key) as handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+
+    filename = path.rsplit("/", 1)[-1].replace('"', "")
+    return StreamingResponse(
+        stream(),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+    )
+
+
+__all__ = ["User", "router"]

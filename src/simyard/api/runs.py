@@ -1,0 +1,207 @@
+"""Runs: create (JSON or multipart with uploads), validate only, list, get, cancel, rerun."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+
+from simyard.api.deps import DbDep, PlatformDep, UserDep, problems_response
+from simyard.api.schemas import RunOut, run_out
+from simyard.domain import runs as run_service
+from simyard.domain.registry import find_version, manifest_of, model_dir_of
+from simyard.domain.tables import User
+from simyard.errors import Problem, ValidationFailed
+from simyard.wiring import Platform
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+MAX_FORM_FILES = 100
+
+
+async def _read_request(
+    request: Request, scratch: Path
+) -> tuple[dict[str, Any], dict[str, run_service.Upload], list[Problem]]:
+    """The run request's fields and uploads (written to ``scratch``), from JSON or a form."""
+    problems: list[Problem] = []
+    uploads: dict[str, run_service.Upload] = {}
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=MAX_FORM_FILES)
+        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        try:
+            fields["params"] = json.loads(fields.get("params") or "{}")
+        except ValueError:
+            problems.append(Problem("params", "not a JSON object"))
+            fields["params"] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                slot = key.removeprefix("inputs.")
+                target = scratch / slot
+                with open(target, "wb") as out:
+                    while chunk := await value.read(1 << 20):
+                        out.write(chunk)
+                name = Path(value.filename or slot).name or slot
+                uploads[slot] = run_service.Upload(target, name)
+        await form.close()
+    else:
+        try:
+            fields = await request.json()
+        except ValueError:
+            fields = {}
+            problems.append(Problem("body", "not valid JSON"))
+        if not isinstance(fields, dict):
+            fields = {}
+            problems.append(Problem("body", "must be a JSON object"))
+    if not isinstance(fields.get("params", {}), dict):
+        problems.append(Problem("params", "must be an object of parameter values"))
+        fields["params"] = {}
+    return fields, uploads, problems
+
+
+def _validate_and_maybe_create(
+    platform: Platform,
+    user_id: int,
+    fields: dict[str, Any],
+    uploads: dict[str, run_service.Upload],
+    create: bool,
+) -> JSONResponse | RunOut:
+    model = fields.get("model")
+    if not isinstance(model, str) or not model:
+        return problems_response([Problem("model", "name the model to run")])
+    version_name = fields.get("version")
+    with platform.sessions() as db, db.begin():
+        user = db.get(User, user_id)
+        assert user is not None
+        version = find_version(db=db, name=model, version=version_name or None)
+        if version is None:
+            what = f"{model} {version_name}" if version_name else model
+            return problems_response([Problem("model", f"no model {what!r} is registered")])
+        unknown = [s for s in uploads if s not in manifest_of(version).inputs]
+        model_dir = model_dir_of(version, store=platform.store, cache_root=platform.cache_root)
+        try:
+            checked = run_service.check_run_input(
+                version=version,
+                model_dir=model_dir,
+                params=fields.get("params", {}),
+                uploads={s: u for s, u in uploads.items() if s not in unknown},
+                max_input_size=platform.settings.max_input_size,
+            )
+        except ValidationFailed as exc:
+            extra = [Problem(f"inputs.{s}", "unknown input slot") for s in unknown]
+            return problems_response(exc.problems + extra, exc.warnings)
+        if unknown:
+            return problems_response(
+                [Problem(f"inputs.{s}", "unknown input slot") for s in unknown]
+            )
+        if not create:
+            return JSONResponse(
+                {
+                    "errors": [],
+                    "warnings": [
+                        {"field": w.field, "message": w.message} for w in checked.warnings
+                    ],
+                }
+            )
+        run = run_service.create_run(
+            db=db,
+            store=platform.store,
+            user=user,
+            version=version,
+            checked=checked,
+            uploads=uploads,
+        )
+        run_id = run.id
+    platform.dispatcher.wake()
+    with platform.sessions() as db:
+        user = db.get(User, user_id)
+        assert user is not None
+        run = run_service.get_run(db=db, run_id=run_id, user=user)
+        return run_out(run, [])
+
+
+async def _submit(request: Request, platform: Platform, user: User, create: bool) -> Any:
+    scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=platform.settings.home.resolve()))
+    try:
+        fields, uploads, problems = await _read_request(request, scratch)
+        if problems:
+            return problems_response(problems)
+        result = await run_in_threadpool(
+            _validate_and_maybe_create, platform, user.id, fields, uploads, create
+        )
+        if isinstance(result, RunOut):
+            return JSONResponse(result.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@router.post(
+    "", response_model=RunOut, status_code=201, responses={422: {"description": "refused"}}
+)
+async def create_run(request: Request, platform: PlatformDep, user: UserDep) -> Any:
+    """Start a run: JSON ``{"model", "version"?, "params"}`` or a multipart form whose file
+    fields are named ``inputs.<slot>`` and whose ``params`` field holds a JSON object."""
+    return await _submit(request, platform, user, create=True)
+
+
+@router.post("/validate", responses={422: {"description": "refused"}})
+async def validate_run(request: Request, platform: PlatformDep, user: UserDep) -> Any:
+    """Check a run request exactly as creating it would, without creating anything."""
+    return await _submit(request, platform, user, create=False)
+
+
+@router.get("", response_model=list[RunOut])
+def list_runs(
+    db: DbDep,
+    user: UserDep,
+    state: str | None = None,
+    model: str | None = None,
+    before: int | None = Query(default=None, description="Only runs with a smaller id"),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> list[RunOut]:
+    """The caller's runs (every run for an admin), newest first."""
+    runs = run_service.list_runs(
+        db=db, user=user, state=state, model=model, before_id=before, limit=limit
+    )
+    return [run_out(run, []) for run in runs]
+
+
+def load_run(db: DbDep, user: UserDep, run_id: int) -> Any:
+    try:
+        return run_service.get_run(db=db, run_id=run_id, user=user)
+    except run_service.RunNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"run {run_id} not found") from None
+
+
+@router.get("/{run_id}", response_model=RunOut)
+def get_run(run_id: int, db: DbDep, user: UserDep) -> RunOut:
+    run = load_run(db, user, run_id)
+    outputs = run_service.run_files(db=db, run=run, kind="output")
+    return run_out(run, outputs, run_service.queue_position(db=db, run=run))
+
+
+@router.post("/{run_id}/cancel", response_model=RunOut)
+def cancel_run(run_id: int, db: DbDep, user: UserDep, platform: PlatformDep) -> RunOut:
+    run = load_run(db, user, run_id)
+    run_service.cancel_run(db=db, run=run)
+    db.commit()
+    platform.dispatcher.wake()
+    return run_out(run, [])
+
+
+@router.post("/{run_id}/rerun", response_model=RunOut, status_code=201)
+def rerun(
+    run_id: int, db: DbDep, user: UserDep, platform: PlatformDep, from_failed: bool = False
+) -> RunOut:
+    run = load_run(db, user, run_id)
+    new_id = run_service.rerun(db=db, run=run, user=user, from_failed=from_failed).id
+    db.commit()
+    platform.dispatcher.wake()
+    return run_out(run_service.get_run(db=db, run_id=new_id, user=user), [])

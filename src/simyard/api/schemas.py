@@ -1,0 +1,150 @@
+"""The JSON shapes of the API (the same object ``simyard run --json`` prints)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel
+
+from simyard.domain.tables import ModelVersion, Run, StoredFile
+
+
+class TaskOut(BaseModel):
+    name: str
+    state: str
+    attempt: int
+    exit_code: int | None
+    progress: float | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+    failure_kind: str | None
+    failure_summary: str | None
+
+
+class OutputOut(BaseModel):
+    task: str
+    path: str
+    size: int
+    sha256: str
+
+
+class ErrorOut(BaseModel):
+    kind: str | None
+    task: str | None
+    summary: str | None
+
+
+class RunOut(BaseModel):
+    id: int
+    model: str
+    version: str
+    state: str
+    owner: str
+    params: dict[str, Any]
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    tasks: list[TaskOut]
+    outputs: list[OutputOut]
+    metrics: dict[str, Any] | None
+    error: ErrorOut | None
+    queue_position: int | None = None
+    rerun_of: int | None = None
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    title: str
+    description: str
+    content_hash: str
+    created_at: dt.datetime
+    parameters_schema: dict[str, Any]
+    inputs: dict[str, Any]
+    tasks: list[str]
+
+
+def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = None) -> RunOut:
+    """Shape a run (with its task runs and model version loaded) for the API."""
+    names = {t.id: t.name for t in run.task_runs}
+    error = None
+    if run.error_kind:
+        error = ErrorOut(kind=run.error_kind, task=run.error_task, summary=run.error_summary)
+    return RunOut(
+        id=run.id,
+        model=run.model_version.name,
+        version=run.model_version.version,
+        state=run.state,
+        owner=run.user.name,
+        params=run.params,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        tasks=[
+            TaskOut(
+                name=t.name,
+                state=t.state,
+                attempt=t.attempt,
+                exit_code=t.exit_code,
+                progress=t.progress,
+                started_at=t.started_at,
+                finished_at=t.finished_at,
+                heartbeat_at=t.heartbeat_at,
+                failure_kind=t.failure_kind,
+                failure_summary=t.failure_summary,
+            )
+            for t in run.task_runs
+        ],
+        outputs=[
+            OutputOut(
+                task=names.get(f.task_run_id or 0, ""), path=f.path, size=f.size, sha256=f.sha256
+            )
+            for f in outputs
+        ],
+        metrics=run.metrics,
+        error=error,
+        queue_position=queue_position,
+        rerun_of=run.rerun_of,
+    )
+
+
+def parameters_schema(version: ModelVersion) -> dict[str, Any]:
+    """The model's parameters as a JSON Schema object (for forms and API clients)."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    kinds = {"integer": "integer", "number": "number", "string": "string", "boolean": "boolean"}
+    for name, spec in version.manifest.get("parameters", {}).items():
+        kind = spec["type"]
+        prop: dict[str, Any] = {"title": spec.get("label") or name}
+        if spec.get("help"):
+            prop["description"] = spec["help"]
+        if kind in kinds:
+            prop["type"] = kinds[kind]
+        elif kind == "choice":
+            prop["enum"] = spec["choices"]
+        elif kind == "date":
+            prop |= {"type": "string", "format": "date"}
+        for key, target in (
+            ("min", "minimum"),
+            ("max", "maximum"),
+            ("pattern", "pattern"),
+            ("max_length", "maxLength"),
+            ("min_length", "minLength"),
+            ("default", "default"),
+        ):
+            if spec.get(key) is not None:
+                prop[target] = spec[key]
+        for key in ("unit", "group", "warn_min", "warn_max"):
+            if spec.get(key) is not None:
+                prop[f"x-{key.replace('_', '-')}"] = spec[key]
+        properties[name] = prop
+        if spec.get("default") is None:
+            required.append(name)
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }

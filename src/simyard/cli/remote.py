@@ -1,0 +1,317 @@
+"""Client commands: ``login``, ``run``, ``runs ...``, ``models add|list`` against a server."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from simyard.cli.models import parse_assignments
+from simyard.client import Client, ClientError
+from simyard.config import Settings
+from simyard.errors import ParameterFileError, ValidationFailed
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+runs_app = typer.Typer(help="Look at and act on runs.", no_args_is_help=True)
+
+ServerOption = Annotated[
+    str | None, typer.Option("--server", help="The server's URL (or SIMYARD_URL).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+
+
+def _credentials(settings: Settings) -> dict[str, str]:
+    try:
+        data = json.loads(settings.credentials_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def client(server: str | None) -> Client:
+    """A client for the server named by --server, SIMYARD_URL or the last login."""
+    settings = Settings()
+    saved = _credentials(settings)
+    url = server or settings.url or saved.get("url")
+    if not url:
+        err_console.print("[red]✗[/red] no server: run `simyard login URL` or set SIMYARD_URL")
+        raise typer.Exit(2)
+    token = settings.token.get_secret_value() if settings.token else None
+    if token is None and saved.get("url", "").rstrip("/") == url.rstrip("/"):
+        token = saved.get("token")
+    return Client(url, token)
+
+
+def fail(exc: Exception, code: int = 1) -> typer.Exit:
+    if isinstance(exc, ValidationFailed):
+        for problem in exc.problems:
+            err_console.print(f"[red]✗[/red] {problem}", soft_wrap=True)
+        for warning in exc.warnings:
+            err_console.print(f"[yellow]![/yellow] {warning}", soft_wrap=True)
+        err_console.print(f"Refused: {len(exc.problems)} problem(s); no run was created.")
+        return typer.Exit(2)
+    err_console.print(f"[red]✗[/red] {exc}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def login(
+    url: str,
+    username: Annotated[str, typer.Option("--username", "-u", prompt=True)],
+    password: Annotated[str, typer.Option("--password", prompt=True, hide_input=True)],
+) -> None:
+    """Log in to a server and store a token for the CLI."""
+    settings = Settings()
+    try:
+        with Client(url) as api:
+            token = api.login(username, password)
+    except ClientError as exc:
+        raise fail(exc) from None
+    path = settings.credentials_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"url": url.rstrip("/"), "token": token}, handle)
+    console.print(f"[green]✓[/green] logged in to {url} as {username}")
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    console.print(
+        f"Run {run['id']}: {run['model']} {run['version']} [bold]{run['state']}[/bold]",
+        soft_wrap=True,
+    )
+    for task in run["tasks"]:
+        progress = f" {task['progress']:.0f}%" if task.get("progress") is not None else ""
+        console.print(f"  {task['name']}: {task['state']}{progress}")
+    if run.get("metrics"):
+        for key, value in run["metrics"].items():
+            console.print(f"  {key} = {value}")
+    if run.get("error") and run["error"].get("summary"):
+        console.print(run["error"]["summary"], style="red", soft_wrap=True)
+
+
+def wait_for(api: Client, run_id: int, *, follow: bool, quiet: bool) -> dict[str, Any]:
+    """Poll until the run ends, showing task states (and the live log with ``follow``)."""
+    shown: dict[str, str] = {}
+    offsets: dict[str, int] = {}
+    while True:
+        run = api.run(run_id)
+        for task in run["tasks"]:
+            if follow and task["state"] not in ("pending", "queued", "skipped", "cached"):
+                data, offsets[task["name"]] = api.log(
+                    run_id, task["name"], offsets.get(task["name"], 0)
+                )
+                if data:
+                    console.out(data.decode("utf-8", "replace"), end="")
+            if not quiet and shown.get(task["name"]) != task["state"]:
+                shown[task["name"]] = task["state"]
+                err_console.print(f"  {task['name']}: {task['state']}")
+        if run["state"] in FINAL:
+            return run
+        time.sleep(0.2)
+
+
+def run(
+    model: Annotated[str, typer.Argument(help="MODEL or MODEL@VERSION.")],
+    param: Annotated[list[str] | None, typer.Option("-p", "--param", help="NAME=VALUE")] = None,
+    param_file: Annotated[Path | None, typer.Option("-P", "--param-file")] = None,
+    input_: Annotated[list[str] | None, typer.Option("-i", "--input", help="SLOT=FILE")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to end.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", help="Show the live log.")] = False,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+) -> None:
+    """Start a run on the server. With --wait: exit 0 succeeded, 1 failed, 2 refused."""
+    try:
+        params: dict[str, Any] = dict(parse_assignments(param or [], "NAME=VALUE"))
+        inputs = {k: Path(v) for k, v in parse_assignments(input_ or [], "SLOT=FILE").items()}
+    except typer.BadParameter as exc:
+        raise fail(exc, 2) from None
+    for slot, path in inputs.items():
+        if not path.is_file():
+            raise fail(ValidationFailed([_problem(f"inputs.{slot}", f"{path}: no such file")]))
+    with client(server) as api:
+        if param_file is not None:
+            params = {**_params_from_file(api, model, param_file), **params}
+        try:
+            created = api.create_run(model, params, inputs)
+        except (ValidationFailed, ClientError) as exc:
+            raise fail(exc) from None
+        if not (wait or follow):
+            if as_json:
+                print(json.dumps(created))
+            else:
+                console.print(
+                    f"Run {created['id']} queued ({created['model']} {created['version']})"
+                )
+            return
+        final = wait_for(api, created["id"], follow=follow, quiet=as_json)
+        final = api.run(created["id"])
+    if as_json:
+        print(json.dumps(final))
+    else:
+        _print_run(final)
+    raise typer.Exit(0 if final["state"] == "succeeded" else 1)
+
+
+def _problem(field: str, message: str) -> Any:
+    from simyard.errors import Problem
+
+    return Problem(field, message)
+
+
+def _params_from_file(api: Client, model: str, path: Path) -> dict[str, Any]:
+    """Read a parameter file with the model's own format (fetched from the server)."""
+    from simyard.manifest.paramfile import read_parameter_file
+    from simyard.manifest.schema import Manifest
+
+    name, _, version = model.partition("@")
+    info = api.http.get(f"/models/{name}", params={"version": version} if version else None)
+    if not info.is_success:
+        raise fail(ClientError(f"no model {model!r}"))
+    manifest_json = api.http.get(
+        f"/models/{name}/manifest", params={"version": version} if version else None
+    )
+    if not manifest_json.is_success:
+        raise fail(ClientError("cannot read the model's manifest"))
+    manifest = Manifest.model_validate(manifest_json.json())
+    try:
+        values, unknown = read_parameter_file(manifest, path.read_bytes(), filename=path.name)
+    except (OSError, ParameterFileError) as exc:
+        raise fail(ValidationFailed([_problem("param_file", str(exc))])) from None
+    for key in unknown:
+        err_console.print(f"[yellow]![/yellow] {path.name}: {key} is not a parameter of {name}")
+    return dict(values)
+
+
+@runs_app.command("list")
+def runs_list(
+    state: Annotated[str | None, typer.Option("--state")] = None,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+) -> None:
+    """Your runs, newest first (all runs for an admin)."""
+    with client(server) as api:
+        try:
+            runs = api.runs(state=state, model=model)
+        except ClientError as exc:
+            raise fail(exc) from None
+    if as_json:
+        print(json.dumps(runs))
+        return
+    table = Table("id", "model", "state", "created", "owner")
+    for item in runs:
+        table.add_row(
+            str(item["id"]),
+            f"{item['model']} {item['version']}",
+            item["state"],
+            item["created_at"][:19],
+            item["owner"],
+        )
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: int, as_json: JsonOption = False, server: ServerOption = None) -> None:
+    """One run: state, tasks, metrics, failure summary."""
+    with client(server) as api:
+        try:
+            found = api.run(run_id)
+        except ClientError as exc:
+            raise fail(exc) from None
+    if as_json:
+        print(json.dumps(found))
+    else:
+        _print_run(found)
+
+
+@runs_app.command("logs")
+def runs_logs(
+    run_id: int,
+    task: Annotated[
+        str | None, typer.Option("--task", help="The task (default: every task).")
+    ] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Keep printing new lines.")] = False,
+    server: ServerOption = None,
+) -> None:
+    """A run's logs (one task's with --task)."""
+    with client(server) as api:
+        try:
+            found = api.run(run_id)
+            tasks = [t["name"] for t in found["tasks"] if task in (None, t["name"])]
+            if not tasks:
+                raise ClientError(f"run {run_id} has no task {task!r}")
+            for name in tasks:
+                if follow:
+                    for line in api.follow_log(run_id, name):
+                        console.out(line)
+                    continue
+                offset = 0
+                while True:
+                    data, offset = api.log(run_id, name, offset)
+                    if not data:
+                        break
+                    console.out(data.decode("utf-8", "replace"), end="")
+        except ClientError as exc:
+            raise fail(exc) from None
+
+
+@runs_app.command("outputs")
+def runs_outputs(
+    run_id: int,
+    outdir: Annotated[
+        Path | None, typer.Option("-o", "--outdir", help="Download them here.")
+    ] = None,
+    server: ServerOption = None,
+) -> None:
+    """List a run's outputs, or download them into OUTDIR/<task>/."""
+    with client(server) as api:
+        try:
+            files = api.outputs(run_id)
+            for item in files:
+                console.print(
+                    f"{item['task']}/{item['path']}  {item['size']} bytes", soft_wrap=True
+                )
+                if outdir is not None:
+                    api.download_output(
+                        run_id, item["task"], item["path"], outdir / item["task"] / item["path"]
+                    )
+        except ClientError as exc:
+            raise fail(exc) from None
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: int, server: ServerOption = None) -> None:
+    """Cancel a run: its model processes are stopped."""
+    with client(server) as api:
+        try:
+            found = api.cancel(run_id)
+        except ClientError as exc:
+            raise fail(exc) from None
+    console.print(f"Run {found['id']}: cancel requested")
+
+
+@runs_app.command("rerun")
+def runs_rerun(
+    run_id: int,
+    from_failed: Annotated[
+        bool, typer.Option("--from-failed", help="Reuse tasks that succeeded.")
+    ] = False,
+    server: ServerOption = None,
+) -> None:
+    """Run again with the same model version, parameters and inputs."""
+    with client(server) as api:
+        try:
+            found = api.rerun(run_id, from_failed=from_failed)
+        except ClientError as exc:
+            raise fail(exc) from None
+    console.print(f"Run {found['id']} queued (rerun of {run_id})")

@@ -1,0 +1,148 @@
+"""Operator commands: ``serve``, ``db upgrade``, ``users add``, ``tokens create``.
+
+They act on the configured database directly and need no running server.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+import simyard
+from simyard.config import Settings
+from simyard.domain.registry import register_model
+from simyard.domain.users import UserExists, create_token, create_user, get_user, hash_password
+from simyard.errors import ManifestError, ValidationFailed
+from simyard.wiring import build_platform, open_database
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage users (operator command).", no_args_is_help=True)
+tokens_app = typer.Typer(help="Manage API tokens (operator command).", no_args_is_help=True)
+
+
+def examples_dir() -> Path:
+    """The bundled example models: inside the installed package, or the source checkout's."""
+    package = Path(simyard.__file__).parent
+    for candidate in (package / "examples", package.parents[1] / "examples"):
+        if candidate.is_dir():
+            return candidate
+    raise typer.BadParameter("the example models are not installed")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date."""
+    settings = Settings()
+    open_database(settings)
+    console.print(f"[green]✓[/green] database schema is up to date ({_safe_url(settings)})")
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.resolved_database_url
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:  # never print a password
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    email: Annotated[str, typer.Option("--email", help="The user's email address.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Add a user (prompts for the password unless --password-stdin)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    database = open_database(Settings())
+    try:
+        with database.sessions() as db, db.begin():
+            create_user(db=db, name=name, email=email, password=password, is_admin=admin)
+    except ValidationFailed as exc:
+        for problem in exc.problems:
+            err_console.print(f"[red]✗[/red] {problem}")
+        raise typer.Exit(2) from None
+    except UserExists as exc:
+        err_console.print(f"[red]✗[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]✓[/green] user {name} added" + (" (admin)" if admin else ""))
+
+
+@tokens_app.command("create")
+def tokens_create(name: str) -> None:
+    """Print a new API token for user NAME."""
+    database = open_database(Settings())
+    with database.sessions() as db, db.begin():
+        user = get_user(db=db, name=name)
+        if user is None:
+            err_console.print(f"[red]✗[/red] no user {name!r}")
+            raise typer.Exit(1)
+        token = create_token(db=db, user=user, name="operator")
+    print(token)
+
+
+def prepare_demo(settings: Settings) -> str:
+    """Register the example models and (re)set the demo admin's password; the password."""
+    database = open_database(settings)
+    password = secrets.token_urlsafe(12)
+    from simyard.storage.registry import open_store
+
+    store = open_store(settings.resolved_storage_url)
+    with database.sessions() as db, db.begin():
+        admin = get_user(db=db, name="admin")
+        if admin is None:
+            admin = create_user(
+                db=db, name="admin", email="admin@example.org", password=password, is_admin=True
+            )
+        else:
+            admin.password_hash = hash_password(password)
+            admin.disabled = False
+        for folder in sorted(p for p in examples_dir().iterdir() if (p / "simyard.yaml").is_file()):
+            try:
+                version, created = register_model(db=db, store=store, model_dir=folder, user=admin)
+            except ManifestError as exc:
+                err_console.print(f"[red]✗[/red] example {folder.name}: {exc}")
+                continue
+            if created:
+                console.print(f"  registered {version.name} {version.version}")
+    return password
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Set up the example models and an admin account.")
+    ] = False,
+) -> None:
+    """Serve the web UI and the API, and run the models (embedded executor)."""
+    import uvicorn
+
+    from simyard.api.app import create_app
+
+    settings = Settings()
+    url = f"http://{host}:{port}"
+    if demo:
+        console.print(f"Setting up the demo in {settings.home.resolve()} ...")
+        password = prepare_demo(settings)
+        console.print(
+            f"\n[bold]simyard is running at {url}[/bold]  (API docs: {url}/docs)\n"
+            f"Log in as [bold]admin[/bold] with password [bold]{password}[/bold]\n"
+            f"From another terminal:  simyard login {url}   then   simyard run lake-heat "
+            "-i forcing=examples/lake-heat/sample/forcing.csv --wait\n"
+        )
+    platform = build_platform(settings)
+    uvicorn.run(create_app(platform), host=host, port=port, log_level="warning")

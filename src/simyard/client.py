@@ -1,0 +1,164 @@
+"""The HTTP client the CLI and Python users share."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from simyard.errors import Problem, SimyardError, ValidationFailed
+
+
+class ClientError(SimyardError):
+    """The server refused a request or could not be reached; the message says why."""
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"detail": response.text}
+    if response.status_code == 422 and isinstance(body, dict) and "errors" in body:
+        raise ValidationFailed(
+            [Problem(e["field"], e["message"]) for e in body["errors"]],
+            [Problem(w["field"], w["message"]) for w in body.get("warnings", [])],
+        )
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    raise ClientError(f"{response.status_code}: {detail}")
+
+
+class Client:
+    """Talks to one simyard server with one API token."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach {self.url}: {exc}") from None
+        _raise_for(response)
+        return response.json() if response.content else None
+
+    # -------------------------------------------------------------- tokens, models
+
+    def login(self, username: str, password: str) -> str:
+        """A new token for ``username``."""
+        answer = self._request("POST", "/tokens", json={"username": username, "password": password})
+        return str(answer["token"])
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/models"))
+
+    def add_model(self, model_dir: Path) -> dict[str, Any]:
+        """Upload a model folder (as a tar.gz) for registration."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for path in sorted(model_dir.rglob("*")):
+                if "__pycache__" in path.parts or ".git" in path.parts:
+                    continue
+                if path.is_file() or path.is_symlink():
+                    tar.add(path, arcname=path.relative_to(model_dir).as_posix(), recursive=False)
+        buffer.seek(0)
+        files = {"bundle": (f"{model_dir.name}.tar.gz", buffer, "application/gzip")}
+        return dict(self._request("POST", "/models", files=files))
+
+    # -------------------------------------------------------------- runs
+
+    def _run_request(
+        self, model: str, params: Mapping[str, Any], inputs: Mapping[str, Path], validate: bool
+    ) -> Any:
+        name, _, version = model.partition("@")
+        path = "/runs/validate" if validate else "/runs"
+        with ExitStack() as stack:
+            files = {
+                f"inputs.{slot}": (file.name, stack.enter_context(open(file, "rb")))
+                for slot, file in inputs.items()
+            }
+            data = {"model": name, "version": version, "params": json.dumps(dict(params))}
+            return self._request("POST", path, data=data, files=files or None)
+
+    def create_run(
+        self, model: str, params: Mapping[str, Any], inputs: Mapping[str, Path] | None = None
+    ) -> dict[str, Any]:
+        """Start a run of ``model`` (``name`` or ``name@version``); ValidationFailed if refused."""
+        return dict(self._run_request(model, params, inputs or {}, validate=False))
+
+    def validate_run(
+        self, model: str, params: Mapping[str, Any], inputs: Mapping[str, Path] | None = None
+    ) -> dict[str, Any]:
+        return dict(self._run_request(model, params, inputs or {}, validate=True))
+
+    def runs(
+        self, *, state: str | None = None, model: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        query = {k: v for k, v in {"state": state, "model": model, "limit": limit}.items() if v}
+        return list(self._request("GET", "/runs", params=query))
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        return dict(self._request("GET", f"/runs/{run_id}"))
+
+    def cancel(self, run_id: int) -> dict[str, Any]:
+        return dict(self._request("POST", f"/runs/{run_id}/cancel"))
+
+    def rerun(self, run_id: int, *, from_failed: bool = False) -> dict[str, Any]:
+        return dict(
+            self._request("POST", f"/runs/{run_id}/rerun", params={"from_failed": from_failed})
+        )
+
+    def log(self, run_id: int, task: str, offset: int = 0) -> tuple[bytes, int]:
+        """Bytes of a task's log from ``offset``, and the offset to ask for next."""
+        try:
+            response = self.http.get(f"/runs/{run_id}/logs/{task}", params={"offset": offset})
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach {self.url}: {exc}") from None
+        _raise_for(response)
+        return response.content, int(response.headers.get("X-Log-Next-Offset", offset))
+
+    def follow_log(self, run_id: int, task: str) -> Iterator[str]:
+        """Lines of a task's log as they are printed, until the task ends."""
+        with self.http.stream(
+            "GET", f"/runs/{run_id}/logs/{task}/follow", timeout=None
+        ) as response:
+            _raise_for(response)
+            event = "message"
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    if event == "end":
+                        return
+                    if event == "message":
+                        yield json.loads(line[6:])
+                    event = "message"
+
+    def outputs(self, run_id: int) -> list[dict[str, Any]]:
+        return list(self._request("GET", f"/runs/{run_id}/outputs"))
+
+    def download_output(self, run_id: int, task: str, path: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self.http.stream("GET", f"/runs/{run_id}/outputs/{task}/{path}") as response:
+            _raise_for(response)
+            with open(dest, "wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)

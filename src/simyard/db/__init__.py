@@ -1,0 +1,1 @@
+"""The database: engine and session factory, and the Alembic migrations that shape it."""

@@ -1,0 +1,87 @@
+"""The model registry: immutable model versions, stored as bundles named by content hash."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from simyard.domain.tables import ModelVersion, User
+from simyard.engine.bundles import make_bundle, unpack_bundle
+from simyard.errors import SimyardError
+from simyard.manifest import Manifest, load_manifest
+from simyard.storage.base import Store
+
+
+class ModelVersionConflict(SimyardError):
+    """``(name, version)`` is registered already with other content."""
+
+
+def register_model(
+    *, db: Session, store: Store, model_dir: Path, user: User | None
+) -> tuple[ModelVersion, bool]:
+    """Validate and store a model folder; returns (version, created).
+
+    The same content again is a no-op; the same version with other content is refused,
+    since runs must stay reproducible.
+    """
+    manifest = load_manifest(model_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle, content_hash = make_bundle(model_dir, Path(tmp))
+        existing = db.scalar(
+            select(ModelVersion).where(
+                ModelVersion.name == manifest.name, ModelVersion.version == manifest.version
+            )
+        )
+        if existing is not None:
+            if existing.content_hash == content_hash:
+                return existing, False
+            raise ModelVersionConflict(
+                f"{manifest.name} {manifest.version} is registered already with different "
+                "content; give the changed model a new version"
+            )
+        key = f"bundles/{content_hash}.tar"
+        if not store.exists(key):
+            store.put(key, bundle)
+        version = ModelVersion(
+            name=manifest.name,
+            version=manifest.version,
+            content_hash=content_hash,
+            manifest=manifest.model_dump(mode="json", exclude_unset=True),
+            bundle_key=key,
+            bundle_size=bundle.stat().st_size,
+            created_by=user.id if user else None,
+        )
+    db.add(version)
+    db.flush()
+    return version, True
+
+
+def manifest_of(version: ModelVersion) -> Manifest:
+    """The parsed manifest of a registered version."""
+    return Manifest.model_validate(version.manifest)
+
+
+def model_dir_of(version: ModelVersion, *, store: Store, cache_root: Path) -> Path:
+    """The unpacked model folder (cached by content hash) for hooks and validation."""
+    local = store.local_path(version.bundle_key)
+    if local is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "bundle.tar"
+            store.get(version.bundle_key, local)
+            return unpack_bundle(local, cache_root, version.content_hash)
+    return unpack_bundle(local, cache_root, version.content_hash)
+
+
+def find_version(*, db: Session, name: str, version: str | None = None) -> ModelVersion | None:
+    """A model version by name, the newest registered when ``version`` is None."""
+    query = select(ModelVersion).where(ModelVersion.name == name)
+    if version is not None:
+        query = query.where(ModelVersion.version == version)
+    return db.scalar(query.order_by(ModelVersion.id.desc()).limit(1))
+
+
+def list_versions(*, db: Session) -> list[ModelVersion]:
+    return list(db.scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.id)))

@@ -1,0 +1,265 @@
+"""Runs: create (validated exactly like ``models test``), cancel, rerun, find, and their events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from simyard.domain.registry import manifest_of
+from simyard.domain.states import RunState, TaskRunState
+from simyard.domain.tables import Event, ModelVersion, Run, StoredFile, TaskRun, User
+from simyard.errors import SimyardError
+from simyard.manifest.runinput import RunInput, validate_run_input
+from simyard.storage.base import Store
+
+
+class RunNotFound(SimyardError):
+    """No such run, or not one the user may see (the two are not told apart)."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded input file waiting in a temporary place, with the name the user gave it."""
+
+    path: Path
+    filename: str
+
+
+def jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Typed parameter values as JSON (dates as ISO text)."""
+    return {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in values.items()}
+
+
+def record_event(
+    db: Session, kind: str, run: Run, task_run: TaskRun | None = None, **data: Any
+) -> None:
+    """Add an event to the outbox, in the caller's transaction."""
+    payload = {"run_id": run.id, "state": run.state, **data}
+    if task_run is not None:
+        payload |= {
+            "task": task_run.name,
+            "task_state": task_run.state,
+            "attempt": task_run.attempt,
+        }
+    db.add(
+        Event(
+            run_id=run.id, task_run_id=task_run.id if task_run else None, kind=kind, payload=payload
+        )
+    )
+
+
+def check_run_input(
+    *,
+    version: ModelVersion,
+    model_dir: Path,
+    params: Mapping[str, Any],
+    uploads: Mapping[str, Upload],
+    max_input_size: int,
+) -> RunInput:
+    """Validate parameters and files as ``models test`` does; ValidationFailed lists them all."""
+    return validate_run_input(
+        manifest_of(version),
+        model_dir,
+        params,
+        {slot: u.path for slot, u in uploads.items()},
+        filenames={slot: u.filename for slot, u in uploads.items()},
+        max_input_size=max_input_size,
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def create_run(
+    *,
+    db: Session,
+    store: Store,
+    user: User,
+    version: ModelVersion,
+    checked: RunInput,
+    uploads: Mapping[str, Upload],
+) -> Run:
+    """Store the inputs (content-addressed: the same file is stored once) and queue the run."""
+    manifest = manifest_of(version)
+    run = Run(user_id=user.id, model_version_id=version.id, params=jsonable(checked.params))
+    db.add(run)
+    db.flush()
+    for slot, upload in uploads.items():
+        digest = _sha256(upload.path)
+        key = f"inputs/{digest}"
+        if not store.exists(key):
+            store.put(key, upload.path)
+        db.add(
+            StoredFile(
+                run_id=run.id,
+                kind="input",
+                slot=slot,
+                path=manifest.inputs[slot].path,
+                filename=upload.filename,
+                key=key,
+                size=upload.path.stat().st_size,
+                sha256=digest,
+            )
+        )
+    _add_task_runs(db, run, manifest.task_order(), {n: t.needs for n, t in manifest.tasks.items()})
+    record_event(db, "run.queued", run)
+    return run
+
+
+def _add_task_runs(db: Session, run: Run, order: list[str], needs: Mapping[str, list[str]]) -> None:
+    for position, name in enumerate(order):
+        task_run = TaskRun(run_id=run.id, name=name, position=position, needs=list(needs[name]))
+        db.add(task_run)
+        if not needs[name]:
+            task_run.set_state(TaskRunState.queued)
+    db.flush()
+
+
+def get_run(*, db: Session, run_id: int, user: User) -> Run:
+    """The run, if ``user`` may see it (owner or admin); RunNotFound otherwise."""
+    run = db.scalar(
+        select(Run)
+        .where(Run.id == run_id)
+        .options(selectinload(Run.task_runs), selectinload(Run.model_version))
+    )
+    if run is None or (run.user_id != user.id and not user.is_admin):
+        raise RunNotFound(f"run {run_id} not found")
+    return run
+
+
+def list_runs(
+    *,
+    db: Session,
+    user: User,
+    state: str | None = None,
+    model: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[Run]:
+    """The user's runs (all runs for an admin), newest first; keyset pagination by id."""
+    query = select(Run).options(selectinload(Run.model_version), selectinload(Run.task_runs))
+    if not user.is_admin:
+        query = query.where(Run.user_id == user.id)
+    if state:
+        query = query.where(Run.state == state)
+    if model:
+        query = query.join(ModelVersion).where(ModelVersion.name == model)
+    if before_id is not None:
+        query = query.where(Run.id < before_id)
+    return list(db.scalars(query.order_by(Run.id.desc()).limit(min(max(limit, 1), 500))))
+
+
+def run_files(*, db: Session, run: Run, kind: str) -> list[StoredFile]:
+    return list(
+        db.scalars(
+            select(StoredFile)
+            .where(StoredFile.run_id == run.id, StoredFile.kind == kind)
+            .order_by(StoredFile.task_run_id, StoredFile.path)
+        )
+    )
+
+
+def cancel_run(*, db: Session, run: Run) -> bool:
+    """Ask for a run to stop; False when it had ended already.
+
+    Task runs that have not started are cancelled at once; running ones are stopped by
+    the dispatcher, which kills their process trees.
+    """
+    if RunState(run.state).final:
+        return False
+    run.cancel_requested = True
+    for task_run in run.task_runs:
+        if TaskRunState(task_run.state) in (TaskRunState.pending, TaskRunState.queued):
+            task_run.set_state(TaskRunState.cancelled)
+            record_event(db, "task.cancelled", run, task_run)
+    record_event(db, "run.cancel_requested", run)
+    return True
+
+
+def rerun(*, db: Session, run: Run, user: User, from_failed: bool = False) -> Run:
+    """A new run with the same model version, parameters and inputs.
+
+    With ``from_failed``, tasks that succeeded (and whose upstream did) are reused as
+    ``cached``, with their outputs, so only the failed part runs again.
+    """
+    new = Run(
+        user_id=user.id,
+        model_version_id=run.model_version_id,
+        params=dict(run.params),
+        rerun_of=run.id,
+    )
+    db.add(new)
+    db.flush()
+    for stored in run_files(db=db, run=run, kind="input"):
+        db.add(
+            StoredFile(
+                run_id=new.id,
+                kind="input",
+                slot=stored.slot,
+                path=stored.path,
+                filename=stored.filename,
+                key=stored.key,
+                size=stored.size,
+                sha256=stored.sha256,
+            )
+        )
+    old_by_name = {t.name: t for t in run.task_runs}
+    reusable: set[str] = set()
+    for old in sorted(run.task_runs, key=lambda t: t.position):
+        ok = TaskRunState(old.state).done_ok and all(n in reusable for n in old.needs)
+        if from_failed and ok:
+            reusable.add(old.name)
+    for old in sorted(run.task_runs, key=lambda t: t.position):
+        task_run = TaskRun(
+            run_id=new.id, name=old.name, position=old.position, needs=list(old.needs)
+        )
+        db.add(task_run)
+        db.flush()
+        if old.name in reusable:
+            source = old_by_name[old.name]
+            task_run.set_state(TaskRunState.cached)
+            task_run.reused_from = source.reused_from or source.id
+            task_run.exit_code = source.exit_code
+            for stored in db.scalars(select(StoredFile).where(StoredFile.task_run_id == source.id)):
+                db.add(
+                    StoredFile(
+                        run_id=new.id,
+                        task_run_id=task_run.id,
+                        kind=stored.kind,
+                        path=stored.path,
+                        key=stored.key,
+                        size=stored.size,
+                        sha256=stored.sha256,
+                    )
+                )
+        elif all(n in reusable for n in old.needs):
+            task_run.set_state(TaskRunState.queued)
+    db.flush()
+    record_event(db, "run.queued", new, rerun_of=run.id)
+    return new
+
+
+def queue_position(*, db: Session, run: Run) -> int | None:
+    """How many queued task runs are ahead of this run's first queued one."""
+    mine = [t for t in run.task_runs if t.state == TaskRunState.queued and t.queued_at]
+    if not mine:
+        return None
+    first = min(t.queued_at for t in mine if t.queued_at is not None)
+    ahead = db.scalar(
+        select(func.count(TaskRun.id)).where(
+            TaskRun.state == TaskRunState.queued, TaskRun.queued_at < first
+        )
+    )
+    return int(ahead or 0)

@@ -1,0 +1,202 @@
+"""The database tables (SQLAlchemy 2). The database is the source of truth for every run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from simyard.domain.states import (
+    RunState,
+    TaskRunState,
+    check_run_transition,
+    check_task_transition,
+)
+
+
+def utcnow() -> dt.datetime:
+    """Now, timezone-aware in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, dt.datetime: DateTime(timezone=True)}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    manifest: Mapped[dict[str, Any]]
+    bundle_key: Mapped[str] = mapped_column(String(255))
+    bundle_size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_user_created", "user_id", "id"),
+        Index("ix_runs_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default=RunState.queued)
+    params: Mapped[dict[str, Any]]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error_task: Mapped[str | None] = mapped_column(String(100))
+    error_summary: Mapped[str | None] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    rerun_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    user: Mapped[User] = relationship()
+    model_version: Mapped[ModelVersion] = relationship()
+    task_runs: Mapped[list[TaskRun]] = relationship(
+        back_populates="run", order_by="TaskRun.position", cascade="all, delete-orphan"
+    )
+
+    def set_state(self, new: RunState) -> None:
+        """Move to ``new``; raise InvalidTransition when the table forbids it."""
+        check_run_transition(RunState(self.state), new)
+        self.state = new
+        now = utcnow()
+        if new is RunState.running:
+            self.started_at = now
+        if new.final:
+            self.finished_at = now
+
+
+class TaskRun(Base):
+    __tablename__ = "task_runs"
+    __table_args__ = (
+        UniqueConstraint("run_id", "name"),
+        Index("ix_task_runs_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    needs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), default=TaskRunState.pending)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    exit_code: Mapped[int | None]
+    queued_at: Mapped[dt.datetime | None]
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    progress: Mapped[float | None] = mapped_column(Float)
+    failure_kind: Mapped[str | None] = mapped_column(String(32))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    failure_summary: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    reused_from: Mapped[int | None] = mapped_column(Integer)
+
+    run: Mapped[Run] = relationship(back_populates="task_runs")
+
+    def set_state(self, new: TaskRunState) -> None:
+        """Move to ``new``; raise InvalidTransition when the table forbids it."""
+        check_task_transition(TaskRunState(self.state), new)
+        self.state = new
+        now = utcnow()
+        if new is TaskRunState.queued:
+            self.queued_at = now
+        if new is TaskRunState.running:
+            self.started_at = now
+            self.heartbeat_at = now
+        if new.final:
+            self.finished_at = now
+
+
+class StoredFile(Base):
+    """A file in object storage that belongs to a run: an input, an output, a log."""
+
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_run_kind", "run_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    task_run_id: Mapped[int | None] = mapped_column(ForeignKey("task_runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # input | output | diagnostic | log
+    slot: Mapped[str | None] = mapped_column(String(100))
+    path: Mapped[str] = mapped_column(String(1024))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """Every state change, written in the same transaction as the change (the outbox)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_run", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    task_run_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DispatcherLease(Base):
+    """The one row that says which server dispatches (several servers, one database)."""
+
+    __tablename__ = "dispatcher_lease"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime]

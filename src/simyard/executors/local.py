@@ -1,0 +1,201 @@
+"""The local executor: each attempt runs the engine in its own child process on this machine.
+
+Children are started from a forkserver (a clean, pre-imported process), report lines,
+progress, heartbeats and their result through one queue, and die with the server: a
+child gets SIGTERM when its parent goes, stops its model's process tree and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing as mp
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from simyard.engine.task import EngineOptions
+from simyard.engine.workorder import WorkOrder, execute_work_order
+from simyard.errors import SimyardError
+from simyard.executors.base import EventKind, Executor, ExecutorEvent
+from simyard.storage.base import Store
+
+HEARTBEAT_SECONDS = 5.0
+LINE_FLUSH_SECONDS = 0.05
+MAX_LINES_PER_FLUSH = 2000
+_PR_SET_PDEATHSIG = 1
+
+
+class LocalExecutor(Executor):
+    """Up to ``slots`` attempts at once, each in a child process."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        work_root: Path,
+        cache_root: Path,
+        options: EngineOptions,
+        slots: int,
+    ) -> None:
+        self.slots = slots
+        self._store = store
+        self._work_root = work_root
+        self._cache_root = cache_root
+        self._options = options
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["simyard.engine.workorder"])
+        self._queue: Any = self._ctx.Queue()
+        self._children: dict[tuple[int, int], BaseProcess] = {}
+        self._finished: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, order: WorkOrder) -> None:
+        args = (order, self._queue, self._store, self._work_root, self._cache_root, self._options)
+        child = self._ctx.Process(target=_child_main, args=args, daemon=False)
+        child.start()
+        with self._lock:
+            self._children[(order.task_run_id, order.attempt)] = child
+
+    def cancel(self, task_run_id: int, attempt: int) -> None:
+        with self._lock:
+            child = self._children.get((task_run_id, attempt))
+        if child is not None and child.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
+
+    def poll(self, timeout: float) -> list[ExecutorEvent]:
+        events: list[ExecutorEvent] = []
+        try:
+            events.append(self._queue.get(timeout=timeout))
+            while True:
+                events.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        for event in events:
+            if event.kind is EventKind.result:
+                self._finished.add((event.task_run_id, event.attempt))
+        events += self._reap()
+        return events
+
+    def _reap(self) -> list[ExecutorEvent]:
+        """Children that exited: a child that sent no result was lost."""
+        lost = []
+        with self._lock:
+            for key, child in list(self._children.items()):
+                if child.is_alive():
+                    continue
+                child.join()
+                del self._children[key]
+                if key in self._finished:
+                    self._finished.discard(key)
+                    continue
+                # Its result may still be in the queue: look once more before calling it lost.
+                late = self._drain()
+                if any(
+                    e.kind is EventKind.result and (e.task_run_id, e.attempt) == key for e in late
+                ):
+                    lost.extend(late)
+                    continue
+                lost.extend(late)
+                reason = f"the worker process exited with code {child.exitcode} before finishing"
+                lost.append(ExecutorEvent(key[0], key[1], EventKind.lost, {"reason": reason}))
+        return lost
+
+    def _drain(self) -> list[ExecutorEvent]:
+        drained = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                drained.append(self._queue.get(timeout=0.05))
+        return drained
+
+    def close(self) -> None:
+        with self._lock:
+            children = list(self._children.values())
+        for child in children:
+            if child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+        for child in children:
+            child.join(timeout=self._options.kill_grace + 5)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        self._queue.close()
+        self._queue.join_thread()
+
+
+def _child_main(
+    order: WorkOrder,
+    events: Any,
+    store: Store,
+    work_root: Path,
+    cache_root: Path,
+    options: EngineOptions,
+) -> None:
+    """Runs in the child process: execute the order, report everything through ``events``."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    cancel = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    key = (order.task_run_id, order.attempt)
+
+    def send(kind: EventKind, payload: dict[str, Any]) -> None:
+        events.put(ExecutorEvent(key[0], key[1], kind, payload))
+
+    send(EventKind.started, {"worker": f"local:{socket.gethostname()}:{os.getpid()}"})
+    pending: list[str] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def on_line(line: str) -> None:
+        with lock:
+            if len(pending) < MAX_LINES_PER_FLUSH:
+                pending.append(line)
+
+    def flusher() -> None:
+        last_beat = time.monotonic()
+        while not done.wait(LINE_FLUSH_SECONDS):
+            flush()
+            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                send(EventKind.heartbeat, {})
+                last_beat = time.monotonic()
+
+    def flush() -> None:
+        with lock:
+            lines = pending[:]
+            pending.clear()
+        if lines:
+            send(EventKind.lines, {"lines": lines})
+
+    thread = threading.Thread(target=flusher, daemon=True)
+    thread.start()
+    try:
+        result = execute_work_order(
+            order,
+            store=store,
+            work_root=work_root,
+            cache_root=cache_root,
+            options=options,
+            cancel=cancel,
+            on_line=on_line,
+            on_progress=lambda p: send(EventKind.progress, {"percent": p}),
+        )
+    except SimyardError as exc:
+        done.set()
+        thread.join()
+        flush()
+        send(EventKind.lost, {"reason": str(exc)})
+        return
+    done.set()
+    thread.join()
+    flush()
+    send(EventKind.result, {"result": result})
+    events.close()
+    events.join_thread()

@@ -1,0 +1,97 @@
+"""Build the running platform from Settings: database, store, executor, dispatcher.
+
+The one place where backends are chosen by configuration; everything else receives
+what it needs through constructors and function arguments.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from simyard.config import Settings
+from simyard.db.session import make_engine, session_factory, upgrade_schema
+from simyard.dispatch import Dispatcher, LiveLogs
+from simyard.errors import SimyardError
+from simyard.executors.base import Executor
+from simyard.storage.base import Store
+from simyard.storage.registry import open_store
+
+
+@dataclass
+class Database:
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
+def open_database(settings: Settings) -> Database:
+    """Open the configured database and bring its schema up to date."""
+    if settings.database_url is None:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade_schema(engine)
+    return Database(engine, session_factory(engine))
+
+
+def make_executor(settings: Settings, store: Store) -> Executor:
+    """The executor named by ``SIMYARD_EXECUTOR``."""
+    if settings.executor == "local":
+        from simyard.executors.local import LocalExecutor
+
+        return LocalExecutor(
+            store=store,
+            work_root=(settings.home / "work").resolve(),
+            cache_root=(settings.home / "cache" / "bundles").resolve(),
+            options=settings.engine_options(),
+            slots=settings.max_parallel,
+        )
+    raise SimyardError(f"unknown executor {settings.executor!r}: use 'local'")
+
+
+def secret_key(settings: Settings) -> str:
+    """The session-signing key: configured, or generated once into the data folder."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.home / "secret_key"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+@dataclass
+class Platform:
+    """Everything a server process runs with."""
+
+    settings: Settings
+    database: Database
+    store: Store
+    dispatcher: Dispatcher
+    cache_root: Path
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self.database.sessions
+
+
+def build_platform(settings: Settings) -> Platform:
+    """Open the database and store, start nothing yet."""
+    database = open_database(settings)
+    store = open_store(settings.resolved_storage_url)
+    executor = make_executor(settings, store)
+    live = LiveLogs((settings.home / "live").resolve(), settings.max_log_size)
+    dispatcher = Dispatcher(
+        sessions=database.sessions,
+        store=store,
+        executor=executor,
+        live_logs=live,
+        lost_after=settings.heartbeat_timeout,
+    )
+    return Platform(
+        settings, database, store, dispatcher, (settings.home / "cache" / "bundles").resolve()
+    )

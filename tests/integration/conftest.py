@@ -1,0 +1,138 @@
+"""A real ``simyard serve`` process on a free loopback port, with its own data folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server and the environment that talks to it."""
+
+    home: Path
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(
+        self, *args: str | Path, user: str = "admin", stdin: str | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the ``simyard`` command line as ``user`` against this server."""
+        env = {**self.env, "SIMYARD_URL": self.url}
+        if user in self.tokens:
+            env["SIMYARD_TOKEN"] = self.tokens[user]
+        return subprocess.run(
+            [sys.executable, "-m", "simyard", *map(str, args)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+
+    def add_user(self, name: str, *, admin: bool = False) -> str:
+        flags = ["--admin"] if admin else []
+        done = self.cli(
+            "users",
+            "add",
+            name,
+            "--email",
+            f"{name}@example.org",
+            *flags,
+            "--password-stdin",
+            stdin="correct horse battery\n",
+        )
+        assert done.returncode == 0, done.stderr
+        token = self.cli("tokens", "create", name).stdout.strip()
+        self.tokens[name] = token
+        return token
+
+    def http(self, user: str | None = "admin") -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
+        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=60)
+
+    def start(self) -> None:
+        log = open(self.home / "server.log", "ab")  # noqa: SIM115 - lives as long as the server
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "simyard", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start:\n" + (self.home / "server.log").read_text())
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        with_children = sig == signal.SIGKILL
+        if with_children:
+            self.process.kill()  # only the server: its children must notice on their own
+        else:
+            self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def wait_for_run(self, run_id: int, timeout: float = 120, user: str = "admin") -> dict:  # type: ignore[type-arg]
+        deadline = time.monotonic() + timeout
+        with self.http(user) as api:
+            while time.monotonic() < deadline:
+                run = api.get(f"/runs/{run_id}").json()
+                if run["state"] in ("succeeded", "failed", "cancelled", "timed_out"):
+                    return run  # type: ignore[no-any-return]
+                time.sleep(0.1)
+        raise AssertionError(f"run {run_id} did not end: {run}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "SIMYARD_HOME": str(home),
+        "SIMYARD_KILL_GRACE": "1",
+        "SIMYARD_MAX_PARALLEL": "2",
+        "SIMYARD_CREDENTIALS_FILE": str(tmp_path / "credentials.json"),
+    }
+    env.pop("SIMYARD_URL", None)
+    env.pop("SIMYARD_TOKEN", None)
+    srv = Server(home=home, port=free_port(), env=env)
+    srv.add_user("admin", admin=True)
+    srv.start()
+    yield srv
+    srv.stop()

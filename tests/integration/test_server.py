@@ -1,0 +1,206 @@
+"""The server as users meet it: a real ``simyard serve``, the CLI client and the HTTP API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import MakeModel
+from tests.integration.conftest import Server
+from tests.toymodel import FILES, FORCING, MODEL
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def toy(server: Server, make_model: MakeModel, tmp_path: Path) -> Path:
+    """The toy model registered on the server; returns the forcing file to upload."""
+    done = server.cli("models", "add", make_model(MODEL, FILES))
+    assert done.returncode == 0, done.stderr
+    forcing = tmp_path / "forcing.csv"
+    forcing.write_text(FORCING)
+    return forcing
+
+
+def model_processes(server: Server) -> list[psutil.Process]:
+    """Model processes still running below the server's work folder."""
+    found = []
+    work = str(server.home / "work")
+    for proc in psutil.process_iter(["cwd"]):
+        try:
+            if (proc.info["cwd"] or "").startswith(work):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_run_waits_and_prints_the_json_object(server: Server, toy: Path) -> None:
+    done = server.cli("run", "toy", "-p", "days=4", "-i", f"forcing={toy}", "--wait", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads(done.stdout)
+    assert run["state"] == "succeeded"
+    assert run["model"] == "toy"
+    assert run["params"]["days"] == 4
+    assert [t["name"] for t in run["tasks"]] == ["prep", "simulate"]
+    assert all(t["exit_code"] == 0 for t in run["tasks"])
+    assert run["metrics"] == {"total": 40}
+    assert {"path", "size", "sha256"} <= set(run["outputs"][0])
+    assert run["error"] is None
+
+
+def test_outputs_download_with_the_right_bytes(server: Server, toy: Path, tmp_path: Path) -> None:
+    done = server.cli("run", "toy", "-i", f"forcing={toy}", "--wait", "--json")
+    run = json.loads(done.stdout)
+    out = tmp_path / "out"
+    assert server.cli("runs", "outputs", str(run["id"]), "-o", out).returncode == 0
+    summary = out / "simulate" / "results" / "summary.json"
+    listed = {o["path"]: o for o in run["outputs"]}["results/summary.json"]
+    assert hashlib.sha256(summary.read_bytes()).hexdigest() == listed["sha256"]
+    with server.http() as api:
+        zipped = api.get(f"/runs/{run['id']}/outputs.zip")
+    assert zipped.status_code == 200
+    assert zipped.content[:2] == b"PK"
+
+
+def test_refused_run_prints_every_problem_and_creates_nothing(
+    server: Server, toy: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("day,temp\n1,99\n")
+    done = server.cli("run", "toy", "-p", "days=0", "-i", f"forcing={bad}", "--wait")
+    assert done.returncode == 2
+    assert "params.days: must be at least 1 (got 0)" in done.stderr
+    assert "inputs.forcing: bad.csv: row 2, column temp" in done.stderr
+    with server.http() as api:
+        assert api.get("/runs").json() == []
+
+
+def test_validate_only_answers_422_in_the_spec_shape(server: Server, toy: Path) -> None:
+    with server.http() as api:
+        answer = api.post("/runs/validate", json={"model": "toy", "params": {"albedo": "nan"}})
+    assert answer.status_code == 422
+    body = answer.json()
+    assert {"field": "params.albedo", "message": "must be a number, got 'nan'"} in body["errors"]
+    assert {"field": "inputs.forcing", "message": "is required"} in body["errors"]
+
+
+def test_failed_run_exits_one_with_the_models_error_line(server: Server, toy: Path) -> None:
+    done = server.cli("run", "toy", "-p", "albedo=0.95", "-i", f"forcing={toy}", "--wait")
+    assert done.returncode == 1
+    assert "ERROR: albedo too high for open water" in done.stdout
+    runs = json.loads(server.cli("runs", "list", "--json").stdout)
+    assert runs[0]["state"] == "failed"
+    assert runs[0]["error"]["kind"] == "model_error"
+    assert runs[0]["error"]["task"] == "simulate"
+
+
+def test_cancel_kills_the_model_and_ends_cancelled(server: Server, toy: Path) -> None:
+    started = server.cli(
+        "run", "toy", "-p", "days=100", "-p", "pace=1", "-i", f"forcing={toy}", "--json"
+    )
+    run_id = json.loads(started.stdout)["id"]
+    deadline = time.monotonic() + 60
+    while not model_processes(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert model_processes(server), "the model never started"
+    assert server.cli("runs", "cancel", str(run_id)).returncode == 0
+    run = server.wait_for_run(run_id)
+    assert run["state"] == "cancelled"
+    assert model_processes(server) == []
+
+
+def test_live_log_reaches_a_follower_while_the_task_runs(server: Server, toy: Path) -> None:
+    started = server.cli(
+        "run", "toy", "-p", "days=20", "-p", "pace=0.1", "-i", f"forcing={toy}", "--json"
+    )
+    run_id = json.loads(started.stdout)["id"]
+    seen: list[tuple[float, str]] = []
+
+    def follow() -> None:
+        done = server.cli("runs", "logs", str(run_id), "--task", "simulate", "--follow")
+        for line in done.stdout.splitlines():
+            seen.append((time.monotonic(), line))
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    thread.join(timeout=120)
+    run = server.wait_for_run(run_id)
+    assert run["state"] == "succeeded"
+    lines = [line for _, line in seen]
+    assert lines[:1] == ["day 1 of 20"]
+    assert lines[-1] == "day 20 of 20", "the last line was lost"
+
+
+def test_other_users_cannot_see_a_run(server: Server, toy: Path) -> None:
+    server.add_user("alice")
+    server.add_user("bob")
+    done = server.cli("run", "toy", "-i", f"forcing={toy}", "--wait", "--json", user="alice")
+    run_id = json.loads(done.stdout)["id"]
+    paths = [
+        f"/runs/{run_id}",
+        f"/runs/{run_id}/logs/simulate",
+        f"/runs/{run_id}/outputs",
+        f"/runs/{run_id}/outputs.zip",
+        f"/runs/{run_id}/outputs/simulate/results/summary.json",
+    ]
+    for path in paths:
+        with server.http("alice") as api:
+            assert api.get(path).status_code == 200, path
+        with server.http("admin") as api:
+            assert api.get(path).status_code == 200, path
+        with server.http("bob") as api:
+            assert api.get(path).status_code == 404, path
+        with server.http(None) as api:
+            assert api.get(path).status_code == 401, path
+    with server.http("bob") as api:
+        assert api.post(f"/runs/{run_id}/cancel").status_code == 404
+        assert api.get("/runs").json() == []
+
+
+def test_same_version_with_other_content_is_refused(
+    server: Server, toy: Path, make_model: MakeModel
+) -> None:
+    again = server.cli("models", "add", make_model(MODEL, FILES))
+    assert again.returncode == 0, again.stderr
+    changed = server.cli("models", "add", make_model(MODEL, {**FILES, "extra.txt": "x"}))
+    assert changed.returncode == 1
+    assert "registered already with different content" in changed.stderr
+
+
+def test_rerun_from_failed_reuses_the_tasks_that_succeeded(server: Server, toy: Path) -> None:
+    done = server.cli("run", "toy", "-p", "albedo=0.95", "-i", f"forcing={toy}", "--wait", "--json")
+    failed = json.loads(done.stdout)
+    assert failed["state"] == "failed"
+    rerun = server.cli("runs", "rerun", str(failed["id"]), "--from-failed")
+    assert rerun.returncode == 0, rerun.stderr
+    new_id = failed["id"] + 1
+    run = server.wait_for_run(new_id)
+    assert {t["name"]: t["state"] for t in run["tasks"]} == {"prep": "cached", "simulate": "failed"}
+
+
+def test_server_killed_mid_run_then_restarted_finishes_the_run(server: Server, toy: Path) -> None:
+    started = server.cli(
+        "run", "toy", "-p", "days=30", "-p", "pace=0.1", "-i", f"forcing={toy}", "--json"
+    )
+    run_id = json.loads(started.stdout)["id"]
+    deadline = time.monotonic() + 60
+    while not model_processes(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while model_processes(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert model_processes(server) == [], "a model process outlived its server"
+    server.start()
+    run = server.wait_for_run(run_id)
+    assert run["state"] == "succeeded"
+    simulate = {t["name"]: t for t in run["tasks"]}["simulate"]
+    assert simulate["attempt"] == 2
