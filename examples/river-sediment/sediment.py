@@ -144,11 +144,10 @@ def main():
                 log.write(f"unstable at km {reach.km[i]:.3f} on {date}, step {exc.step}\n")
                 needed = max(steps + 1, math.ceil(steps * courant[0] * 2))
                 fail(
-                    f"bed update became unstable at km {reach.km[i]:.2f} on {date} "
-                    f"(step {exc.step} of {steps}): water depth {reach.depth(i):.2f} m, "
-                    f"was {reach.depth0[i]:.2f} m",
-                    f"The bed Courant number was {courant[0]:.2f} at the start and reached "
-                    f"{max(courant):.2f}; the explicit scheme needs it below 1.",
+                    f"bed unstable at km {reach.km[i]:.2f} on {date}: depth "
+                    f"{reach.depth(i):.2f} m (was {reach.depth0[i]:.2f} m)",
+                    f"Courant number {courant[0]:.2f} at the start, {max(courant):.2f} at "
+                    "the end; it must stay below 1.",
                     f"Use steps_per_day of at least {needed}, a lower flow_velocity "
                     "or coarser grains.",
                 )

@@ -83,7 +83,7 @@ def test_refused_input_prints_every_problem_exits_two_and_runs_nothing(
     )
     assert done.returncode == 2
     assert "params.days: must be at most 100 (got 1000)" in done.stderr
-    assert "params.albedo: must be a number, got NaN" in done.stderr
+    assert "params.albedo: must be a number, got 'nan'" in done.stderr
     assert "inputs.forcing: bad.csv: row 2, column temp" in done.stderr
     assert "nothing was run" in done.stderr
     assert not out.exists()

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simyard.errors import Problem, ValidationFailed
+from simyard.errors import ParameterFileError, Problem, ValidationFailed
 from simyard.manifest.inputs import check_inputs
+from simyard.manifest.paramfile import render_parameter_file
 from simyard.manifest.params import validate_parameters
 from simyard.manifest.schema import Manifest
 
@@ -50,6 +51,12 @@ def validate_run_input(
         model_dir=model_dir if not file_problems else None,
     )
     problems = checked.problems + file_problems
+    if not problems and manifest.parameter_file is not None:
+        # Render once now, so a value the file format cannot hold is refused before the run.
+        try:
+            render_parameter_file(manifest, checked.values, model_dir)
+        except ParameterFileError as exc:
+            problems.append(Problem("parameter_file", str(exc)))
     if problems:
         raise ValidationFailed(problems, checked.warnings)
     return RunInput(checked.values, dict(inputs), checked.warnings)
