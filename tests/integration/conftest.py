@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,7 @@ class Server:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    log: Any = None
 
     @property
     def url(self) -> str:
@@ -75,12 +77,12 @@ class Server:
         return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=60)
 
     def start(self) -> None:
-        log = open(self.home / "server.log", "ab")  # noqa: SIM115 - lives as long as the server
+        self.log = open(self.home / "server.log", "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "simyard", "serve", "--port", str(self.port)],
             env=self.env,
-            stdout=log,
-            stderr=log,
+            stdout=self.log,
+            stderr=self.log,
             start_new_session=True,
         )
         deadline = time.monotonic() + 60
@@ -106,6 +108,7 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.process = None
+        self.log.close()
 
     def wait_for_run(self, run_id: int, timeout: float = 120, user: str = "admin") -> dict:  # type: ignore[type-arg]
         deadline = time.monotonic() + timeout

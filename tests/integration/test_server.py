@@ -192,8 +192,12 @@ def test_server_killed_mid_run_then_restarted_finishes_the_run(server: Server, t
     )
     run_id = json.loads(started.stdout)["id"]
     deadline = time.monotonic() + 60
-    while not model_processes(server) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    with server.http() as api:
+        while time.monotonic() < deadline:
+            tasks = {t["name"]: t for t in api.get(f"/runs/{run_id}").json()["tasks"]}
+            if tasks["simulate"]["state"] == "running" and model_processes(server):
+                break
+            time.sleep(0.05)
     server.stop(signal.SIGKILL)
     deadline = time.monotonic() + 30
     while model_processes(server) and time.monotonic() < deadline:

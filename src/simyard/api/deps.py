@@ -33,13 +33,18 @@ def get_db(platform: PlatformDep) -> Iterator[Session]:
 DbDep = Annotated[Session, Depends(get_db)]
 
 
-def current_user(request: Request, db: DbDep) -> User:
-    """The user of the bearer token; 401 without a valid one."""
+def current_user(request: Request, platform: PlatformDep) -> User:
+    """The user of the bearer token; 401 without a valid one.
+
+    Looked up in a transaction of its own, so no database lock is held while the
+    request handler works (SQLite allows one writer at a time).
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     user = None
     if scheme.lower() == "bearer" and token:
-        user = user_for_token(db=db, token=token.strip())
+        with platform.sessions() as db, db.begin():
+            user = user_for_token(db=db, token=token.strip())
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -93,7 +93,13 @@ def create_run(
 ) -> Run:
     """Store the inputs (content-addressed: the same file is stored once) and queue the run."""
     manifest = manifest_of(version)
-    run = Run(user_id=user.id, model_version_id=version.id, params=jsonable(checked.params))
+    run = Run(
+        user_id=user.id,
+        model_version_id=version.id,
+        params=jsonable(checked.params),
+        state=RunState.queued,
+        cancel_requested=False,
+    )
     db.add(run)
     db.flush()
     for slot, upload in uploads.items():
@@ -120,7 +126,14 @@ def create_run(
 
 def _add_task_runs(db: Session, run: Run, order: list[str], needs: Mapping[str, list[str]]) -> None:
     for position, name in enumerate(order):
-        task_run = TaskRun(run_id=run.id, name=name, position=position, needs=list(needs[name]))
+        task_run = TaskRun(
+            run_id=run.id,
+            name=name,
+            position=position,
+            needs=list(needs[name]),
+            state=TaskRunState.pending,
+            attempt=0,
+        )
         db.add(task_run)
         if not needs[name]:
             task_run.set_state(TaskRunState.queued)
@@ -199,6 +212,8 @@ def rerun(*, db: Session, run: Run, user: User, from_failed: bool = False) -> Ru
         model_version_id=run.model_version_id,
         params=dict(run.params),
         rerun_of=run.id,
+        state=RunState.queued,
+        cancel_requested=False,
     )
     db.add(new)
     db.flush()
@@ -223,7 +238,12 @@ def rerun(*, db: Session, run: Run, user: User, from_failed: bool = False) -> Ru
             reusable.add(old.name)
     for old in sorted(run.task_runs, key=lambda t: t.position):
         task_run = TaskRun(
-            run_id=new.id, name=old.name, position=old.position, needs=list(old.needs)
+            run_id=new.id,
+            name=old.name,
+            position=old.position,
+            needs=list(old.needs),
+            state=TaskRunState.pending,
+            attempt=0,
         )
         db.add(task_run)
         db.flush()

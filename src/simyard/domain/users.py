@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import secrets
@@ -85,7 +86,10 @@ def user_for_token(*, db: Session, token: str) -> User | None:
     row = db.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(token)))
     if row is None or row.user.disabled:
         return None
-    row.last_used_at = utcnow()
+    now = utcnow()
+    last = row.last_used_at
+    if last is None or (now - (last if last.tzinfo else last.replace(tzinfo=dt.UTC))).seconds > 60:
+        row.last_used_at = now
     return row.user
 
 
