@@ -95,8 +95,11 @@ class Client:
                 f"inputs.{slot}": (file.name, stack.enter_context(open(file, "rb")))
                 for slot, file in inputs.items()
             }
+            if not files:
+                body = {"model": name, "version": version or None, "params": dict(params)}
+                return self._request("POST", path, json=body)
             data = {"model": name, "version": version, "params": json.dumps(dict(params))}
-            return self._request("POST", path, data=data, files=files or None)
+            return self._request("POST", path, data=data, files=files)
 
     def create_run(
         self, model: str, params: Mapping[str, Any], inputs: Mapping[str, Path] | None = None

@@ -32,7 +32,8 @@ async def _read_request(
     """The run request's fields and uploads (written to ``scratch``), from JSON or a form."""
     problems: list[Problem] = []
     uploads: dict[str, run_service.Upload] = {}
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form(max_files=MAX_FORM_FILES)
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
         try:

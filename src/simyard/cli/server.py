@@ -141,8 +141,8 @@ def serve(
         console.print(
             f"\n[bold]simyard is running at {url}[/bold]  (API docs: {url}/docs)\n"
             f"Log in as [bold]admin[/bold] with password [bold]{password}[/bold]\n"
-            f"From another terminal:  simyard login {url}   then   simyard run lake-heat "
-            "-i forcing=examples/lake-heat/sample/forcing.csv --wait\n"
+            f"From another terminal:  simyard login {url}   then   "
+            "simyard run lake-heat --wait\n"
         )
     platform = build_platform(settings)
     uvicorn.run(create_app(platform), host=host, port=port, log_level="warning")

@@ -57,6 +57,8 @@ def bwrap_argv(
     ]
     if not network:
         cmd.append("--unshare-net")
+    # /tmp first: the binds below may lie under /tmp (a venv, a test's working directory).
+    cmd += ["--tmpfs", "/tmp"]
     for path in SYSTEM_DIRS:
         if Path(path).is_symlink():
             cmd += ["--symlink", str(Path(path).readlink()), path]
@@ -70,7 +72,7 @@ def bwrap_argv(
     for path in MASKED_DIRS:
         if Path(path).is_dir():
             cmd += ["--tmpfs", path]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
     cmd += ["--bind", str(workdir), str(workdir)]
     for file in sorted(read_only_files):
         cmd += ["--ro-bind", str(file), str(file)]
