@@ -121,8 +121,39 @@ class Server:
         raise AssertionError(f"run {run_id} did not end: {run}")
 
 
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the local server, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"simyard_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """The server on the embedded SQLite database, then on PostgreSQL."""
+    extra = {}
+    if request.param == "postgresql":
+        extra["SIMYARD_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    yield from _server(tmp_path, extra)
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
+    yield from _server(tmp_path, {})
+
+
+def _server(tmp_path: Path, extra: dict[str, str]) -> Iterator[Server]:
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -131,6 +162,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "SIMYARD_KILL_GRACE": "1",
         "SIMYARD_MAX_PARALLEL": "2",
         "SIMYARD_CREDENTIALS_FILE": str(tmp_path / "credentials.json"),
+        **extra,
     }
     env.pop("SIMYARD_URL", None)
     env.pop("SIMYARD_TOKEN", None)

@@ -42,7 +42,13 @@ def model_processes(server: Server) -> list[psutil.Process]:
     return found
 
 
-def test_run_waits_and_prints_the_json_object(server: Server, toy: Path) -> None:
+def test_run_waits_and_prints_the_json_object(
+    any_db_server: Server, make_model: MakeModel, tmp_path: Path
+) -> None:
+    server = any_db_server
+    assert server.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
+    toy = tmp_path / "forcing.csv"
+    toy.write_text(FORCING)
     done = server.cli("run", "toy", "-p", "days=4", "-i", f"forcing={toy}", "--wait", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     run = json.loads(done.stdout)
@@ -208,3 +214,65 @@ def test_server_killed_mid_run_then_restarted_finishes_the_run(server: Server, t
     assert run["state"] == "succeeded"
     simulate = {t["name"]: t for t in run["tasks"]}["simulate"]
     assert simulate["attempt"] == 2
+
+
+def test_demo_starts_registers_the_examples_and_runs_lake_heat(tmp_path: Path) -> None:
+    """The README's first command: a fresh data folder, the examples, an admin to log in as."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "SIMYARD_HOME": str(tmp_path / "demo"),
+        "SIMYARD_CREDENTIALS_FILE": str(tmp_path / "cred.json"),
+    }
+    env.pop("SIMYARD_URL", None)
+    env.pop("SIMYARD_TOKEN", None)
+    out = open(tmp_path / "demo.out", "wb")  # noqa: SIM115 - closed below
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "simyard", "serve", "--demo", "--port", str(port)],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        printed = ""
+        while "Log in as admin" not in printed and time.monotonic() < deadline:
+            time.sleep(0.2)
+            printed = (tmp_path / "demo.out").read_text()
+        password = re.search(r"with password (\S+)", printed)
+        assert password, printed
+        assert "registered lake-heat 1.4.0" in printed
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "simyard", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            login = cli("login", url, "-u", "admin", "--password", password.group(1))
+            if login.returncode == 0:
+                break
+            time.sleep(0.2)
+        assert login.returncode == 0, login.stderr
+        done = cli("run", "lake-heat", "--wait", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        run = json.loads(done.stdout)
+        assert run["state"] == "succeeded"
+        assert run["metrics"]["days_simulated"] == 30
+    finally:
+        demo.terminate()
+        demo.wait(timeout=30)
+        out.close()
