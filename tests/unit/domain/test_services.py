@@ -1,0 +1,103 @@
+"""Users, tokens, the registry and concurrent writes on the embedded SQLite database."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from simyard.db.session import make_engine, session_factory, upgrade_schema
+from simyard.domain.registry import ModelVersionConflict, register_model
+from simyard.domain.tables import ApiToken, User
+from simyard.domain.users import authenticate, create_token, create_user, user_for_token
+from simyard.engine.bundles import make_bundle
+from simyard.errors import ValidationFailed
+from simyard.storage.file import FileStore
+from tests.conftest import MakeModel
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> sessionmaker[Session]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade_schema(engine)
+    return session_factory(engine)
+
+
+def test_password_is_hashed_and_checked(sessions: sessionmaker[Session]) -> None:
+    with sessions() as db, db.begin():
+        user = create_user(db=db, name="ana", email="ana@example.org", password="s3cret-pass")
+        assert user.password_hash is not None
+        assert "s3cret-pass" not in user.password_hash
+    with sessions() as db:
+        assert authenticate(db=db, name="ana", password="s3cret-pass") is not None
+        assert authenticate(db=db, name="ana", password="wrong-pass") is None
+        assert authenticate(db=db, name="nobody", password="s3cret-pass") is None
+
+
+def test_bad_user_fields_are_named(sessions: sessionmaker[Session]) -> None:
+    with sessions() as db, pytest.raises(ValidationFailed) as info:
+        create_user(db=db, name="a b", email="not-an-email\r\nBcc: x", password="short")
+    assert [p.field for p in info.value.problems] == ["name", "email", "password"]
+
+
+def test_token_is_stored_hashed_and_finds_its_user(sessions: sessionmaker[Session]) -> None:
+    with sessions() as db, db.begin():
+        user = create_user(db=db, name="ben", email="ben@example.org", password=None)
+        token = create_token(db=db, user=user)
+    with sessions() as db, db.begin():
+        found = user_for_token(db=db, token=token)
+        assert found is not None
+        assert found.name == "ben"
+        assert user_for_token(db=db, token=token + "x") is None
+        stored = db.scalar(select(ApiToken.token_hash))
+        assert stored is not None
+        assert token not in stored
+
+
+def test_bundle_is_reproducible(make_model: MakeModel, tmp_path: Path) -> None:
+    model = make_model("simyard: 1\nname: m\nversion: '1'\ntasks: {a: {command: [x]}}\n")
+    _, first = make_bundle(model, tmp_path / "b1")
+    (model / "simyard.yaml").touch()  # a new mtime changes nothing
+    _, second = make_bundle(model, tmp_path / "b2")
+    assert first == second
+
+
+def test_same_version_other_content_is_refused(
+    sessions: sessionmaker[Session], make_model: MakeModel, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "store")
+    manifest = "simyard: 1\nname: m\nversion: '1'\ntasks: {a: {command: [x]}}\n"
+    with sessions() as db, db.begin():
+        _, created = register_model(db=db, store=store, model_dir=make_model(manifest), user=None)
+        assert created
+        _, created = register_model(db=db, store=store, model_dir=make_model(manifest), user=None)
+        assert not created
+        with pytest.raises(ModelVersionConflict, match="give the changed model a new version"):
+            register_model(
+                db=db, store=store, model_dir=make_model(manifest, {"x.txt": "x"}), user=None
+            )
+
+
+def test_concurrent_writers_wait_instead_of_failing(sessions: sessionmaker[Session]) -> None:
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(20):
+                with sessions() as db, db.begin():
+                    db.scalar(select(func.count(User.id)))  # read, then write: the risky pattern
+                    create_user(db=db, name=f"u{n}-{i}", email=f"u{n}@example.org", password=None)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with sessions() as db:
+        assert db.scalar(select(func.count(User.id))) == 160
