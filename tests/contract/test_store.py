@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ from simyard.storage.file import FileStore
 
 
 @pytest.fixture(params=["file"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    yield FileStore(tmp_path / "store")
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return FileStore(tmp_path / "store")
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
