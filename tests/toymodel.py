@@ -32,12 +32,22 @@ tasks:
     progress: "day ([0-9]+) of ([0-9]+)"
     error_patterns: ["^ERROR"]
     success_requires: [results/summary.json]
+    timeout: 8s
+  report:
+    needs: [simulate]
+    command: [python3, report.py]
+    outputs: [report.txt]
 results:
   metrics:
     total: {file: results/summary.json, key: total}
 """
 
 FILES = {
+    "report.py": """\
+        import json
+        summary = json.load(open("results/summary.json"))
+        open("report.txt", "w").write(f"total {summary['total']} at {summary['site']}\\n")
+    """,
     "prep.py": """\
         import os, sys
         os.makedirs("prep")

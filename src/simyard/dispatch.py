@@ -11,6 +11,7 @@ running when the server died are retried, or failed with the reason "server rest
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import threading
 import time
@@ -136,6 +137,7 @@ class Dispatcher:
             for run in runs:
                 self._advance_graph(db, run)
         self._claim_and_submit()
+        self._reconcile_silent_attempts()
         with self.sessions() as db, db.begin():
             for run in db.scalars(
                 select(Run)
@@ -423,6 +425,23 @@ class Dispatcher:
         if stale:
             self._dirty.set()
         return len(stale)
+
+    def _reconcile_silent_attempts(self) -> None:
+        """Attempts whose heartbeats stopped: stop what may be left of them and retry."""
+        cutoff = utcnow() - dt.timedelta(seconds=self.lost_after)
+        with self.sessions() as db, db.begin():
+            silent = list(
+                db.scalars(
+                    select(TaskRun).where(
+                        TaskRun.state == TaskRunState.running, TaskRun.heartbeat_at < cutoff
+                    )
+                )
+            )
+            for task_run in silent:
+                key = (task_run.id, task_run.attempt)
+                self.executor.cancel(*key)
+                self._running.discard(key)
+                self._lost(db, task_run, f"no heartbeat for {self.lost_after:g} s")
 
     def _write_progress(self) -> None:
         self._progress_written = time.monotonic()

@@ -140,17 +140,12 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def any_db_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    """The server on the embedded SQLite database, then on PostgreSQL."""
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A server on the embedded SQLite database, then the same on PostgreSQL."""
     extra = {}
     if request.param == "postgresql":
         extra["SIMYARD_DATABASE_URL"] = request.getfixturevalue("postgres_url")
     yield from _server(tmp_path, extra)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    yield from _server(tmp_path, {})
 
 
 def _server(tmp_path: Path, extra: dict[str, str]) -> Iterator[Server]:

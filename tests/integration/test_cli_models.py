@@ -38,7 +38,7 @@ def toy(make_model: MakeModel, tmp_path: Path) -> tuple[Path, Path]:
 def test_check_prints_a_summary_and_exits_zero(toy: tuple[Path, Path]) -> None:
     done = simyard("models", "check", toy[0])
     assert done.returncode == 0, done.stderr
-    assert "toy 0.1: 4 parameters, 1 inputs, 2 tasks (prep -> simulate)" in done.stdout
+    assert "toy 0.1: 4 parameters, 1 inputs, 3 tasks (prep -> simulate -> report)" in done.stdout
 
 
 def test_check_prints_every_problem_and_exits_one(make_model: MakeModel) -> None:

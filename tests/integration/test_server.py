@@ -42,20 +42,14 @@ def model_processes(server: Server) -> list[psutil.Process]:
     return found
 
 
-def test_run_waits_and_prints_the_json_object(
-    any_db_server: Server, make_model: MakeModel, tmp_path: Path
-) -> None:
-    server = any_db_server
-    assert server.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
-    toy = tmp_path / "forcing.csv"
-    toy.write_text(FORCING)
+def test_run_waits_and_prints_the_json_object(server: Server, toy: Path) -> None:
     done = server.cli("run", "toy", "-p", "days=4", "-i", f"forcing={toy}", "--wait", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     run = json.loads(done.stdout)
     assert run["state"] == "succeeded"
     assert run["model"] == "toy"
     assert run["params"]["days"] == 4
-    assert [t["name"] for t in run["tasks"]] == ["prep", "simulate"]
+    assert [t["name"] for t in run["tasks"]] == ["prep", "simulate", "report"]
     assert all(t["exit_code"] == 0 for t in run["tasks"])
     assert run["metrics"] == {"total": 40}
     assert {"path", "size", "sha256"} <= set(run["outputs"][0])
@@ -106,6 +100,40 @@ def test_failed_run_exits_one_with_the_models_error_line(server: Server, toy: Pa
     assert runs[0]["state"] == "failed"
     assert runs[0]["error"]["kind"] == "model_error"
     assert runs[0]["error"]["task"] == "simulate"
+    states = {t["name"]: t["state"] for t in runs[0]["tasks"]}
+    assert states == {"prep": "succeeded", "simulate": "failed", "report": "skipped"}
+
+
+def test_task_over_its_time_limit_ends_timed_out(server: Server, toy: Path) -> None:
+    done = server.cli(
+        "run", "toy", "-p", "days=100", "-p", "pace=0.2", "-i", f"forcing={toy}", "--wait", "--json"
+    )
+    assert done.returncode == 1
+    run = json.loads(done.stdout)
+    assert run["state"] == "timed_out"
+    assert run["error"]["kind"] == "timeout"
+    assert "time limit of 8 s" in run["error"]["summary"]
+    assert model_processes(server) == []
+
+
+def test_concurrent_runs_are_limited_by_max_parallel(server: Server, toy: Path) -> None:
+    ids = []
+    for _ in range(4):
+        started = server.cli(
+            "run", "toy", "-p", "days=10", "-p", "pace=0.15", "-i", f"forcing={toy}", "--json"
+        )
+        ids.append(json.loads(started.stdout)["id"])
+    most = 0
+    with server.http() as api:
+        while True:
+            runs = [api.get(f"/runs/{i}").json() for i in ids]
+            running = sum(t["state"] == "running" for r in runs for t in r["tasks"])
+            most = max(most, running)
+            if all(r["state"] in ("succeeded", "failed") for r in runs):
+                break
+            time.sleep(0.05)
+    assert most == 2  # SIMYARD_MAX_PARALLEL=2 in the fixture
+    assert [r["state"] for r in runs] == ["succeeded"] * 4
 
 
 def test_cancel_kills_the_model_and_ends_cancelled(server: Server, toy: Path) -> None:
@@ -152,7 +180,10 @@ def test_other_users_cannot_see_a_run(server: Server, toy: Path) -> None:
     run_id = json.loads(done.stdout)["id"]
     paths = [
         f"/runs/{run_id}",
+        f"/runs/{run_id}/events",
+        f"/runs/{run_id}/events/follow",
         f"/runs/{run_id}/logs/simulate",
+        f"/runs/{run_id}/logs/simulate/follow",
         f"/runs/{run_id}/outputs",
         f"/runs/{run_id}/outputs.zip",
         f"/runs/{run_id}/outputs/simulate/results/summary.json",
@@ -166,9 +197,15 @@ def test_other_users_cannot_see_a_run(server: Server, toy: Path) -> None:
             assert api.get(path).status_code == 404, path
         with server.http(None) as api:
             assert api.get(path).status_code == 401, path
+    for user, expected in (("bob", 404), (None, 401)):
+        with server.http(user) as api:
+            assert api.post(f"/runs/{run_id}/cancel").status_code == expected
+            assert api.post(f"/runs/{run_id}/rerun").status_code == expected
     with server.http("bob") as api:
-        assert api.post(f"/runs/{run_id}/cancel").status_code == 404
         assert api.get("/runs").json() == []
+        assert api.post("/models", files={"bundle": ("m.tar", b"x")}).status_code == 403
+    with server.http("admin") as api:
+        assert [r["id"] for r in api.get("/runs").json()] == [run_id]
 
 
 def test_same_version_with_other_content_is_refused(
@@ -189,14 +226,27 @@ def test_rerun_from_failed_reuses_the_tasks_that_succeeded(server: Server, toy: 
     assert rerun.returncode == 0, rerun.stderr
     new_id = failed["id"] + 1
     run = server.wait_for_run(new_id)
-    assert {t["name"]: t["state"] for t in run["tasks"]} == {"prep": "cached", "simulate": "failed"}
+    assert {t["name"]: t["state"] for t in run["tasks"]} == {
+        "prep": "cached",
+        "simulate": "failed",
+        "report": "skipped",
+    }
+    assert {t["name"]: t["attempt"] for t in run["tasks"]}["prep"] == 0  # not run again
 
 
-def test_server_killed_mid_run_then_restarted_finishes_the_run(server: Server, toy: Path) -> None:
+def test_server_killed_mid_run_then_restarted_finishes_every_run(server: Server, toy: Path) -> None:
     started = server.cli(
         "run", "toy", "-p", "days=30", "-p", "pace=0.1", "-i", f"forcing={toy}", "--json"
     )
     run_id = json.loads(started.stdout)["id"]
+    queued = [
+        json.loads(
+            server.cli(
+                "run", "toy", "-p", "days=5", "-p", "pace=0.5", "-i", f"forcing={toy}", "--json"
+            ).stdout
+        )["id"]
+        for _ in range(3)
+    ]
     deadline = time.monotonic() + 60
     with server.http() as api:
         while time.monotonic() < deadline:
@@ -214,6 +264,12 @@ def test_server_killed_mid_run_then_restarted_finishes_the_run(server: Server, t
     assert run["state"] == "succeeded"
     simulate = {t["name"]: t for t in run["tasks"]}["simulate"]
     assert simulate["attempt"] == 2
+    with server.http() as api:
+        events = api.get(f"/runs/{run_id}/events").json()
+    retries = [e for e in events if e["kind"] == "task.retry"]
+    assert [(e["task"], e["reason"]) for e in retries] == [("simulate", "server restarted")]
+    for other in queued:
+        assert server.wait_for_run(other)["state"] == "succeeded"
 
 
 def test_demo_starts_registers_the_examples_and_runs_lake_heat(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from simyard.api.deps import DbDep, PlatformDep, UserDep
 from simyard.api.runs import load_run
 from simyard.domain.states import TaskRunState
-from simyard.domain.tables import Run, StoredFile, TaskRun, User
+from simyard.domain.tables import Event, Run, StoredFile, TaskRun, User
 from simyard.wiring import Platform
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["logs and outputs"])
@@ -79,7 +79,7 @@ async def follow_log(
     """The task's live log as server-sent events (``data:`` one line each), ending with an
     ``event: end`` once the task has finished and every line was sent."""
     with platform.sessions() as db:
-        load_run(db, user, run_id)
+        _task(load_run(db, user, run_id), task)  # 404 now, not in the middle of a stream
 
     async def lines() -> AsyncIterator[str]:
         offset = 0
@@ -157,6 +157,7 @@ def download_all(run_id: int, db: DbDep, user: UserDep, platform: PlatformDep) -
     """Every output as one zip, streamed (the server never holds it whole)."""
     run = load_run(db, user, run_id)
     entries = [(f"{task}/{f.path}", f.key) for task, f in _outputs(db, run)]
+    db.commit()  # release the database before the long part: streaming
 
     class Pipe:
         def __init__(self) -> None:
@@ -213,6 +214,7 @@ def download_output(
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"no output {task}/{path} in run {run_id}"
         )
+    db.commit()  # release the database before the long part: streaming
 
     def stream() -> Iterator[bytes]:
         with platform.store.open(key) as handle:
@@ -231,3 +233,43 @@ def download_output(
 
 
 __all__ = ["User", "router"]
+
+
+def _events_after(db: Any, run_id: int, after: int) -> list[dict[str, Any]]:
+    rows = db.scalars(
+        select(Event).where(Event.run_id == run_id, Event.id > after).order_by(Event.id)
+    )
+    return [{"id": e.id, "kind": e.kind, "at": e.created_at.isoformat(), **e.payload} for e in rows]
+
+
+@router.get("/events")
+def list_events(run_id: int, db: DbDep, user: UserDep, after: int = 0) -> list[dict[str, Any]]:
+    """The run's events (state changes, retries with their reasons), oldest first."""
+    load_run(db, user, run_id)
+    return _events_after(db, run_id, after)
+
+
+@router.get("/events/follow")
+async def follow_events(run_id: int, user: UserDep, platform: PlatformDep) -> StreamingResponse:
+    """The run's events as server-sent events, ending after the run's final state."""
+    with platform.sessions() as db:
+        load_run(db, user, run_id)
+
+    async def stream() -> AsyncIterator[str]:
+        after = 0
+        while True:
+            with platform.sessions() as db:
+                events = _events_after(db, run_id, after)
+            for event in events:
+                after = event["id"]
+                yield f"event: {event['kind']}\ndata: {json.dumps(event)}\n\n"
+            if any(e["kind"] in FINAL_RUN_EVENTS for e in events):
+                return
+            await asyncio.sleep(FOLLOW_POLL_SECONDS * 2)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+FINAL_RUN_EVENTS = {f"run.{s}" for s in ("succeeded", "failed", "cancelled", "timed_out")}

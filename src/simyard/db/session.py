@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,13 +35,31 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
+    open_here = threading.local()
+
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: Any) -> None:
         # Take the write lock up front: a deferred transaction that later upgrades to a
         # writer fails at once with "database is locked" instead of waiting its turn.
+        # A second transaction in the same thread would wait for the first forever.
+        if getattr(open_here, "depth", 0):
+            raise NestedTransaction(
+                "a second database transaction in one thread would deadlock on SQLite; "
+                "pass the open session along instead"
+            )
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+        open_here.depth = 1
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _ended(connection: Any) -> None:
+        open_here.depth = 0
 
     return engine
+
+
+class NestedTransaction(RuntimeError):
+    """Code opened a transaction while its thread already holds one (a bug)."""
 
 
 def upgrade_schema(engine: Engine) -> None:

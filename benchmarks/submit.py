@@ -1,0 +1,321 @@
+"""Submit latency, end-to-end overhead and throughput of trivial runs through a real server.
+
+A trivial model prints its wall-clock time when it starts and again as its last line;
+the client compares them with its own clock around ``POST /api/v1/runs`` and the
+polling that sees the run succeed. The run's own timestamps split the time into stages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from benchmarks import floor
+from benchmarks.context import Bench
+from benchmarks.figures import (
+    BAR_COLUMNS,
+    LATENCY_COLUMNS,
+    Latency,
+    bar_row,
+    latency_bar,
+    table,
+)
+
+DEFAULT_RUNS = 50
+THROUGHPUT_RUNS = 100
+SUBMITTERS = 8
+BARE_CONCURRENCY = 2  # the server's SIMYARD_MAX_PARALLEL
+POLL_SECONDS = 0.005
+RUN_TIMEOUT = 60.0
+FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+
+MODEL = "bench-stamp"
+TASK = "stamp"
+STAMP_SCRIPT = """\
+import time
+print("start", repr(time.time()), flush=True)
+print("end", repr(time.time()), flush=True)
+"""
+MODEL_FILES = {
+    "simyard.yaml": f"""\
+simyard: 1
+name: {MODEL}
+version: "1"
+title: Benchmark model that prints its start and end time
+tasks:
+  {TASK}:
+    command: [python3, stamp.py]
+""",
+    "stamp.py": STAMP_SCRIPT,
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One trivial run seen from the client, with the model's and the server's timestamps."""
+
+    submitted: float  # client clock, just before POST
+    answered: float  # POST returned
+    seen_done: float  # the client saw ``succeeded``
+    model_start: float  # printed by the model
+    model_end: float
+    run: dict[str, Any]  # the final GET /runs/{id}
+
+    @property
+    def to_started(self) -> float:
+        return self.model_start - self.submitted
+
+    @property
+    def overhead(self) -> float:
+        return (self.seen_done - self.submitted) - (self.model_end - self.model_start)
+
+    def stages(self) -> dict[str, float]:
+        """Seconds spent in each stage, from the client's, the server's and the model's clocks."""
+        task = self.run["tasks"][0]
+        created = timestamp(self.run["created_at"])
+        claimed = timestamp(task["started_at"])
+        task_done = timestamp(task["finished_at"])
+        run_done = timestamp(self.run["finished_at"])
+        return {
+            "POST /runs answered": self.answered - self.submitted,
+            "created → task claimed by the dispatcher": claimed - created,
+            "claimed → model printed its start": self.model_start - claimed,
+            "model's last line → task recorded finished": task_done - self.model_end,
+            "task finished → run finished": run_done - task_done,
+            "run finished → client saw it (polling)": self.seen_done - run_done,
+        }
+
+
+def timestamp(text: str) -> float:
+    """An API timestamp as seconds since the epoch (a naive one is UTC)."""
+    when = dt.datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+def model_times(log: str) -> tuple[float, float]:
+    """The start and end times the stamp model printed."""
+    found = {}
+    for line in log.splitlines():
+        word, _, value = line.partition(" ")
+        if word in ("start", "end"):
+            found[word] = float(value)
+    return found["start"], found["end"]
+
+
+def submit(bench: Bench, api: httpx.Client) -> int | None:
+    """POST one trivial run; its id, or None (noted) when the server refused it."""
+    response = api.post("/runs", json={"model": MODEL, "params": {}})
+    if response.status_code != 201:
+        bench.note(f"POST /runs answered {response.status_code}: {response.text[:300]}")
+        return None
+    return int(response.json()["id"])
+
+
+def wait_final(api: httpx.Client, run_id: int) -> dict[str, Any] | None:
+    """Poll the run every 5 ms until it is final; None after a minute."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        response = api.get(f"/runs/{run_id}")
+        if response.status_code == 200:
+            run: dict[str, Any] = response.json()
+            if run["state"] in FINAL:
+                return run
+        time.sleep(POLL_SECONDS)
+    return None
+
+
+def one_sample(bench: Bench, api: httpx.Client) -> Sample | None:
+    submitted = time.time()
+    run_id = submit(bench, api)
+    answered = time.time()
+    if run_id is None:
+        return None
+    run = wait_final(api, run_id)
+    seen_done = time.time()
+    if run is None:
+        bench.note(f"run {run_id} of the trivial model did not end within {RUN_TIMEOUT:.0f} s")
+        return None
+    if run["state"] != "succeeded":
+        bench.note(f"run {run_id} of the trivial model ended {run['state']}: {run['error']}")
+        return None
+    log = api.get(f"/runs/{run_id}/logs/{TASK}")
+    try:
+        start, end = model_times(log.text)
+    except (KeyError, ValueError):
+        bench.note(f"run {run_id}: log {log.status_code} without start/end lines: {log.text!r}")
+        return None
+    return Sample(submitted, answered, seen_done, start, end, run)
+
+
+def latency_samples(bench: Bench, count: int) -> list[Sample]:
+    samples = []
+    with bench.server().api() as api:
+        one_sample(bench, api)  # warm-up: the first run unpacks the model into the cache
+        with bench.console.status(f"submit: {count} trivial runs, one after the other ..."):
+            for _ in range(count):
+                sample = one_sample(bench, api)
+                if sample is not None:
+                    samples.append(sample)
+    return samples
+
+
+@dataclass(frozen=True)
+class Throughput:
+    runs: int
+    succeeded: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.succeeded / self.seconds
+
+
+def server_throughput(bench: Bench) -> Throughput:
+    """Submit ``THROUGHPUT_RUNS`` runs from ``SUBMITTERS`` threads, wait until none is left."""
+    limits = httpx.Limits(max_connections=SUBMITTERS + 1)
+    with httpx.Client(
+        base_url=bench.server().url + "/api/v1",
+        headers={"Authorization": f"Bearer {bench.server().token}"},
+        timeout=60,
+        limits=limits,
+    ) as api:
+        start = time.time()
+        with ThreadPoolExecutor(SUBMITTERS) as pool:
+            ids = [i for i in pool.map(lambda _: submit(bench, api), range(THROUGHPUT_RUNS)) if i]
+        deadline = time.monotonic() + 300
+        # Runs only go queued -> running -> final, so asking for queued first cannot miss one.
+        while time.monotonic() < deadline and any(
+            api.get("/runs", params={"state": state, "limit": 1}).json()
+            for state in ("queued", "running")
+        ):
+            time.sleep(0.02)
+        else:
+            if time.monotonic() >= deadline:
+                bench.note("throughput: runs were still queued or running after 300 s")
+        seconds = time.time() - start
+        listed = api.get("/runs", params={"limit": 500}).json()
+        states = {run["id"]: run["state"] for run in listed}
+        for run_id in set(ids) - set(states):  # older than the newest 500
+            states[run_id] = api.get(f"/runs/{run_id}").json()["state"]
+    succeeded = sum(states.get(i) == "succeeded" for i in ids)
+    if succeeded < THROUGHPUT_RUNS:
+        others = sorted({states.get(i, "missing") for i in ids} - {"succeeded"})
+        bench.note(
+            f"throughput: {THROUGHPUT_RUNS - succeeded} of {THROUGHPUT_RUNS} runs did not succeed "
+            f"({', '.join(others) or 'refused'})"
+        )
+    return Throughput(THROUGHPUT_RUNS, succeeded, seconds)
+
+
+def bare_throughput(argv: list[str]) -> Throughput:
+    """``argv`` in a plain subprocess loop, ``BARE_CONCURRENCY`` at a time."""
+
+    def once(_: int) -> None:
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+    start = time.time()
+    with ThreadPoolExecutor(BARE_CONCURRENCY) as pool:
+        list(pool.map(once, range(THROUGHPUT_RUNS)))
+    return Throughput(THROUGHPUT_RUNS, THROUGHPUT_RUNS, time.time() - start)
+
+
+def run(bench: Bench) -> None:
+    floor_figures = floor.measure(bench)
+    bench.model(MODEL, MODEL_FILES)
+    samples = latency_samples(bench, bench.samples(DEFAULT_RUNS))
+    if not samples:
+        bench.console.print("[red]submit: no trivial run succeeded; nothing to report[/red]")
+        return
+    started = Latency.of([s.to_started for s in samples])
+    overhead = Latency.of([s.overhead for s in samples])
+    show_latency(bench, samples, started, overhead, floor_figures)
+    with bench.console.status(f"throughput: {THROUGHPUT_RUNS} runs from {SUBMITTERS} threads ..."):
+        served = server_throughput(bench)
+    script = bench.root / "stamp.py"
+    script.write_text(STAMP_SCRIPT)
+    with bench.console.status(f"throughput: bare loops at concurrency {BARE_CONCURRENCY} ..."):
+        bare = bare_throughput([sys.executable, str(script)])
+        bare_true = bare_throughput(["/bin/true"])
+    show_throughput(bench, served, bare, bare_true)
+    rate = served.per_second
+    share = rate / bare.per_second
+    bench.console.print(
+        table(
+            "submit and throughput against SPEC.md's quality bars",
+            BAR_COLUMNS,
+            [
+                latency_bar("submit → started p50 ≤ 50 ms", started.p50, 0.050),
+                latency_bar("submit → started p99 ≤ 250 ms", started.p99, 0.250),
+                latency_bar("overhead p50 ≤ 100 ms", overhead.p50, 0.100),
+                bar_row("throughput ≥ 50 runs/s", f"{rate:.1f}", rate, 50, at_most=False),
+                bar_row(
+                    "throughput ≥ 50 % of the bare loop", f"{share:.0%}", share, 0.5, at_most=False
+                ),
+            ],
+        )
+    )
+
+
+def show_latency(
+    bench: Bench,
+    samples: list[Sample],
+    started: Latency,
+    overhead: Latency,
+    floor_figures: floor.Floor,
+) -> None:
+    own = Latency.of([s.model_end - s.model_start for s in samples])
+    rows = [
+        ["submit → model process started (its first line)", *started.row()],
+        ["end-to-end overhead (submit → seen succeeded, minus model's own time)", *overhead.row()],
+        ["model's own time (its first line → its last line)", *own.row()],
+        ["floor: python -c pass, start → exit", *floor_figures.python.row()],
+        ["floor: /bin/true, start → exit", *floor_figures.true.row()],
+    ]
+    if floor_figures.sandboxed_python is not None:
+        rows.append(["floor: python -c pass in bwrap", *floor_figures.sandboxed_python.row()])
+    bench.console.print(
+        table(
+            "submit: trivial runs one after the other (local executor, SIMYARD_MAX_PARALLEL=2; "
+            "the client polls every 5 ms)",
+            ["figure", *LATENCY_COLUMNS],
+            rows,
+        )
+    )
+    stages: dict[str, list[float]] = {}
+    for sample in samples:
+        for name, seconds in sample.stages().items():
+            stages.setdefault(name, []).append(seconds)
+    bench.console.print(
+        table(
+            "submit: where the time goes (run and task timestamps from the API)",
+            ["stage", *LATENCY_COLUMNS],
+            [[name, *Latency.of(values).row()] for name, values in stages.items()],
+        )
+    )
+
+
+def show_throughput(bench: Bench, served: Throughput, bare: Throughput, true: Throughput) -> None:
+    rows = [
+        (f"simyard ({SUBMITTERS} submitting threads, local executor, 2 slots)", served),
+        (f"bare subprocess loop, same program, concurrency {BARE_CONCURRENCY}", bare),
+        (f"for scale: bare loop of /bin/true, concurrency {BARE_CONCURRENCY}", true),
+    ]
+    bench.console.print(
+        table(
+            f"throughput: {THROUGHPUT_RUNS} trivial runs started at once, until all ended",
+            ["how", "runs", "succeeded", "seconds", "runs/s"],
+            [
+                [how, str(t.runs), str(t.succeeded), f"{t.seconds:.2f}", f"{t.per_second:.1f}"]
+                for how, t in rows
+            ],
+        )
+    )
