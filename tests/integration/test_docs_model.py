@@ -349,9 +349,9 @@ def test_overstocked_pond_fails_with_the_models_error_line(tmp_path: Path) -> No
     assert (out / "prepare" / "prep" / "ponds.dat").is_file()
     assert not (out / "report").exists()
     assert not (out / "simulate" / "results" / "summary.json").exists()
-    assert "aborted: pond P2 overstocked" in (
-        out / "simulate" / "results" / "popsim.log"
-    ).read_text()
+    assert (
+        "aborted: pond P2 overstocked" in (out / "simulate" / "results" / "popsim.log").read_text()
+    )
     diagnostics = out / "simulate" / "diagnostics"
     assert sorted(p.name for p in diagnostics.iterdir()) == [
         "params.json",
@@ -404,9 +404,7 @@ def test_param_file_unknown_names_warn_and_case_is_ignored(tmp_path: Path) -> No
     old = tmp_path / "legacy.json"
     old.write_text(json.dumps({"YEARS": 3, "Growth_Rate": 0.25, "colour": "red"}))
     out = tmp_path / "out"
-    proc = simyard(
-        tmp_path, "models", "test", MODEL, "-i", f"ponds={PONDS}", "-P", old, "-o", out
-    )
+    proc = simyard(tmp_path, "models", "test", MODEL, "-i", f"ponds={PONDS}", "-P", old, "-o", out)
     assert proc.returncode == 0, output_of(proc)
     assert "legacy.json" in proc.stderr + proc.stdout
     assert "colour" in output_of(proc)

@@ -27,7 +27,7 @@ MAX_FORM_FILES = 100
 
 
 async def _read_request(
-    request: Request, scratch: Path
+    request: Request, scratch: Path, max_size: int
 ) -> tuple[dict[str, Any], dict[str, run_service.Upload], list[Problem]]:
     """The run request's fields and uploads (written to ``scratch``), from JSON or a form."""
     problems: list[Problem] = []
@@ -45,8 +45,15 @@ async def _read_request(
             if isinstance(value, UploadFile):
                 slot = key.removeprefix("inputs.")
                 target = scratch / slot
+                written = 0
                 with open(target, "wb") as out:
                     while chunk := await value.read(1 << 20):
+                        written += len(chunk)
+                        if written > max_size:  # stop reading: no limit of a model allows more
+                            problems.append(
+                                Problem(f"inputs.{slot}", "file is over the size limit")
+                            )
+                            break
                         out.write(chunk)
                 name = Path(value.filename or slot).name or slot
                 uploads[slot] = run_service.Upload(target, name)
@@ -124,13 +131,16 @@ def _validate_and_maybe_create(
         user = db.get(User, user_id)
         assert user is not None
         run = run_service.get_run(db=db, run_id=run_id, user=user)
-        return run_out(run, [])
+        shaped = run_out(run, [])
+        shaped.warnings = [{"field": w.field, "message": w.message} for w in checked.warnings]
+        return shaped
 
 
 async def _submit(request: Request, platform: Platform, user: User, create: bool) -> Any:
     scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=platform.settings.home.resolve()))
     try:
-        fields, uploads, problems = await _read_request(request, scratch)
+        limit = platform.settings.max_input_size
+        fields, uploads, problems = await _read_request(request, scratch, limit)
         if problems:
             return problems_response(problems)
         result = await run_in_threadpool(

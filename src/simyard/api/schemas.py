@@ -52,6 +52,7 @@ class RunOut(BaseModel):
     error: ErrorOut | None
     queue_position: int | None = None
     rerun_of: int | None = None
+    warnings: list[dict[str, str]] = []
 
 
 class ModelOut(BaseModel):

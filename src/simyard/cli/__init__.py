@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
+from rich.console import Console
 
 from simyard.cli import models, remote, server
+from simyard.errors import SimyardError
 
 app = typer.Typer(
     name="simyard",
@@ -24,4 +27,20 @@ app.add_typer(server.db_app, name="db")
 
 def main() -> None:
     """Entry point of the ``simyard`` console script."""
-    app()
+    try:
+        app()
+    except (SimyardError, ValidationError) as exc:
+        # Bad configuration or an unreachable backend: one clear line, not a traceback.
+        message = (
+            str(exc).replace("\n", "; ") if isinstance(exc, SimyardError) else _settings_error(exc)
+        )
+        Console(stderr=True, highlight=False).print(f"[red]✗[/red] {message}", soft_wrap=True)
+        raise SystemExit(2) from None
+
+
+def _settings_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = "SIMYARD_" + "_".join(str(p) for p in error["loc"]).upper()
+        parts.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+    return "invalid configuration: " + "; ".join(parts)

@@ -145,6 +145,10 @@ def run(
             created = api.create_run(model, params, inputs)
         except (ValidationFailed, ClientError) as exc:
             raise fail(exc) from None
+        for warning in created.get("warnings", []):
+            err_console.print(
+                f"[yellow]![/yellow] params: {warning['field']}: {warning['message']}"
+            )
         if not (wait or follow):
             if as_json:
                 print(json.dumps(created))

@@ -128,7 +128,7 @@ def serve(
         bool, typer.Option("--demo", help="Set up the example models and an admin account.")
     ] = False,
 ) -> None:
-    """Serve the web UI and the API, and run the models (embedded executor)."""
+    """Serve the HTTP API and run the models (embedded dispatcher and executor)."""
     import uvicorn
 
     from simyard.api.app import create_app
@@ -144,5 +144,7 @@ def serve(
             f"From another terminal:  simyard login {url}   then   "
             "simyard run lake-heat --wait\n"
         )
+    else:
+        console.print(f"simyard is serving at {url}  (data: {settings.home.resolve()})")
     platform = build_platform(settings)
     uvicorn.run(create_app(platform), host=host, port=port, log_level="warning")

@@ -1,3 +1,4 @@
+# ruff: noqa: SIM115, UP031 -- deliberately old-style research code, kept as the authors wrote it
 # POPCARP main simulation, v0.3
 # logistic growth with harvest: N(t+1) = N + r N (1 - N/K) - h N  (+ restocking)
 # usage: python3 popsim.py --years=N --site CODE
@@ -32,9 +33,7 @@ ponds = []
 for line in open("prep/ponds.dat").readlines()[1:]:
     if line.strip() == "":
         continue
-    ponds.append(
-        [line[0:8].strip(), float(line[8:20]), float(line[20:30]), int(line[30:40])]
-    )
+    ponds.append([line[0:8].strip(), float(line[8:20]), float(line[20:30]), int(line[30:40])])
 
 for d in ("results", "states"):
     if not os.path.isdir(d):
@@ -48,8 +47,7 @@ for p in ponds:
     limit = 5.0 * cap * p[1]
     if p[2] > limit:
         print(
-            "ERROR: pond %s overstocked: %d fish on %.2f ha (limit %d)"
-            % (p[0], p[2], p[1], limit)
+            "ERROR: pond %s overstocked: %d fish on %.2f ha (limit %d)" % (p[0], p[2], p[1], limit)
         )
         print("  check the fish0 column of the pond table")
         print("  run aborted before year 1")

@@ -1,3 +1,4 @@
+# ruff: noqa: SIM115, UP031 -- deliberately old-style research code, kept as the authors wrote it
 # POPCARP pre-processor, v0.3 (c) 2004 pond ecology group
 # converts the pond table (data/ponds.csv) to the fixed-width deck popsim reads
 import csv

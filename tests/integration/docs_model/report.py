@@ -1,3 +1,4 @@
+# ruff: noqa: SIM115, UP031 -- deliberately old-style research code, kept as the authors wrote it
 # POPCARP report writer
 import csv
 import json
