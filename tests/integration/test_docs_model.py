@@ -230,7 +230,7 @@ def test_defaults_apply_and_warnings_do_not_refuse(tmp_path: Path) -> None:
         tmp_path, "models", "test", MODEL, "-i", f"ponds={PONDS}", "-p", "growth_rate=2", "-o", out
     )
     assert proc.returncode == 0, output_of(proc)
-    assert "params.growth_rate: 2.0 is above the usual maximum 1.5 (allowed)" in output_of(proc)
+    assert "params.growth_rate: 2 is above the usual maximum 1.5 (allowed)" in output_of(proc)
 
     expected = reference(
         read_ponds(PONDS), years=10, rate=2.0, capacity=800.0, harvest=0.1, restock=False

@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, UploadFile, status
 from fastapi.responses import JSONResponse
-from simyard.manifest.archives import safe_unpack
 
 from simyard.api.deps import AdminDep, DbDep, PlatformDep, UserDep, problems_response
 from simyard.api.schemas import ModelOut, parameters_schema
@@ -21,6 +20,7 @@ from simyard.domain.registry import (
 )
 from simyard.domain.tables import ModelVersion
 from simyard.errors import ManifestError, UnsafeArchive
+from simyard.manifest.archives import safe_unpack
 
 router = APIRouter(prefix="/models", tags=["models"])
 
