@@ -13,6 +13,7 @@ from simyard import __version__
 from simyard.api import files, health, models, runs, users
 from simyard.api.deps import problems_response
 from simyard.errors import Problem
+from simyard.web.app import mount_web
 from simyard.wiring import Platform
 
 
@@ -34,6 +35,7 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
     for router in (models.router, runs.router, files.router, users.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(health.router)
+    mount_web(app, platform)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

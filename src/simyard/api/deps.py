@@ -12,7 +12,10 @@ from sqlalchemy.orm import Session
 from simyard.domain.tables import User
 from simyard.domain.users import user_for_token
 from simyard.errors import Problem
+from simyard.web.session import CSRF_HEADER, check_csrf, session_user
 from simyard.wiring import Platform
+
+SAFE = {"GET", "HEAD", "OPTIONS"}
 
 
 def get_platform(request: Request) -> Platform:
@@ -42,9 +45,12 @@ def current_user(request: Request, platform: PlatformDep) -> User:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     user = None
-    if scheme.lower() == "bearer" and token:
-        with platform.sessions() as db, db.begin():
+    with platform.sessions() as db, db.begin():
+        if scheme.lower() == "bearer" and token:
             user = user_for_token(db=db, token=token.strip())
+        elif (user := session_user(request, db)) is not None and request.method not in SAFE:
+            # A browser session: a state-changing call must carry the page's CSRF token.
+            check_csrf(request, request.headers.get(CSRF_HEADER))
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

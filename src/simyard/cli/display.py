@@ -61,7 +61,8 @@ class TaskDisplay:
             if self.live is not None:
                 self.live.update(self._render())
             elif status.state is not previous:
-                self.console.print(f"{ICONS[status.state]} {status.name} {status.state}")
+                took = f" in {status.result.duration:.1f} s" if status.result else ""
+                self.console.print(f"{ICONS[status.state]} {status.name} {status.state}{took}")
 
     def _elapsed(self, name: str, status: TaskStatus) -> str:
         if status.result is not None:
@@ -92,7 +93,7 @@ def report_local_run(console: Console, run: LocalRun, outdir: Path | None) -> No
         console.print()
         console.print(Text(failure.summary(name), style="red" if failure else ""))
     if run.metrics:
-        console.print(Group(*[Text(f"  {k} = {v}") for k, v in run.metrics.items()]))
+        console.print(Group(*[Text(f"  {k} = {show_metric(v)}") for k, v in run.metrics.items()]))
     if outdir is not None:
         copied = copy_outputs(run, outdir)
         console.print(f"Outputs: {copied} file(s) copied to {outdir}/<task>/", soft_wrap=True)
@@ -102,6 +103,11 @@ def report_local_run(console: Console, run: LocalRun, outdir: Path | None) -> No
     if failures:
         words = f" ({FAILURE_WORDS[failures[0][1].kind]} in {failures[0][0]!r})"
     console.print(f"Run {outcome}{words}.")
+
+
+def show_metric(value: object) -> str:
+    """A metric for people: ``(no value)`` when its file, key or match was not there."""
+    return "(no value)" if value is None else str(value)
 
 
 def copy_outputs(run: LocalRun, outdir: Path) -> int:

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from simyard.cli.display import show_metric
 from simyard.cli.models import parse_assignments
 from simyard.client import Client, ClientError
 from simyard.config import Settings
@@ -93,7 +94,7 @@ def _print_run(run: dict[str, Any]) -> None:
         console.print(f"  {task['name']}: {task['state']}{progress}")
     if run.get("metrics"):
         for key, value in run["metrics"].items():
-            console.print(f"  {key} = {value}")
+            console.print(f"  {key} = {show_metric(value)}")
     if run.get("error") and run["error"].get("summary"):
         console.print(run["error"]["summary"], style="red", soft_wrap=True)
 

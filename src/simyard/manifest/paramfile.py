@@ -234,15 +234,20 @@ def read_keyvalue(text: str, name: str, spec: ParameterFileSpec) -> Iterator[Ent
 def read_json(text: str, name: str, spec: ParameterFileSpec) -> Iterator[Entry]:
     """A JSON object ``{name: value}``; values keep their JSON types."""
     try:
-        data = json.loads(text)
+        # Keep every pair: a key given twice must be refused, not silently last-wins.
+        data = json.loads(text, object_pairs_hook=_PairList)
     except json.JSONDecodeError as exc:
         raise ParameterFileError(f"{name}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
     except (ValueError, RecursionError) as exc:
         raise ParameterFileError(f"{name}: not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, _PairList):
         raise ParameterFileError(f"{name}: expected a JSON object {{name: value}}")
-    for key, value in data.items():
+    for key, value in data:
         yield key, value, None
+
+
+class _PairList(list[tuple[str, Any]]):
+    """A JSON object as its list of pairs, duplicates included."""
 
 
 def read_yaml(text: str, name: str, spec: ParameterFileSpec) -> Iterator[Entry]:

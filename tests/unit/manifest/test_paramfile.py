@@ -274,6 +274,12 @@ def test_parameter_set_twice_is_refused(make_model: MakeModel) -> None:
         read_parameter_file(manifest, b"days = 1\nice = no\n\nDAYS = 2\n")
 
 
+def test_json_key_given_twice_is_refused(make_model: MakeModel) -> None:
+    manifest = manifest_for(make_model, "{path: p.json, format: json}")
+    with pytest.raises(ParameterFileError, match="days is set twice"):
+        read_parameter_file(manifest, b'{"days": 3, "days": 4}', filename="p.json")
+
+
 def test_line_without_a_value_is_refused_with_its_line(make_model: MakeModel) -> None:
     manifest = manifest_for(make_model, "{path: INPUT_PARAMETERS.txt}")
     with pytest.raises(ParameterFileError, match=r"line 2: expected 'name = value', got '\[run\]'"):

@@ -1,0 +1,1 @@
+"""The browser side: server-rendered pages (Jinja2), small plain JavaScript, no build step."""

@@ -1,0 +1,73 @@
+"""Mount the web pages on the FastAPI app: sessions, static files, the chart library, pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.sessions import SessionMiddleware
+
+from simyard.web.pages import admin, auth, models, newrun, run, runs
+from simyard.web.pages.common import LoginRequired
+from simyard.web.templating import templates
+from simyard.wiring import Platform, secret_key
+
+STATIC = Path(__file__).parent / "static"
+
+
+def plotly_js() -> Path | None:
+    """plotly.js as shipped inside the ``plotly`` wheel (served by simyard, never a CDN)."""
+    try:
+        import plotly
+    except ImportError:  # pragma: no cover - a dependency; plots show as tables without it
+        return None
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return path if path.is_file() else None
+
+
+def mount_web(app: FastAPI, platform: Platform) -> None:
+    """Add the browser side to ``app``."""
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret_key(platform.settings),
+        session_cookie="simyard_session",
+        same_site="lax",
+        https_only=platform.settings.base_url.startswith("https://"),
+        max_age=14 * 24 * 3600,
+    )
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for module in (auth, models, runs, run, newrun, admin):
+        app.include_router(module.router, include_in_schema=False)
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    def chart_library() -> Response:
+        path = plotly_js()
+        if path is None:
+            raise HTTPException(404, detail="plotly is not installed")
+        return FileResponse(path, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=604800"})  # fmt: skip
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={exc.next_url}", status_code=303)
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc: Exception) -> Response:
+        detail = getattr(exc, "detail", "Not found")
+        if request.url.path.startswith("/api/") or "text/html" not in request.headers.get(
+            "accept", ""
+        ):
+            from fastapi.responses import JSONResponse
+
+            return JSONResponse({"detail": detail}, status_code=404)
+        return templates.TemplateResponse(
+            request, "error.html", {"user": None, "csrf": "", "status": 404, "detail": detail},
+            status_code=404,
+        )  # fmt: skip
+
+
+__all__ = ["HTMLResponse", "mount_web"]

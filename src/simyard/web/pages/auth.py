@@ -1,0 +1,54 @@
+"""Log in and log out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from simyard.domain.users import authenticate
+from simyard.web.pages.common import PageDb
+from simyard.web.session import CSRF_FIELD, check_csrf, log_in, log_out, session_user
+from simyard.web.templating import render
+
+router = APIRouter()
+
+
+def _safe_next(target: str) -> str:
+    # Only a path on this site: never an open redirect to another host.
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, db: PageDb, next: str = "/") -> Response:
+    if session_user(request, db) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return render(request, "login.html", None, next=_safe_next(next))
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    db: PageDb,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    check_csrf(request, csrf_token)
+    user = authenticate(db=db, name=username, password=password)
+    if user is None:
+        return render(
+            request, "login.html", None, status_code=401, next=_safe_next(next),
+            username=username, error="Wrong username or password.",
+        )  # fmt: skip
+    log_in(request, user)
+    return RedirectResponse(_safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = "") -> Response:
+    check_csrf(request, csrf_token)
+    log_out(request)
+    return RedirectResponse("/login", status_code=303)
