@@ -86,7 +86,12 @@ class Client:
     # -------------------------------------------------------------- runs
 
     def _run_request(
-        self, model: str, params: Mapping[str, Any], inputs: Mapping[str, Path], validate: bool
+        self,
+        model: str,
+        params: Mapping[str, Any],
+        inputs: Mapping[str, Path],
+        validate: bool,
+        notify: bool | None = None,
     ) -> Any:
         name, _, version = model.partition("@")
         path = "/runs/validate" if validate else "/runs"
@@ -96,16 +101,27 @@ class Client:
                 for slot, file in inputs.items()
             }
             if not files:
-                body = {"model": name, "version": version or None, "params": dict(params)}
+                body = {"model": name, "version": version or None, "params": dict(params),
+                        "notify": notify}  # fmt: skip
                 return self._request("POST", path, json=body)
             data = {"model": name, "version": version, "params": json.dumps(dict(params))}
+            if notify is not None:
+                data["notify"] = "true" if notify else "false"
             return self._request("POST", path, data=data, files=files)
 
     def create_run(
-        self, model: str, params: Mapping[str, Any], inputs: Mapping[str, Path] | None = None
+        self,
+        model: str,
+        params: Mapping[str, Any],
+        inputs: Mapping[str, Path] | None = None,
+        *,
+        notify: bool | None = None,
     ) -> dict[str, Any]:
-        """Start a run of ``model`` (``name`` or ``name@version``); ValidationFailed if refused."""
-        return dict(self._run_request(model, params, inputs or {}, validate=False))
+        """Start a run of ``model`` (``name`` or ``name@version``); ValidationFailed if refused.
+
+        ``notify`` overrides the owner's notification preferences for this run.
+        """
+        return dict(self._run_request(model, params, inputs or {}, False, notify))
 
     def validate_run(
         self, model: str, params: Mapping[str, Any], inputs: Mapping[str, Path] | None = None

@@ -18,6 +18,7 @@ from simyard.db.session import make_engine, session_factory, upgrade_schema
 from simyard.dispatch import Dispatcher, LiveLogs
 from simyard.errors import SimyardError
 from simyard.executors.base import Executor
+from simyard.notify.outbox import Outbox, OutboxConfig, default_sender
 from simyard.storage.base import Store
 from simyard.storage.registry import open_store
 
@@ -64,6 +65,17 @@ def secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def make_outbox(settings: Settings, database: Database) -> Outbox:
+    """The notification outbox, sending by SMTP when SIMYARD_SMTP_URL is set."""
+    config = OutboxConfig(
+        base_url=settings.base_url,
+        smtp_url=settings.smtp_url.get_secret_value() if settings.smtp_url else None,
+        mail_from=settings.mail_from or default_sender(),
+        webhook_allow=settings.webhook_allow,
+    )
+    return Outbox(sessions=database.sessions, config=config)
+
+
 @dataclass
 class Platform:
     """Everything a server process runs with."""
@@ -73,6 +85,7 @@ class Platform:
     store: Store
     dispatcher: Dispatcher
     cache_root: Path
+    outbox: Outbox
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -92,6 +105,6 @@ def build_platform(settings: Settings) -> Platform:
         live_logs=live,
         lost_after=settings.heartbeat_timeout,
     )
-    return Platform(
-        settings, database, store, dispatcher, (settings.home / "cache" / "bundles").resolve()
-    )
+    cache_root = (settings.home / "cache" / "bundles").resolve()
+    outbox = make_outbox(settings, database)
+    return Platform(settings, database, store, dispatcher, cache_root, outbox)

@@ -24,10 +24,12 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if dispatch:
             platform.dispatcher.start()
+            platform.outbox.start()
         try:
             yield
         finally:
             if dispatch:
+                platform.outbox.stop()
                 platform.dispatcher.stop()
 
     app = FastAPI(title="simyard", version=__version__, lifespan=lifespan)

@@ -73,6 +73,18 @@ async def _read_request(
     return fields, uploads, problems
 
 
+def _notify_choice(value: Any) -> bool | None:
+    """The run's own notification choice: true, false, or None for the owner's preferences."""
+    if isinstance(value, bool) or value is None:
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
 def _validate_and_maybe_create(
     platform: Platform,
     user_id: int,
@@ -124,6 +136,7 @@ def _validate_and_maybe_create(
             version=version,
             checked=checked,
             uploads=uploads,
+            notify=_notify_choice(fields.get("notify")),
         )
         run_id = run.id
     platform.dispatcher.wake()

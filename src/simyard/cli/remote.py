@@ -127,6 +127,10 @@ def run(
     input_: Annotated[list[str] | None, typer.Option("-i", "--input", help="SLOT=FILE")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to end.")] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Show the live log.")] = False,
+    notify: Annotated[
+        bool | None,
+        typer.Option("--notify/--no-notify", help="Notify when it ends (default: your settings)."),
+    ] = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
 ) -> None:
@@ -143,7 +147,7 @@ def run(
         if param_file is not None:
             params = {**_params_from_file(api, model, param_file), **params}
         try:
-            created = api.create_run(model, params, inputs)
+            created = api.create_run(model, params, inputs, notify=notify)
         except (ValidationFailed, ClientError) as exc:
             raise fail(exc) from None
         for warning in created.get("warnings", []):

@@ -90,6 +90,7 @@ def create_run(
     version: ModelVersion,
     checked: RunInput,
     uploads: Mapping[str, Upload],
+    notify: bool | None = None,
 ) -> Run:
     """Store the inputs (content-addressed: the same file is stored once) and queue the run."""
     manifest = manifest_of(version)
@@ -99,6 +100,7 @@ def create_run(
         params=jsonable(checked.params),
         state=RunState.queued,
         cancel_requested=False,
+        notify=notify,
     )
     db.add(run)
     db.flush()

@@ -1,0 +1,1 @@
+"""Notifications: messages about finished runs, sent from the events outbox."""

@@ -1,0 +1,34 @@
+"""The notifier contract: deliver one prepared message to one target, or raise NotifyError.
+
+A notifier gets a :class:`Message` (subject, plain text, HTML, the JSON event) and a
+target (an address, a URL). It must not retry or sleep: the outbox loop retries with
+backoff, so a channel that is down delays its own messages and nothing else.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from simyard.errors import SimyardError
+
+
+class NotifyError(SimyardError):
+    """This attempt failed; the outbox tries again later."""
+
+
+@dataclass(frozen=True)
+class Message:
+    subject: str
+    text: str
+    html: str
+    event: dict[str, Any] = field(default_factory=dict)
+    message_id: str = ""
+
+
+class Notifier(ABC):
+    """Sends messages over one channel."""
+
+    @abstractmethod
+    def send(self, message: Message, target: str) -> None: ...
