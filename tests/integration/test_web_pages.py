@@ -1,0 +1,106 @@
+"""Pages over plain HTTP (no browser): login with CSRF, notification settings, the outbox."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MakeModel
+from tests.integration.conftest import Server, _server
+from tests.toymodel import FILES, FORCING, MODEL
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def web_server(tmp_path: Path) -> Iterator[Server]:
+    yield from _server(tmp_path, {})
+
+
+@contextmanager
+def browser(server: Server, user: str = "admin") -> Iterator[httpx.Client]:
+    """A cookie-keeping client logged in through the login form."""
+    with httpx.Client(base_url=server.url, timeout=30, follow_redirects=False) as client:
+        log_in(client, user)
+        yield client
+
+
+def log_in(client: httpx.Client, user: str) -> None:
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    answer = client.post("/login", data={"username": user, "password": "correct horse battery",
+                                         "csrf_token": token.group(1), "next": "/"})  # fmt: skip
+    assert answer.status_code == 303, answer.text
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert found
+    return found.group(1)
+
+
+def test_wrong_password_is_told_and_pages_need_a_login(web_server: Server) -> None:
+    with httpx.Client(base_url=web_server.url, timeout=30) as client:
+        assert client.get("/runs", follow_redirects=False).headers["location"].startswith("/login")
+        page = client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        answer = client.post("/login", data={"username": "admin", "password": "nope",
+                                             "csrf_token": token.group(1)})  # fmt: skip
+        assert answer.status_code == 401
+        assert "Wrong username or password." in answer.text
+
+
+def test_a_form_without_the_csrf_token_is_refused(web_server: Server) -> None:
+    with browser(web_server) as client:
+        assert client.post("/settings", data={"email": "true"}).status_code == 403
+        assert client.post("/api/v1/runs/1/cancel").status_code == 403  # cookie without token
+
+
+def test_mail_without_smtp_lands_in_the_outbox_page(
+    web_server: Server, make_model: MakeModel, tmp_path: Path
+) -> None:
+    assert web_server.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
+    (tmp_path / "f.csv").write_text(FORCING)
+    done = web_server.cli("run", "toy", "-i", f"forcing={tmp_path / 'f.csv'}", "--wait", "--json")
+    run_id = json.loads(done.stdout)["id"]
+    with browser(web_server) as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            page = client.get("/admin/outbox").text
+            if f"toy run {run_id} succeeded" in page:
+                break
+            time.sleep(0.2)
+        assert f"[simyard] toy run {run_id} succeeded" in page
+        assert "admin@example.org" in page
+
+
+def test_settings_are_saved_and_a_bad_webhook_url_is_named(web_server: Server) -> None:
+    with browser(web_server) as client:
+        token = csrf_of(client.get("/settings").text)
+        bad = client.post("/settings", data={"csrf_token": token, "webhook_url": "ftp://x",
+                                             "outcomes": ["failed"]})  # fmt: skip
+        assert bad.status_code == 422
+        assert "must start with http:// or https://" in bad.text
+        assert 'value="ftp://x"' in bad.text  # what the user typed is kept
+        good = client.post("/settings", data={"csrf_token": token, "outcomes": ["failed"],
+                                              "webhook_url": "https://example.org/h"})  # fmt: skip
+        assert good.status_code == 303
+        prefs = client.get("/api/v1/users/me/notifications").json()
+        assert prefs["outcomes"] == ["failed"]
+        assert prefs["email"] is False
+        assert prefs["webhook_url"] == "https://example.org/h"
+
+
+def test_a_modeller_cannot_open_the_outbox(web_server: Server) -> None:
+    web_server.add_user("carol")
+    with browser(web_server, "carol") as client:
+        assert client.get("/admin/outbox").status_code == 403
