@@ -32,7 +32,10 @@ class Settings(BaseSettings):
     home: Path = Path(".simyard")
     database_url: str | None = None  # default: SQLite file in home
     storage_url: str | None = None  # default: file:// folder in home
-    executor: str = "local"
+    executor: str = "local"  # or dask://HOST:PORT (tls://HOST:PORT with the dask_tls_* files)
+    dask_tls_ca_file: Path | None = None
+    dask_tls_cert_file: Path | None = None
+    dask_tls_key_file: Path | None = None
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None  # default: generated into home
     heartbeat_timeout: float = Field(default=60.0, gt=0)

@@ -50,7 +50,35 @@ def make_executor(settings: Settings, store: Store) -> Executor:
             options=settings.engine_options(),
             slots=settings.max_parallel,
         )
-    raise SimyardError(f"unknown executor {settings.executor!r}: use 'local'")
+    if settings.executor.startswith(("dask://", "tls://", "tcp://")):
+        from simyard.executors.dask import DaskExecutor
+
+        address = settings.executor
+        if address.startswith("dask://"):
+            scheme = "tls://" if settings.dask_tls_ca_file else "tcp://"
+            address = scheme + address.removeprefix("dask://")
+        return DaskExecutor(
+            address=address,
+            store=store,
+            options=settings.engine_options(),
+            security=dask_security(settings),
+            min_slots=settings.max_parallel,
+        )
+    raise SimyardError(f"unknown executor {settings.executor!r}: use 'local' or 'dask://HOST:PORT'")
+
+
+def dask_security(settings: Settings) -> object | None:
+    """Dask TLS from the configured certificate files; None for plain TCP (loopback only)."""
+    if settings.dask_tls_ca_file is None:
+        return None
+    from distributed.security import Security
+
+    return Security(
+        tls_ca_file=str(settings.dask_tls_ca_file),
+        tls_client_cert=str(settings.dask_tls_cert_file) if settings.dask_tls_cert_file else None,
+        tls_client_key=str(settings.dask_tls_key_file) if settings.dask_tls_key_file else None,
+        require_encryption=True,
+    )
 
 
 def secret_key(settings: Settings) -> str:

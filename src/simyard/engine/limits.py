@@ -13,6 +13,7 @@ Three layers, each used where the platform allows:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 import psutil
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,12 @@ class Limits:
     processes: int | None = None
     disk: int | None = None
     file_size: int | None = None
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent dies (a lost worker or server)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def apply_rlimits(limits: Limits) -> None:

@@ -21,6 +21,7 @@ from simyard.engine.limits import (
     Limits,
     ProcessTree,
     apply_rlimits,
+    die_with_parent,
     folder_size,
     unique_group_name,
 )
@@ -96,6 +97,7 @@ def run_command(
     def in_child() -> None:
         if group is not None:
             group.join()
+        die_with_parent()
         apply_rlimits(spec.limits)
 
     started = time.monotonic()

@@ -1,0 +1,190 @@
+"""Runs on a real Dask cluster: end to end, live logs, lost workers and scheduler, cancel."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import MakeModel
+from tests.daskcluster import DaskCluster
+from tests.integration.conftest import Server, _server
+from tests.toymodel import FILES, FORCING, MODEL
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[DaskCluster]:
+    root = tmp_path / "dask"
+    root.mkdir()
+    dask = DaskCluster(root)
+    dask.start_scheduler()
+    dask.start_worker("w1")
+    dask.start_worker("w2")
+    dask.wait_for_workers(2)
+    yield dask
+    dask.stop()
+
+
+@pytest.fixture
+def dask_server(tmp_path: Path, cluster: DaskCluster, make_model: MakeModel) -> Iterator[Server]:
+    gen = _server(
+        tmp_path, {"SIMYARD_EXECUTOR": "dask://" + cluster.address.removeprefix("tcp://")}
+    )
+    server = next(gen)
+    assert server.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
+    (tmp_path / "forcing.csv").write_text(FORCING)
+    yield server
+    for _ in gen:
+        pass
+
+
+def start(server: Server, tmp_path: Path, *params: str) -> int:
+    args = [a for p in params for a in ("-p", p)]
+    done = server.cli("run", "toy", *args, "-i", f"forcing={tmp_path / 'forcing.csv'}", "--json")
+    assert done.returncode == 0, done.stderr
+    return int(json.loads(done.stdout)["id"])
+
+
+def model_processes(root: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cwd", "cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if str(root) in (proc.info["cwd"] or "") and ("sim.py" in cmd or "prep.py" in cmd):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_task_running(server: Server, run_id: int, task: str) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + 60
+    with server.http() as api:
+        while time.monotonic() < deadline:
+            run = api.get(f"/runs/{run_id}").json()
+            tasks = {t["name"]: t for t in run["tasks"]}
+            if tasks[task]["state"] == "running":
+                return tasks[task]
+            time.sleep(0.05)
+    raise AssertionError(f"{task} never ran")
+
+
+def test_a_run_goes_through_the_cluster_with_live_logs(
+    dask_server: Server, cluster: DaskCluster, tmp_path: Path
+) -> None:
+    run_id = start(dask_server, tmp_path, "days=15", "pace=0.1")
+    seen: list[str] = []
+
+    def follow() -> None:
+        done = dask_server.cli("runs", "logs", str(run_id), "--task", "simulate", "--follow")
+        seen.extend(done.stdout.splitlines())
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    deadline = time.monotonic() + 60
+    with dask_server.http() as api:
+        while time.monotonic() < deadline:
+            if "day 3 of 15" in api.get(f"/runs/{run_id}/logs/simulate").text:
+                assert api.get(f"/runs/{run_id}").json()["state"] == "running"  # live, not after
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("no live log line while the task ran")
+    thread.join(timeout=120)
+    run = dask_server.wait_for_run(run_id)
+    assert run["state"] == "succeeded"
+    assert run["metrics"] == {"total": 150}
+    assert seen[-1] == "day 15 of 15"
+    workers = {t["name"]: t for t in run["tasks"]}
+    with dask_server.http() as api:
+        events = api.get(f"/runs/{run_id}/events").json()
+    assert any(e["kind"] == "task.running" for e in events)
+    out = tmp_path / "out"
+    assert dask_server.cli("runs", "outputs", str(run_id), "-o", out).returncode == 0
+    assert json.loads((out / "simulate" / "results" / "summary.json").read_text())["total"] == 150
+    assert workers["simulate"]["exit_code"] == 0
+
+
+def test_a_killed_worker_costs_an_attempt_not_the_run(
+    dask_server: Server, cluster: DaskCluster, tmp_path: Path
+) -> None:
+    run_id = start(dask_server, tmp_path, "days=40", "pace=0.1")
+    wait_task_running(dask_server, run_id, "simulate")
+    time.sleep(1.0)
+    with dask_server.http() as api:
+        worker = {t["name"]: t for t in api.get(f"/runs/{run_id}").json()["tasks"]}["simulate"]
+    victim = next(n for n in cluster.workers if n in str(cluster.root / n) and
+                  model_processes(cluster.root / n))  # fmt: skip
+    cluster.kill(cluster.workers[victim])
+    deadline = time.monotonic() + 30
+    while model_processes(cluster.root / victim) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert model_processes(cluster.root / victim) == [], "a model process outlived its worker"
+    run = dask_server.wait_for_run(run_id, timeout=180)
+    assert run["state"] == "succeeded", run
+    simulate = {t["name"]: t for t in run["tasks"]}["simulate"]
+    assert simulate["attempt"] == 2
+    assert worker["attempt"] == 1
+    outputs = [o["path"] for o in run["outputs"]]
+    assert len(outputs) == len(set(outputs)), "duplicated outputs"
+
+
+def test_cancel_reaches_the_remote_process_tree(
+    dask_server: Server, cluster: DaskCluster, tmp_path: Path
+) -> None:
+    run_id = start(dask_server, tmp_path, "days=100", "pace=0.5")
+    wait_task_running(dask_server, run_id, "simulate")
+    deadline = time.monotonic() + 30
+    while not model_processes(cluster.root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert model_processes(cluster.root)
+    assert dask_server.cli("runs", "cancel", str(run_id)).returncode == 0
+    run = dask_server.wait_for_run(run_id, timeout=60)
+    assert run["state"] == "cancelled"
+    deadline = time.monotonic() + 20
+    while model_processes(cluster.root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert model_processes(cluster.root) == []
+
+
+def test_a_killed_scheduler_restarted_lets_every_run_finish(
+    dask_server: Server, cluster: DaskCluster, tmp_path: Path
+) -> None:
+    ids = [start(dask_server, tmp_path, "days=20", "pace=0.1") for _ in range(2)]
+    wait_task_running(dask_server, ids[0], "simulate")
+    cluster.kill(cluster.scheduler)
+    time.sleep(1)
+    cluster.start_scheduler()
+    cluster.wait_for_workers(2, timeout=90)
+    for run_id in ids:
+        run = dask_server.wait_for_run(run_id, timeout=240)
+        assert run["state"] in ("succeeded", "failed"), run
+        assert run["state"] == "succeeded", run.get("error")
+
+
+UNSAT = """\
+simyard: 1
+name: greedy
+version: "1"
+tasks:
+  run:
+    command: [python3, -c, "print(1)"]
+    resources: {cpus: 16}
+"""
+
+
+def test_a_task_no_worker_can_run_is_reported_not_left_queued(
+    dask_server: Server, make_model: MakeModel
+) -> None:
+    assert dask_server.cli("models", "add", make_model(UNSAT)).returncode == 0
+    done = dask_server.cli("run", "greedy", "--wait", "--json", timeout=60)
+    run = json.loads(done.stdout)
+    assert run["state"] == "failed"
+    assert "no worker can ever run this task: it needs cpus=16" in run["error"]["summary"]
