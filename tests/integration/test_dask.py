@@ -162,6 +162,10 @@ def test_a_killed_scheduler_restarted_lets_every_run_finish(
     cluster.kill(cluster.scheduler)
     time.sleep(1)
     cluster.start_scheduler()
+    # Workers stop when their scheduler goes; a deployment (nanny, Kubernetes, Slurm) starts
+    # new ones, as this does.
+    cluster.start_worker("w3")
+    cluster.start_worker("w4")
     cluster.wait_for_workers(2, timeout=90)
     for run_id in ids:
         run = dask_server.wait_for_run(run_id, timeout=240)

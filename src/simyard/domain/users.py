@@ -95,3 +95,15 @@ def user_for_token(*, db: Session, token: str) -> User | None:
 
 def get_user(*, db: Session, name: str) -> User | None:
     return db.scalar(select(User).where(User.name == name))
+
+
+def set_disabled(*, db: Session, user: User, disabled: bool) -> None:
+    """Disable or enable an account; a disabled user can neither log in nor use a token."""
+    user.disabled = disabled
+    db.flush()
+
+
+def set_admin(*, db: Session, user: User, is_admin: bool) -> None:
+    """Grant or withdraw the admin role."""
+    user.is_admin = is_admin
+    db.flush()

@@ -62,7 +62,8 @@ class DaskExecutor(Executor):
     ) -> None:
         distributed = _import_distributed()
         self._distributed = distributed
-        self._client = distributed.Client(address, security=security, timeout="20s")
+        self._address = address
+        self._security = security
         self._store = store
         self._options = options
         self._work_dir = work_dir
@@ -70,13 +71,26 @@ class DaskExecutor(Executor):
         self._futures: dict[tuple[int, int], Any] = {}
         self._lock = threading.Lock()
         self._min_slots = min_slots
-        self._client.subscribe_topic(TOPIC, self._on_worker_event)
+        self._client = self._connect()
+
+    def _connect(self) -> Any:
+        client = self._distributed.Client(self._address, security=self._security, timeout="20s")
+        client.subscribe_topic(TOPIC, self._on_worker_event)
+        return client
+
+    def _live_client(self) -> Any:
+        """The client, reconnected if the scheduler was away longer than Dask's own retries."""
+        if self._client.status in ("closed", "closing", "failed"):
+            with contextlib.suppress(Exception):
+                self._client.close(timeout=2)
+            self._client = self._connect()
+        return self._client
 
     @property
     def slots(self) -> int:  # type: ignore[override]
         """Threads across the cluster's workers (at least ``min_slots`` while it scales up)."""
         try:
-            info = self._client.scheduler_info()
+            info = self._live_client().scheduler_info()
         except Exception:  # the scheduler is away: hold submissions until it is back
             return 0
         threads = sum(w.get("nthreads", 1) for w in info.get("workers", {}).values())
@@ -102,7 +116,7 @@ class DaskExecutor(Executor):
                 )
             )
             return
-        future = self._client.submit(
+        future = self._live_client().submit(
             run_on_worker,
             order,
             self._store,
@@ -163,7 +177,7 @@ class DaskExecutor(Executor):
 
     def _declared_resources(self) -> list[dict[str, float]]:
         try:
-            workers = self._client.scheduler_info().get("workers", {}).values()
+            workers = self._live_client().scheduler_info().get("workers", {}).values()
         except Exception:
             return []
         return [w.get("resources") or {} for w in workers if w.get("resources")]

@@ -1,7 +1,154 @@
-"""(being built)"""
+"""Admin pages: the users (add, disable, grant admin) and the executor's health."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from simyard.api.deps import PlatformDep
+from simyard.domain.states import TaskRunState
+from simyard.domain.tables import Run, TaskRun, User
+from simyard.domain.users import UserExists, create_user, set_admin, set_disabled
+from simyard.errors import ValidationFailed
+from simyard.web.pages.common import AdminPageUser, PageDb
+from simyard.web.session import CSRF_FIELD, check_csrf
+from simyard.web.templating import render
 
 router = APIRouter()
+
+Csrf = Annotated[str, Form(alias=CSRF_FIELD)]
+
+
+def _users_page(
+    request: Request,
+    db: Session,
+    user: User,
+    *,
+    errors: dict[str, str] | None = None,
+    typed: dict[str, Any] | None = None,
+    notice: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
+    users = list(db.scalars(select(User).order_by(User.name)))
+    return render(
+        request, "admin_users.html", user, nav="admin", users=users, errors=errors or {},
+        typed=typed or {}, notice=notice, status_code=status_code,
+    )  # fmt: skip
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def users_page(request: Request, db: PageDb, user: AdminPageUser) -> Response:
+    """Every account, a form to add one, and the buttons to disable or promote it."""
+    notice = request.session.pop("admin_notice", "")
+    return _users_page(request, db, user, notice=notice if isinstance(notice, str) else "")
+
+
+def _back_to_users(request: Request, notice: str) -> Response:
+    # The notice travels in the signed session, so no link can make this page say anything.
+    request.session["admin_notice"] = notice
+    return RedirectResponse("/admin", status_code=303)
+
+
+@router.post("/admin/users", response_class=HTMLResponse)
+def add_user(
+    request: Request,
+    db: PageDb,
+    user: AdminPageUser,
+    name: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    is_admin: Annotated[bool, Form()] = False,
+    csrf_token: Csrf = "",
+) -> Response:
+    check_csrf(request, csrf_token)
+    typed = {"name": name, "email": email, "is_admin": is_admin}
+    errors: dict[str, str] = {}
+    if not password:
+        errors["password"] = "required"
+    else:
+        try:
+            create_user(
+                db=db, name=name.strip(), email=email.strip(), password=password, is_admin=is_admin
+            )
+        except ValidationFailed as exc:
+            errors = {p.field: p.message for p in exc.problems}
+        except UserExists:
+            errors["name"] = "this name is taken"
+    if errors:
+        return _users_page(
+            request, db, user, errors=errors, typed=typed, status_code=422
+        )  # fmt: skip
+    return _back_to_users(request, f"Added user {name.strip()}")
+
+
+def _target(db: PageDb, user_id: int) -> User:
+    target = db.get(User, user_id)
+    if target is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such user")
+    return target
+
+
+Target = Annotated[User, Depends(_target)]
+
+
+@router.post("/admin/users/{user_id}/disabled")
+def change_disabled(
+    request: Request,
+    db: PageDb,
+    user: AdminPageUser,
+    target: Target,
+    disabled: Annotated[bool, Form()] = False,
+    csrf_token: Csrf = "",
+) -> Response:
+    check_csrf(request, csrf_token)
+    if target.id == user.id and disabled:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="you cannot disable yourself")
+    set_disabled(db=db, user=target, disabled=disabled)
+    return _back_to_users(request, f"{'Disabled' if disabled else 'Enabled'} {target.name}")
+
+
+@router.post("/admin/users/{user_id}/admin")
+def change_admin(
+    request: Request,
+    db: PageDb,
+    user: AdminPageUser,
+    target: Target,
+    is_admin: Annotated[bool, Form()] = False,
+    csrf_token: Csrf = "",
+) -> Response:
+    check_csrf(request, csrf_token)
+    if target.id == user.id and not is_admin:
+        # Otherwise the last admin could lock everyone out of these pages.
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="you cannot remove your own admin")
+    set_admin(db=db, user=target, is_admin=is_admin)
+    word = "Made admin:" if is_admin else "Removed admin from"
+    return _back_to_users(request, f"{word} {target.name}")
+
+
+@router.get("/admin/health", response_class=HTMLResponse)
+def health_page(
+    request: Request, db: PageDb, user: AdminPageUser, platform: PlatformDep
+) -> Response:
+    """Executor slots, the queue, and every task run that is running now."""
+    running = list(
+        db.scalars(
+            select(TaskRun)
+            .where(TaskRun.state == TaskRunState.running)
+            .options(selectinload(TaskRun.run).selectinload(Run.user))
+            .order_by(TaskRun.started_at, TaskRun.id)
+        )
+    )
+    queued = db.scalar(
+        select(func.count()).select_from(TaskRun).where(TaskRun.state == TaskRunState.queued)
+    )
+    total = platform.dispatcher.executor.slots
+    used = len(running)
+    return render(
+        request, "admin_health.html", user, nav="admin", running=running, queued=queued or 0,
+        slots={"total": total, "used": used, "free": max(total - used, 0)},
+        executor=platform.settings.executor,
+    )  # fmt: skip
