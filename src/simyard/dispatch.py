@@ -13,14 +13,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from simyard.domain.lease import acquire_lease, release_lease
 from simyard.domain.registry import manifest_of
 from simyard.domain.runs import record_event
 from simyard.domain.states import RunState, TaskRunState
@@ -72,6 +76,7 @@ class Dispatcher:
         executor: Executor,
         live_logs: LiveLogs,
         lost_after: float = 60.0,
+        lease_ttl: float = 10.0,
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -85,19 +90,51 @@ class Dispatcher:
         self._cancel_sent: set[tuple[int, int]] = set()
         self._progress: dict[int, float] = {}
         self._progress_written = 0.0
+        self.lease_ttl = lease_ttl
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.leading = threading.Event()
+        self._lease_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self.reconcile_lost_attempts("server restarted")
-        self._thread = threading.Thread(target=self._loop, name="simyard-dispatcher", daemon=True)
-        self._thread.start()
+        """Dispatch once this server holds the dispatch lease (at once, when it is free)."""
+        self._lease_thread = threading.Thread(
+            target=self._hold_lease, name="simyard-lease", daemon=True
+        )
+        self._lease_thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        for thread in (self._thread, self._lease_thread):
+            if thread is not None:
+                thread.join(timeout=30)
+        if self.leading.is_set():
+            with self.sessions() as db, db.begin():
+                release_lease(db, self.holder)
         self.executor.close()
+
+    def _hold_lease(self) -> None:
+        """Take the lease when it is free, renew it while leading, stop if it is ever lost."""
+        while not self._stop.is_set():
+            try:
+                with self.sessions() as db, db.begin():
+                    held = acquire_lease(db, self.holder, self.lease_ttl)
+            except Exception:
+                log.exception("dispatch lease check failed")
+                held = False
+            if held and not self.leading.is_set():
+                log.info("this server dispatches now (%s)", self.holder)
+                self.reconcile_lost_attempts("server restarted")
+                self.leading.set()
+                self._thread = threading.Thread(
+                    target=self._loop, name="simyard-dispatcher", daemon=True
+                )
+                self._thread.start()
+            elif not held and self.leading.is_set():
+                log.error("dispatch lease lost to another server; stopping dispatch")
+                self.leading.clear()
+            self._stop.wait(self.lease_ttl / 4)
 
     def wake(self) -> None:
         """Something changed in the database (a run was created or cancelled)."""
@@ -105,7 +142,7 @@ class Dispatcher:
 
     def _loop(self) -> None:
         last_pass = 0.0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.leading.is_set():
             try:
                 events = self.executor.poll(timeout=0.01 if self._dirty.is_set() else 0.02)
                 if events:

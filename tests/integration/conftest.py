@@ -148,9 +148,9 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     yield from _server(tmp_path, extra)
 
 
-def _server(tmp_path: Path, extra: dict[str, str]) -> Iterator[Server]:
+def _server(tmp_path: Path, extra: dict[str, str], add_admin: bool = True) -> Iterator[Server]:
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(parents=True)
     env = {
         **os.environ,
         "SIMYARD_HOME": str(home),
@@ -162,7 +162,8 @@ def _server(tmp_path: Path, extra: dict[str, str]) -> Iterator[Server]:
     env.pop("SIMYARD_URL", None)
     env.pop("SIMYARD_TOKEN", None)
     srv = Server(home=home, port=free_port(), env=env)
-    srv.add_user("admin", admin=True)
+    if add_admin:
+        srv.add_user("admin", admin=True)
     srv.start()
     yield srv
     srv.stop()
