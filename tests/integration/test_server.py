@@ -299,7 +299,7 @@ def test_demo_starts_registers_the_examples_and_runs_lake_heat(tmp_path: Path) -
     try:
         deadline = time.monotonic() + 60
         printed = ""
-        while "Log in as admin" not in printed and time.monotonic() < deadline:
+        while "log in as admin" not in printed and time.monotonic() < deadline:
             time.sleep(0.2)
             printed = (tmp_path / "demo.out").read_text()
         password = re.search(r"with password (\S+)", printed)

@@ -140,9 +140,11 @@ def serve(
         password = prepare_demo(settings)
         console.print(
             f"\n[bold]simyard is running at {url}[/bold]  (API docs: {url}/docs)\n"
-            f"Log in as [bold]admin[/bold] with password [bold]{password}[/bold]\n"
+            f"Open it in a browser and log in as [bold]admin[/bold] with password "
+            f"[bold]{password}[/bold]\n"
             f"From another terminal:  simyard login {url}   then   "
-            "simyard run lake-heat --wait\n"
+            "simyard run lake-heat --wait\n",
+            soft_wrap=True,
         )
     else:
         console.print(f"simyard is serving at {url}  (data: {settings.home.resolve()})")
