@@ -75,6 +75,22 @@ def test_a_disabled_user_cannot_log_in_until_enabled_again(
     expect(carol.get_by_role("link", name="Admin")).to_be_visible()
 
 
+def test_a_user_change_without_the_forms_csrf_token_is_refused(
+    server: Server, logged_in: Page
+) -> None:
+    server.add_user("carol")
+    page = logged_in
+    page.goto(server.url + "/admin")
+    make_admin = page.get_by_role("button", name="Make admin carol")
+    action = make_admin.locator("xpath=ancestor::form").get_attribute("action")
+    # The admin's own session cookie, but not the page's token: what a forged form sends.
+    answer = page.request.post(server.url + str(action), form={"is_admin": "true"})
+    assert answer.status == 403
+    page.reload()
+    expect(make_admin).to_be_visible()
+    expect(page.locator("#user-carol td").nth(2)).to_have_text("no")
+
+
 def test_a_modeller_gets_403_on_the_admin_pages(server: Server, new_page: NewPage) -> None:
     server.add_user("carol")
     page = new_page("carol")

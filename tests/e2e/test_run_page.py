@@ -44,7 +44,9 @@ def test_a_run_started_from_the_form_goes_live_to_succeeded_with_a_plot_and_down
 
     with server.http() as api:
         listed = api.get(f"/runs/{run_id}/outputs").json()
-    summary = next(o for o in listed if o["task"] == "simulate" and o["path"] == "results/summary.json")
+    summary = next(
+        o for o in listed if o["task"] == "simulate" and o["path"] == "results/summary.json"
+    )
     with page.expect_download() as info:
         page.locator('a[href$="/simulate/results/summary.json"]').first.click()
     saved = Path(info.value.path())

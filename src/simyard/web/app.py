@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -55,18 +56,17 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
     async def to_login(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(f"/login?next={exc.next_url}", status_code=303)
 
-    @app.exception_handler(404)
-    async def not_found(request: Request, exc: Exception) -> Response:
-        detail = getattr(exc, "detail", "Not found")
-        if request.url.path.startswith("/api/") or "text/html" not in request.headers.get(
-            "accept", ""
-        ):
-            from fastapi.responses import JSONResponse
-
-            return JSONResponse({"detail": detail}, status_code=404)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """A page for people asking for HTML; the API's JSON shape for everyone else."""
+        wants_html = "text/html" in request.headers.get("accept", "")
+        if request.url.path.startswith("/api/") or not wants_html or exc.status_code < 400:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))  # fmt: skip
         return templates.TemplateResponse(
-            request, "error.html", {"user": None, "csrf": "", "status": 404, "detail": detail},
-            status_code=404,
+            request, "error.html", {"user": None, "csrf": "", "status": exc.status_code,
+                                    "detail": exc.detail},
+            status_code=exc.status_code,
         )  # fmt: skip
 
 
