@@ -144,7 +144,7 @@ class Dispatcher:
         last_pass = 0.0
         while not self._stop.is_set() and self.leading.is_set():
             try:
-                events = self.executor.poll(timeout=0.01 if self._dirty.is_set() else 0.02)
+                events = self.executor.poll(timeout=0.005 if self._dirty.is_set() else 0.01)
                 if events:
                     self.handle_events(events)
                 now = time.monotonic()

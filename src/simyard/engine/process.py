@@ -169,8 +169,15 @@ def _watch(
     peak = 0
     next_disk = started + DISK_SAMPLE_INTERVAL
     group = tree.group
-    while proc.poll() is None:
-        if cancel.wait(SAMPLE_INTERVAL):
+    while True:
+        # Wake the moment the process exits (not at the next tick): trivial runs stay fast.
+        try:
+            proc.wait(timeout=SAMPLE_INTERVAL)
+        except subprocess.TimeoutExpired:
+            pass
+        else:
+            break
+        if cancel.is_set():
             return StopReason.cancelled, peak
         now = time.monotonic()
         if spec.timeout is not None and now - started > spec.timeout:

@@ -50,7 +50,9 @@ class LocalExecutor(Executor):
         self._cache_root = cache_root
         self._options = options
         self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["simyard.engine.workorder"])
+        self._ctx.set_forkserver_preload(
+            ["simyard.engine.workorder", "simyard.executors.local", "simyard.storage.file"]
+        )
         self._queue: Any = self._ctx.Queue()
         self._children: dict[tuple[int, int], BaseProcess] = {}
         self._finished: set[tuple[int, int]] = set()
