@@ -276,7 +276,11 @@ def _execute(
         bwrap=bwrap,
         network=manifest.environment.network,
         read_only_files=frozenset(staged.read_only),
-        use_cgroups=options.cgroups,
+        # A control group costs ~15 ms per start: make one when the manifest sets a limit the
+        # kernel should enforce; the watchdog covers the installation's defaults.
+        use_cgroups=options.cgroups
+        and resources is not None
+        and (resources.memory is not None or resources.processes is not None),
     )
     try:
         argv[0] = resolve_program(argv[0], workdir, env["PATH"])
