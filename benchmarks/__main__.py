@@ -19,7 +19,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from benchmarks import floor, logs, staging, submit
+from benchmarks import floor, logs, runs_list, staging, submit
 from benchmarks.context import Bench
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
@@ -27,6 +27,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "submit": submit.run,
     "staging": staging.run,
     "logs": logs.run,
+    "runs_list": runs_list.run,
 }
 
 
