@@ -123,7 +123,7 @@ class Platform:
 def build_platform(settings: Settings) -> Platform:
     """Open the database and store, start nothing yet."""
     database = open_database(settings)
-    store = open_store(settings.resolved_storage_url)
+    store = open_store(settings.resolved_storage_url, endpoint_url=settings.s3_endpoint_url)
     executor = make_executor(settings, store)
     live = LiveLogs((settings.home / "live").resolve(), settings.max_log_size)
     dispatcher = Dispatcher(

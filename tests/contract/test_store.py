@@ -1,19 +1,30 @@
-"""The store contract, run against every store backend (the file store; S3 joins later)."""
+"""The store contract, run against every store backend: the file store and S3 (SeaweedFS)."""
 
 from __future__ import annotations
 
 import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from simyard.storage.base import ObjectNotFound, StorageError, Store
 from simyard.storage.file import FileStore
+from tests.seaweed import Seaweed
 
 
-@pytest.fixture(params=["file"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    return FileStore(tmp_path / "store")
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.slow)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "file":
+        yield FileStore(tmp_path / "store")
+        return
+    from simyard.storage.s3 import S3Store
+
+    server: Seaweed = request.getfixturevalue("seaweed")
+    s3 = S3Store(server.bucket, f"contract-{uuid.uuid4().hex}", endpoint_url=server.endpoint_url)
+    yield s3
+    s3.close()
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:

@@ -100,7 +100,7 @@ def prepare_demo(settings: Settings) -> str:
     password = secrets.token_urlsafe(12)
     from simyard.storage.registry import open_store
 
-    store = open_store(settings.resolved_storage_url)
+    store = open_store(settings.resolved_storage_url, endpoint_url=settings.s3_endpoint_url)
     with database.sessions() as db, db.begin():
         admin = get_user(db=db, name="admin")
         if admin is None:

@@ -9,7 +9,11 @@ database before submitting it and ignores events of attempts that are not curren
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -34,6 +38,10 @@ class ExecutorEvent:
     payload: dict[str, Any]
 
 
+def _no_op() -> None:
+    return None
+
+
 class Executor(ABC):
     """Runs work orders somewhere; see the module docstring for the duties."""
 
@@ -50,3 +58,69 @@ class Executor(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def drain(source: Any, timeout: float) -> list[ExecutorEvent]:
+    """Everything waiting in ``source`` (a queue), waiting up to ``timeout`` for the first."""
+    events: list[ExecutorEvent] = []
+    try:
+        events.append(source.get(timeout=timeout))
+        while True:
+            events.append(source.get_nowait())
+    except queue.Empty:
+        pass
+    return events
+
+
+class AttemptReporter:
+    """Worker side: batches the model's lines and sends them, with heartbeats, every 50 ms.
+
+    ``send(kind, payload)`` ships one event to the server (a process queue, a Dask event).
+    A flood is capped per batch; the full log (capped too) is stored with the result.
+    """
+
+    FLUSH_SECONDS = 0.05
+    HEARTBEAT_SECONDS = 5.0
+    MAX_LINES_PER_FLUSH = 2000
+
+    def __init__(
+        self, send: Callable[[EventKind, dict[str, Any]], None], tick: Callable[[], None] = _no_op
+    ) -> None:
+        self.send = send
+        self.tick = tick  # called every flush, e.g. to look for a remote cancel
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> AttemptReporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.flush()
+
+    def on_line(self, line: str) -> None:
+        with self._lock:
+            if len(self._pending) < self.MAX_LINES_PER_FLUSH:
+                self._pending.append(line)
+
+    def on_progress(self, percent: float) -> None:
+        self.send(EventKind.progress, {"percent": percent})
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._pending = self._pending, []
+        if lines:
+            self.send(EventKind.lines, {"lines": lines})
+
+    def _run(self) -> None:
+        last_beat = time.monotonic()
+        while not self._done.wait(self.FLUSH_SECONDS):
+            self.flush()
+            self.tick()
+            if time.monotonic() - last_beat >= self.HEARTBEAT_SECONDS:
+                self.send(EventKind.heartbeat, {})
+                last_beat = time.monotonic()

@@ -24,13 +24,10 @@ from simyard.engine.result import FailureKind, TaskOutcome
 from simyard.engine.task import EngineOptions
 from simyard.engine.workorder import WorkOrder, WorkResult, execute_work_order
 from simyard.errors import SimyardError
-from simyard.executors.base import EventKind, Executor, ExecutorEvent
+from simyard.executors.base import AttemptReporter, EventKind, Executor, ExecutorEvent, drain
 from simyard.storage.base import Store
 
 TOPIC = "simyard"
-HEARTBEAT_SECONDS = 5.0
-FLUSH_SECONDS = 0.05
-MAX_LINES_PER_FLUSH = 2000
 STALE = "stale"
 
 
@@ -144,14 +141,7 @@ class DaskExecutor(Executor):
             threading.Timer(self._options.kill_grace + 10, lambda: future.cancel()).start()
 
     def poll(self, timeout: float) -> list[ExecutorEvent]:
-        events: list[ExecutorEvent] = []
-        try:
-            events.append(self._events.get(timeout=timeout))
-            while True:
-                events.append(self._events.get_nowait())
-        except queue.Empty:
-            pass
-        return events
+        return drain(self._events, timeout)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -243,53 +233,27 @@ def run_on_worker(
         EventKind.started, {"worker": f"dask:{socket.gethostname()}:{os.getpid()}:{worker.address}"}
     )
     cancel = threading.Event()
-    done = threading.Event()
-    pending: list[str] = []
-    lock = threading.Lock()
+    remote_cancel = distributed.Event(cancel_name)
+    checked = [time.monotonic()]
 
-    def on_line(line: str) -> None:
-        with lock:
-            if len(pending) < MAX_LINES_PER_FLUSH:
-                pending.append(line)
+    def look_for_cancel() -> None:
+        if time.monotonic() - checked[0] >= 0.5:
+            checked[0] = time.monotonic()
+            with contextlib.suppress(Exception):
+                if remote_cancel.is_set():
+                    cancel.set()
 
-    def flush() -> None:
-        with lock:
-            lines = pending[:]
-            pending.clear()
-        if lines:
-            send(EventKind.lines, {"lines": lines})
-
-    def background() -> None:
-        remote_cancel = distributed.Event(cancel_name)
-        last_beat = last_check = time.monotonic()
-        while not done.wait(FLUSH_SECONDS):
-            flush()
-            now = time.monotonic()
-            if now - last_beat >= HEARTBEAT_SECONDS:
-                send(EventKind.heartbeat, {})
-                last_beat = now
-            if now - last_check >= 0.5:
-                last_check = now
-                with contextlib.suppress(Exception):
-                    if remote_cancel.is_set():
-                        cancel.set()
-
-    thread = threading.Thread(target=background, daemon=True)
-    thread.start()
-    try:
-        return execute_work_order(
-            order,
-            store=store,
-            work_root=root / "work",
-            cache_root=root / "bundles",
-            options=options,
-            cancel=cancel,
-            on_line=on_line,
-            on_progress=lambda p: send(EventKind.progress, {"percent": p}),
-        )
-    except SimyardError as exc:
-        return f"infrastructure: {exc}"
-    finally:
-        done.set()
-        thread.join()
-        flush()
+    with AttemptReporter(send, tick=look_for_cancel) as reporter:
+        try:
+            return execute_work_order(
+                order,
+                store=store,
+                work_root=root / "work",
+                cache_root=root / "bundles",
+                options=options,
+                cancel=cancel,
+                on_line=reporter.on_line,
+                on_progress=reporter.on_progress,
+            )
+        except SimyardError as exc:
+            return f"infrastructure: {exc}"

@@ -15,7 +15,6 @@ import queue
 import signal
 import socket
 import threading
-import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,9 @@ from typing import Any
 from simyard.engine.task import EngineOptions
 from simyard.engine.workorder import WorkOrder, execute_work_order
 from simyard.errors import SimyardError
-from simyard.executors.base import EventKind, Executor, ExecutorEvent
+from simyard.executors.base import AttemptReporter, EventKind, Executor, ExecutorEvent, drain
 from simyard.storage.base import Store
 
-HEARTBEAT_SECONDS = 5.0
-LINE_FLUSH_SECONDS = 0.05
-MAX_LINES_PER_FLUSH = 2000
 _PR_SET_PDEATHSIG = 1
 
 
@@ -73,13 +69,7 @@ class LocalExecutor(Executor):
                 os.kill(child.pid, signal.SIGTERM)
 
     def poll(self, timeout: float) -> list[ExecutorEvent]:
-        events: list[ExecutorEvent] = []
-        try:
-            events.append(self._queue.get(timeout=timeout))
-            while True:
-                events.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
+        events = drain(self._queue, timeout)
         for event in events:
             if event.kind is EventKind.result:
                 self._finished.add((event.task_run_id, event.attempt))
@@ -152,52 +142,25 @@ def _child_main(
         events.put(ExecutorEvent(key[0], key[1], kind, payload))
 
     send(EventKind.started, {"worker": f"local:{socket.gethostname()}:{os.getpid()}"})
-    pending: list[str] = []
-    lock = threading.Lock()
-    done = threading.Event()
-
-    def on_line(line: str) -> None:
-        with lock:
-            if len(pending) < MAX_LINES_PER_FLUSH:
-                pending.append(line)
-
-    def flusher() -> None:
-        last_beat = time.monotonic()
-        while not done.wait(LINE_FLUSH_SECONDS):
-            flush()
-            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
-                send(EventKind.heartbeat, {})
-                last_beat = time.monotonic()
-
-    def flush() -> None:
-        with lock:
-            lines = pending[:]
-            pending.clear()
-        if lines:
-            send(EventKind.lines, {"lines": lines})
-
-    thread = threading.Thread(target=flusher, daemon=True)
-    thread.start()
-    try:
-        result = execute_work_order(
-            order,
-            store=store,
-            work_root=work_root,
-            cache_root=cache_root,
-            options=options,
-            cancel=cancel,
-            on_line=on_line,
-            on_progress=lambda p: send(EventKind.progress, {"percent": p}),
-        )
-    except SimyardError as exc:
-        done.set()
-        thread.join()
-        flush()
-        send(EventKind.lost, {"reason": str(exc)})
-        return
-    done.set()
-    thread.join()
-    flush()
-    send(EventKind.result, {"result": result})
+    with AttemptReporter(send) as reporter:
+        try:
+            result = execute_work_order(
+                order,
+                store=store,
+                work_root=work_root,
+                cache_root=cache_root,
+                options=options,
+                cancel=cancel,
+                on_line=reporter.on_line,
+                on_progress=reporter.on_progress,
+            )
+        except SimyardError as exc:
+            failure: str | None = str(exc)
+        else:
+            failure = None
+    if failure is not None:
+        send(EventKind.lost, {"reason": failure})
+    else:
+        send(EventKind.result, {"result": result})
     events.close()
     events.join_thread()

@@ -10,9 +10,13 @@ from simyard.storage.base import Store
 from simyard.storage.file import FileStore
 
 
-def open_store(url: str) -> Store:
-    """The store for ``url``."""
+def open_store(url: str, *, endpoint_url: str | None = None) -> Store:
+    """The store for ``url``; ``endpoint_url`` points an ``s3://`` store at a non-AWS server."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return FileStore(Path(parsed.netloc + parsed.path))
-    raise SimyardError(f"unsupported storage URL {url!r}: use file:///path (s3:// comes later)")
+    if parsed.scheme == "s3" and parsed.netloc:
+        from simyard.storage.s3 import S3Store  # boto3 is an optional extra
+
+        return S3Store(parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint_url)
+    raise SimyardError(f"unsupported storage URL {url!r}: use file:///path or s3://bucket[/prefix]")

@@ -1,0 +1,24 @@
+// The compare page's charts: each plot of the two runs overlaid, traces named "#id column".
+"use strict";
+
+(() => {
+  const data = JSON.parse(document.getElementById("compare-page-data").textContent);
+  const sources = data.runs.map((run) => ({ label: `#${run.id}`, runId: run.id, outputs: run.outputs }));
+
+  function showError(text) {
+    const line = document.getElementById("page-error");
+    line.textContent = text;
+    line.hidden = false;
+  }
+
+  data.plots.forEach(async (plot, index) => {
+    const element = document.getElementById(`plot-${index}`);
+    if (!element) return;
+    try {
+      await window.SimyardPlots.draw(element, plot, sources);
+    } catch (error) {
+      element.replaceChildren();
+      showError(`The chart "${plot.title}" cannot be drawn: ${error.message}`);
+    }
+  });
+})();
