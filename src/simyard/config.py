@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     dask_tls_key_file: Path | None = None
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None  # default: generated into home
-    heartbeat_timeout: float = Field(default=60.0, gt=0)
+    heartbeat_timeout: float = Field(default=60.0, ge=15)  # heartbeats come every 5 s
     smtp_url: SecretStr | None = None  # none: mail goes to the outbox page
     mail_from: str | None = None  # default: simyard@<host name>
     webhook_allow: str = ""  # extra networks webhooks may reach, e.g. "10.0.0.0/8,127.0.0.1"

@@ -229,6 +229,7 @@ class Dispatcher:
                 task_run.set_state(TaskRunState.running)
                 task_run.attempt += 1
                 task_run.progress = None
+                task_run.worker = None
                 if run.state == RunState.queued:
                     run.set_state(RunState.running)
                     record_event(db, "run.running", run)
@@ -458,6 +459,9 @@ class Dispatcher:
             stale = list(db.scalars(select(TaskRun).where(TaskRun.state == TaskRunState.running)))
             stale = [t for t in stale if (t.id, t.attempt) not in self._running]
             for task_run in stale:
+                # It may still run somewhere (a remote worker): stop it, its results are refused.
+                with contextlib.suppress(Exception):
+                    self.executor.cancel(task_run.id, task_run.attempt)
                 self._lost(db, task_run, reason)
         if stale:
             self._dirty.set()
@@ -470,7 +474,9 @@ class Dispatcher:
             silent = list(
                 db.scalars(
                     select(TaskRun).where(
-                        TaskRun.state == TaskRunState.running, TaskRun.heartbeat_at < cutoff
+                        TaskRun.state == TaskRunState.running,
+                        TaskRun.worker.is_not(None),  # started: waiting in a queue is not silence
+                        TaskRun.heartbeat_at < cutoff,
                     )
                 )
             )

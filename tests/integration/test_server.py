@@ -236,7 +236,7 @@ def test_rerun_from_failed_reuses_the_tasks_that_succeeded(server: Server, toy: 
 
 def test_server_killed_mid_run_then_restarted_finishes_every_run(server: Server, toy: Path) -> None:
     started = server.cli(
-        "run", "toy", "-p", "days=30", "-p", "pace=0.1", "-i", f"forcing={toy}", "--json"
+        "run", "toy", "-p", "days=50", "-p", "pace=0.1", "-i", f"forcing={toy}", "--json"
     )
     run_id = json.loads(started.stdout)["id"]
     queued = [
