@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.seaweed import seaweed  # a session-wide S3 server for the suites that need one
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
@@ -33,3 +35,6 @@ def make_model(tmp_path: Path) -> MakeModel:
         return model_dir
 
     return make
+
+
+__all__ = ["MakeModel", "make_model", "seaweed"]

@@ -14,13 +14,15 @@ import pytest
 from tests.conftest import MakeModel
 from tests.daskcluster import DaskCluster
 from tests.integration.conftest import Server, _server
+from tests.seaweed import Seaweed
 from tests.toymodel import FILES, FORCING, MODEL
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[DaskCluster]:
+def cluster(tmp_path: Path, seaweed: Seaweed) -> Iterator[DaskCluster]:
+    """Two workers that reach the S3 store (its credentials are in their environment)."""
     root = tmp_path / "dask"
     root.mkdir()
     dask = DaskCluster(root)
@@ -33,9 +35,16 @@ def cluster(tmp_path: Path) -> Iterator[DaskCluster]:
 
 
 @pytest.fixture
-def dask_server(tmp_path: Path, cluster: DaskCluster, make_model: MakeModel) -> Iterator[Server]:
+def dask_server(
+    tmp_path: Path, cluster: DaskCluster, make_model: MakeModel, seaweed: Seaweed
+) -> Iterator[Server]:
     gen = _server(
-        tmp_path, {"SIMYARD_EXECUTOR": "dask://" + cluster.address.removeprefix("tcp://")}
+        tmp_path,
+        {
+            "SIMYARD_EXECUTOR": "dask://" + cluster.address.removeprefix("tcp://"),
+            "SIMYARD_STORAGE_URL": f"s3://{seaweed.bucket}/{tmp_path.name}",
+            "SIMYARD_S3_ENDPOINT_URL": seaweed.endpoint_url,
+        },
     )
     server = next(gen)
     assert server.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
@@ -77,7 +86,7 @@ def wait_task_running(server: Server, run_id: int, task: str) -> dict:  # type: 
 
 
 def test_a_run_goes_through_the_cluster_with_live_logs(
-    dask_server: Server, cluster: DaskCluster, tmp_path: Path
+    dask_server: Server, cluster: DaskCluster, tmp_path: Path, seaweed: Seaweed
 ) -> None:
     run_id = start(dask_server, tmp_path, "days=15", "pace=0.1")
     seen: list[str] = []
@@ -110,6 +119,9 @@ def test_a_run_goes_through_the_cluster_with_live_logs(
     assert dask_server.cli("runs", "outputs", str(run_id), "-o", out).returncode == 0
     assert json.loads((out / "simulate" / "results" / "summary.json").read_text())["total"] == 150
     assert workers["simulate"]["exit_code"] == 0
+    listed = seaweed.client().list_objects_v2(Bucket=seaweed.bucket, Prefix=tmp_path.name + "/")
+    keys = [o["Key"] for o in listed.get("Contents", [])]
+    assert any(k.endswith("/outputs/results/summary.json") for k in keys), keys  # in S3
 
 
 def test_a_killed_worker_costs_an_attempt_not_the_run(
@@ -192,3 +204,14 @@ def test_a_task_no_worker_can_run_is_reported_not_left_queued(
     run = json.loads(done.stdout)
     assert run["state"] == "failed"
     assert "no worker can ever run this task: it needs cpus=16" in run["error"]["summary"]
+
+
+@pytest.mark.parametrize("example", ["lake-heat", "river-sediment"])
+def test_the_example_models_run_on_the_cluster(dask_server: Server, example: str) -> None:
+    from tests.conftest import EXAMPLES
+
+    assert dask_server.cli("models", "add", EXAMPLES / example).returncode == 0
+    done = dask_server.cli("run", example, "--wait", "--json", timeout=240)
+    run = json.loads(done.stdout)
+    assert run["state"] == "succeeded", run["error"]
+    assert run["outputs"]

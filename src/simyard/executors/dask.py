@@ -152,18 +152,16 @@ class DaskExecutor(Executor):
     # ------------------------------------------------------------------ internals
 
     def _resources(self, order: WorkOrder) -> dict[str, float]:
-        """Manifest resources as Dask worker resources, when the workers declare any."""
-        spec = (
-            order.manifest.tasks[order.task].resources
-            if order.task in order.manifest.tasks
-            else None
-        )
-        if spec is None or not self._declared_resources():
+        """Manifest resources as Dask worker resources: those the workers declare at all."""
+        tasks = order.manifest.tasks
+        spec = tasks[order.task].resources if order.task in tasks else None
+        declared = {name for offer in self._declared_resources() for name in offer}
+        if spec is None or not declared:
             return {}
         wanted: dict[str, float] = {"cpus": float(spec.cpus)}
         if spec.memory is not None:
             wanted["memory"] = float(spec.memory)
-        return wanted
+        return {name: amount for name, amount in wanted.items() if name in declared}
 
     def _declared_resources(self) -> list[dict[str, float]]:
         try:

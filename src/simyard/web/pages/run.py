@@ -101,6 +101,8 @@ def run_page(request: Request, run_id: int, db: PageDb, user: PageUser) -> HTMLR
         "plots": plots,
         "failure_words": FAILURE_TEXT,
         "metric_names": list(manifest.results.metrics),
+        # the tasks' progress patterns, so the page reads progress from the live log lines
+        "progress_patterns": {n: t.progress for n, t in manifest.tasks.items() if t.progress},
     }
     return render(
         request, "run.html", user, nav="runs", run=shaped, final=RunState(run.state).final,

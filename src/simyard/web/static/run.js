@@ -18,6 +18,15 @@
   const LOG_LINES = 200;
   const TAIL_BYTES = 64 * 1024;
   const $ = (id) => document.getElementById(id);
+  // Progress is read from the live log lines with the task's own pattern, as the engine does;
+  // a pattern JavaScript cannot compile falls back to asking the server every two seconds.
+  const progressPatterns = new Map();
+  for (const [name, pattern] of Object.entries(data.progress_patterns)) {
+    try {
+      progressPatterns.set(name, new RegExp(pattern));
+    } catch (_) { /* a Python-only regex */ }
+  }
+  const liveProgress = new Map(); // task name -> {attempt, percent}
 
   // ------------------------------------------------------------------ small helpers
 
@@ -180,6 +189,12 @@
       if (!response.ok) throw new Error(await problemOf(response));
       const before = run;
       run = await response.json();
+      for (const task of run.tasks) {
+        const live = liveProgress.get(task.name);
+        if (task.state === "running" && live?.attempt === task.attempt) {
+          task.progress = Math.max(task.progress ?? 0, live.percent);
+        }
+      }
       clearError();
       showRun();
       afterChange(before);
@@ -248,10 +263,13 @@
     events = null;
   }
 
-  // Progress is not an event: while a task runs, ask again every two seconds, and keep the
-  // durations and time left moving every second in between.
+  // Progress is not an event: unless the log lines tell it, ask again every two seconds
+  // while a task runs; keep the durations and time left moving every second in between.
+  const progressUnseen = (t) =>
+    t.state === "running" && t.name in data.progress_patterns &&
+    !(progressPatterns.has(t.name) && logOf(t.name).source);
   setInterval(() => {
-    if (run.tasks.some((t) => t.state === "running") && !isFinal()) refresh();
+    if (!isFinal() && run.tasks.some(progressUnseen)) refresh();
   }, 2000);
   setInterval(() => {
     if (isFinal()) return;
@@ -282,7 +300,22 @@
     }, 80);
   }
 
+  function readProgress(name, line) {
+    const match = progressPatterns.get(name)?.exec(line);
+    const task = run.tasks.find((t) => t.name === name);
+    if (!match || !task || task.state !== "running") return;
+    const numbers = match.slice(1).map((group) => Number.parseFloat(group));
+    if (numbers.length === 0 || numbers.some((n) => !Number.isFinite(n))) return;
+    const percent = numbers.length === 1 ? numbers[0] : (100 * numbers[0]) / (numbers[1] || 1);
+    const clamped = Math.max(0, Math.min(100, percent));
+    if (clamped === task.progress) return;
+    task.progress = clamped;
+    liveProgress.set(name, { attempt: task.attempt, percent: task.progress });
+    showTask(task);
+  }
+
   function addLine(name, line) {
+    readProgress(name, line);
     const log = logOf(name);
     log.lines.push(line);
     if (log.lines.length > LOG_LINES * 2) log.lines = log.lines.slice(-LOG_LINES);

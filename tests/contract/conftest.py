@@ -1,5 +1,0 @@
-"""Servers the contract suites run their backends against."""
-
-from tests.seaweed import seaweed
-
-__all__ = ["seaweed"]
