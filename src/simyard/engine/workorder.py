@@ -85,12 +85,18 @@ def _local_copy(store: Store, key: str, scratch: Path) -> Path:
 
 
 def _store_files(store: Store, prefix: str, files: list[OutputFile]) -> list[StoredOutput]:
-    stored = []
-    for output in files:
-        key = prefix + output.path
-        store.put(key, output.source)
-        stored.append(StoredOutput(output.path, key, output.size, output.sha256))
-    return stored
+    """Store every file under ``prefix``; many at once where the store can (S3)."""
+    pairs = [(prefix + output.path, output.source) for output in files]
+    put_many = getattr(store, "put_many", None)
+    if put_many is not None and len(pairs) > 1:
+        put_many(pairs)
+    else:
+        for key, source in pairs:
+            store.put(key, source)
+    return [
+        StoredOutput(output.path, key, output.size, output.sha256)
+        for output, (key, _) in zip(files, pairs, strict=True)
+    ]
 
 
 def execute_work_order(

@@ -1,7 +1,218 @@
-"""(being built)"""
+"""The new-run form, generated from the model's manifest.
+
+With JavaScript (static/form.js) the form checks itself against ``/api/v1/runs/validate``
+as the user types and starts the run through ``/api/v1/runs``. Without it, the form posts
+here and the run is created through the very same code as the API's.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
+
+from simyard.api.deps import PlatformDep
+from simyard.api.runs import MAX_FORM_FILES, _read_request, _validate_and_maybe_create
+from simyard.api.schemas import RunOut
+from simyard.domain.registry import find_version, manifest_of
+from simyard.domain.tables import ModelVersion, User
+from simyard.manifest.params import show_number
+from simyard.manifest.schema import ARCHIVE_SUFFIXES, Manifest, Parameter
+from simyard.web.pages.common import LoginRequired, PageDb, PageUser
+from simyard.web.session import CSRF_FIELD, check_csrf, session_user
+from simyard.web.templating import render
+from simyard.wiring import Platform
 
 router = APIRouter()
+
+FieldValue = str | bool
+Messages = dict[str, list[str]]
+
+
+def parameter_groups(manifest: Manifest) -> list[tuple[str | None, list[tuple[str, Parameter]]]]:
+    """Parameters in manifest order, gathered by ``group``: ungrouped first, then each group
+    in the order it first appears."""
+    groups: dict[str | None, list[tuple[str, Parameter]]] = {None: []}
+    for name, spec in manifest.parameters.items():
+        groups.setdefault(spec.group, []).append((name, spec))
+    return [(group, members) for group, members in groups.items() if members]
+
+
+def shown_value(value: Any) -> FieldValue:
+    """A parameter value as the form's field holds it (a checkbox's state for booleans)."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return show_number(value)
+
+
+def default_values(manifest: Manifest) -> dict[str, FieldValue]:
+    return {
+        name: shown_value(getattr(spec, "default", None))
+        for name, spec in manifest.parameters.items()
+    }
+
+
+def accepted_extensions(manifest: Manifest) -> dict[str, list[str]]:
+    """Each input slot's accepted file name endings, as the server checks them."""
+    return {
+        slot: spec.accept or (list(ARCHIVE_SUFFIXES) if spec.unpack is not None else [])
+        for slot, spec in manifest.inputs.items()
+    }
+
+
+def _by_field(items: list[dict[str, str]], manifest: Manifest) -> tuple[Messages, list[str]]:
+    """Messages keyed by a field the form shows, and the rest (written with their field)."""
+    placed: Messages = {}
+    general: list[str] = []
+    for item in items:
+        field, message = item.get("field", ""), item.get("message", "")
+        kind, _, name = field.partition(".")
+        if (kind == "params" and name in manifest.parameters) or (
+            kind == "inputs" and name in manifest.inputs
+        ):
+            placed.setdefault(field, []).append(message)
+        else:
+            general.append(f"{field}: {message}" if field else message)
+    return placed, general
+
+
+def _form_page(
+    request: Request,
+    user: User,
+    platform: Platform,
+    version: ModelVersion,
+    manifest: Manifest,
+    *,
+    values: dict[str, FieldValue],
+    errors: list[dict[str, str]] = (),  # type: ignore[assignment]
+    warnings: list[dict[str, str]] = (),  # type: ignore[assignment]
+    status_code: int = 200,
+) -> HTMLResponse:
+    field_errors, general_errors = _by_field(list(errors), manifest)
+    field_warnings, general_warnings = _by_field(list(warnings), manifest)
+    paramfile = manifest.parameter_file
+    return render(
+        request, "new_run.html", user, status_code=status_code, nav="models",
+        version=version, manifest=manifest, groups=parameter_groups(manifest), values=values,
+        errors=field_errors, warnings=field_warnings, general_errors=general_errors,
+        general_warnings=general_warnings, accepted=accepted_extensions(manifest),
+        default_max_size=platform.settings.max_input_size,
+        can_import=paramfile is not None and paramfile.format != "template",
+    )  # fmt: skip
+
+
+def _find(db: Any, name: str, version: str | None) -> ModelVersion:
+    found = find_version(db=db, name=name, version=version or None)
+    if found is None:
+        what = f"{name} {version}" if version else name
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model {what!r}")
+    return found
+
+
+@router.get("/models/{name}/run", response_class=HTMLResponse)
+def new_run_page(
+    request: Request,
+    name: str,
+    db: PageDb,
+    user: PageUser,
+    platform: PlatformDep,
+    version: str | None = None,
+) -> HTMLResponse:
+    """The form, pre-filled with the manifest's defaults."""
+    found = _find(db, name, version)
+    manifest = manifest_of(found)
+    return _form_page(
+        request, user, platform, found, manifest, values=default_values(manifest)
+    )
+
+
+def _user_and_model(
+    platform: Platform, request: Request, name: str, version: str | None
+) -> tuple[User | None, ModelVersion | None]:
+    """The session's user and the model version, read in one short transaction and detached.
+
+    The run is created in a transaction of its own afterwards; on SQLite a page session
+    still open at that moment would hold the write lock it waits for.
+    """
+    with platform.sessions() as db, db.begin():
+        user = session_user(request, db)
+        found = find_version(db=db, name=name, version=version) if user is not None else None
+        for loaded in (user, found):
+            if loaded is not None:
+                db.expunge(loaded)
+    return user, found
+
+
+@router.post("/models/{name}/run", response_class=HTMLResponse)
+async def start_run_from_form(request: Request, name: str, platform: PlatformDep) -> Response:
+    """The form posted without JavaScript: start the run and go to its page, or show the form
+    again with what was typed and every problem next to its field."""
+    form = await request.form(max_files=MAX_FORM_FILES)  # parsed once; _read_request reuses it
+    typed_version = form.get("version")
+    version_name = typed_version if isinstance(typed_version, str) and typed_version else None
+    user, found = await run_in_threadpool(_user_and_model, platform, request, name, version_name)
+    if user is None:
+        raise LoginRequired(f"/models/{name}/run")
+    token = form.get(CSRF_FIELD)
+    check_csrf(request, token if isinstance(token, str) else None)
+    if found is None:
+        what = f"{name} {version_name}" if version_name else name
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model {what!r}")
+    manifest = manifest_of(found)
+    # A file input left empty is still sent, as a part with no file name: not an upload.
+    unselected = {
+        key.removeprefix("inputs.")
+        for key, value in form.multi_items()
+        if isinstance(value, UploadFile) and not value.filename
+    }
+    scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=platform.settings.home.resolve()))
+    try:
+        fields, uploads, problems = await _read_request(
+            request, scratch, platform.settings.max_input_size
+        )
+        uploads = {slot: u for slot, u in uploads.items() if slot not in unselected}
+        params: dict[str, Any] = dict(fields.get("params") or {})
+        params |= {
+            key.removeprefix("params."): value
+            for key, value in fields.items()
+            if key.startswith("params.")
+        }
+        if problems:
+            errors = [{"field": p.field, "message": p.message} for p in problems]
+            answer: dict[str, Any] = {"errors": errors, "warnings": []}
+        else:
+            request_fields = {"model": name, "version": found.version, "params": params}
+            result = await run_in_threadpool(
+                _validate_and_maybe_create, platform, user.id, request_fields, uploads, True
+            )
+            if isinstance(result, RunOut):
+                return RedirectResponse(f"/runs/{result.id}", status_code=303)
+            answer = json.loads(bytes(result.body))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    values = default_values(manifest) | {
+        key: (value == "true" if manifest.parameters[key].type == "boolean" else value)
+        for key, value in params.items()
+        if key in manifest.parameters and isinstance(value, str)
+    }
+    errors = list(answer.get("errors", []))
+    if uploads:
+        # Browsers never pre-select a file, so say it rather than let the form look complete.
+        chosen = ", ".join(u.filename for u in uploads.values())
+        errors.append({"field": "", "message": f"Select your input files again ({chosen})."})
+    return _form_page(
+        request, user, platform, found, manifest, values=values, errors=errors,
+        warnings=list(answer.get("warnings", [])), status_code=422,
+    )  # fmt: skip

@@ -106,12 +106,13 @@ window.SimyardPlots = (() => {
     element.replaceChildren();
     const traces = [];
     const problems = [];
+    const missing = []; // not an error: a failed run often has no results to chart
     await Promise.all(
       sources.map(async (source, index) => {
         const prefix = source.label ? `${source.label} ` : "";
         const found = findOutput(source.outputs, plot.file);
         if (!found) {
-          problems.push(`${prefix}${plot.file} is not among the outputs.`);
+          missing.push(`${prefix}No chart: ${plot.file} is not among this run's outputs.`);
           return;
         }
         let columns;
@@ -145,6 +146,7 @@ window.SimyardPlots = (() => {
       }),
     );
     traces.sort((p, q) => p.order - q.order);
+    for (const text of missing) note(element, text, false);
     for (const problem of problems) note(element, problem, true);
     if (traces.length === 0) return;
     let Plotly;

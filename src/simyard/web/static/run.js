@@ -222,6 +222,9 @@
         loadLog(task);
       }
       if (task.started_at && box) box.querySelector(".log-download").hidden = false;
+      if (!task.started_at && FINAL_TASK.has(task.state) && logOf(task.name).lines.length === 0) {
+        $(`log-${task.name}`).textContent = "(did not run)";
+      }
     }
     if (finishedCount(run) !== finishedCount(before) || isFinal() !== FINAL_RUN.has(before.state)) {
       loadOutputs();
