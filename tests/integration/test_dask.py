@@ -97,7 +97,7 @@ def test_a_run_goes_through_the_cluster_with_live_logs(
 
     thread = threading.Thread(target=follow)
     thread.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     with dask_server.http() as api:
         while time.monotonic() < deadline:
             if "day 3 of 15" in api.get(f"/runs/{run_id}/logs/simulate").text:

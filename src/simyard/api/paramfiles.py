@@ -32,7 +32,7 @@ class ParameterFileValues(BaseModel):
     responses={404: {"description": "no such model"}, 422: {"description": "unreadable"}},
 )
 def read_parameter_file_values(
-    name: str, file: UploadFile, db: DbDep, user: UserDep, version: str | None = None
+    name: str, db: DbDep, user: UserDep, file: UploadFile | None = None, version: str | None = None
 ) -> Any:
     """Typed values from an existing parameter file in the model's format (e.g. a modeller's
     ``INPUT_PARAMETERS.txt``), to pre-fill a run; ``unknown`` lists the names the model lacks.
@@ -44,6 +44,8 @@ def read_parameter_file_values(
     if found is None:
         what = f"{name} {version}" if version else name
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model {what!r}")
+    if file is None:
+        return problems_response([Problem("param_file", "send the file as the form field 'file'")])
     data = file.file.read(MAX_PARAMETER_FILE_SIZE + 1)
     filename = PurePath(file.filename or "").name
     if len(data) > MAX_PARAMETER_FILE_SIZE:

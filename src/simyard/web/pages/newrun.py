@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from simyard.api.deps import PlatformDep
@@ -46,8 +47,10 @@ def parameter_groups(manifest: Manifest) -> list[tuple[str | None, list[tuple[st
     return [(group, members) for group, members in groups.items() if members]
 
 
-def shown_value(value: Any) -> FieldValue:
+def shown_value(spec: Parameter, value: Any) -> FieldValue:
     """A parameter value as the form's field holds it (a checkbox's state for booleans)."""
+    if spec.type == "choice":
+        return "" if value is None else str(value)  # as the option's value is written
     if isinstance(value, bool):
         return value
     if value is None:
@@ -59,7 +62,7 @@ def shown_value(value: Any) -> FieldValue:
 
 def default_values(manifest: Manifest) -> dict[str, FieldValue]:
     return {
-        name: shown_value(getattr(spec, "default", None))
+        name: shown_value(spec, getattr(spec, "default", None))
         for name, spec in manifest.parameters.items()
     }
 
@@ -96,24 +99,25 @@ def _form_page(
     manifest: Manifest,
     *,
     values: dict[str, FieldValue],
-    errors: list[dict[str, str]] = (),  # type: ignore[assignment]
-    warnings: list[dict[str, str]] = (),  # type: ignore[assignment]
+    errors: list[dict[str, str]] | None = None,
+    warnings: list[dict[str, str]] | None = None,
+    note: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
-    field_errors, general_errors = _by_field(list(errors), manifest)
-    field_warnings, general_warnings = _by_field(list(warnings), manifest)
+    field_errors, general_errors = _by_field(errors or [], manifest)
+    field_warnings, general_warnings = _by_field(warnings or [], manifest)
     paramfile = manifest.parameter_file
     return render(
         request, "new_run.html", user, status_code=status_code, nav="models",
         version=version, manifest=manifest, groups=parameter_groups(manifest), values=values,
         errors=field_errors, warnings=field_warnings, general_errors=general_errors,
-        general_warnings=general_warnings, accepted=accepted_extensions(manifest),
+        general_warnings=general_warnings, note=note, accepted=accepted_extensions(manifest),
         default_max_size=platform.settings.max_input_size,
         can_import=paramfile is not None and paramfile.format != "template",
     )  # fmt: skip
 
 
-def _find(db: Any, name: str, version: str | None) -> ModelVersion:
+def _find(db: Session, name: str, version: str | None) -> ModelVersion:
     found = find_version(db=db, name=name, version=version or None)
     if found is None:
         what = f"{name} {version}" if version else name
@@ -133,9 +137,7 @@ def new_run_page(
     """The form, pre-filled with the manifest's defaults."""
     found = _find(db, name, version)
     manifest = manifest_of(found)
-    return _form_page(
-        request, user, platform, found, manifest, values=default_values(manifest)
-    )
+    return _form_page(request, user, platform, found, manifest, values=default_values(manifest))
 
 
 def _user_and_model(
@@ -207,12 +209,13 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
         for key, value in params.items()
         if key in manifest.parameters and isinstance(value, str)
     }
-    errors = list(answer.get("errors", []))
+    note = ""
     if uploads:
         # Browsers never pre-select a file, so say it rather than let the form look complete.
         chosen = ", ".join(u.filename for u in uploads.values())
-        errors.append({"field": "", "message": f"Select your input files again ({chosen})."})
+        note = f"Nothing was started, and your files were not kept: select them again ({chosen})."
     return _form_page(
-        request, user, platform, found, manifest, values=values, errors=errors,
-        warnings=list(answer.get("warnings", [])), status_code=422,
+        request, user, platform, found, manifest, values=values, note=note,
+        errors=list(answer.get("errors", [])), warnings=list(answer.get("warnings", [])),
+        status_code=422,
     )  # fmt: skip
