@@ -120,8 +120,9 @@ def same_bytes(a: Path, b: Path) -> bool:
 
 
 def run_s3(bench: Bench) -> None:
-    from simyard.storage.s3 import S3Store
     from tests.seaweed import Seaweed
+
+    from simyard.storage.s3 import S3Store
 
     root = bench.root / "seaweed"
     root.mkdir(parents=True, exist_ok=True)
@@ -219,7 +220,7 @@ def measure_s3(bench: Bench, weed: object, store: object) -> None:
             ("1 GiB up (MB/s)", ours_up.mb_per_s, base_up.mb_per_s, ours_up, base_up),
             ("1 GiB down (MB/s)", ours_down.mb_per_s, base_down.mb_per_s, ours_down, base_down),
             (
-                f"{count} × 1 KiB up (files/s)",
+                f"{count} x 1 KiB up (files/s)",
                 ours_small.files_per_s,
                 base_small.files_per_s,
                 ours_small,

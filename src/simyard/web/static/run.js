@@ -153,10 +153,13 @@
     $("failure-title").textContent = run.state === "cancelled" ? "Cancelled" : "Why it failed";
     const words = data.failure_words[error.kind] ?? error.kind ?? "it failed";
     const what = box.querySelector(".failure-what");
-    what.replaceChildren(words.charAt(0).toUpperCase() + words.slice(1));
+    what.replaceChildren();
+    what.hidden = error.kind === "cancelled"; // the summary says just that
+    box.querySelector(".failure-text").textContent = error.summary ?? "";
+    if (what.hidden) return;
+    what.append(words.charAt(0).toUpperCase() + words.slice(1));
     if (error.task) what.append(" in task ", cell("code", error.task), ".");
     else what.append(".");
-    box.querySelector(".failure-text").textContent = error.summary ?? "";
   }
 
   function showRun() {
@@ -166,7 +169,10 @@
     $("run-duration").textContent = duration(run.started_at, run.finished_at) || "—";
     const queue = $("queue-position");
     queue.hidden = isFinal() || run.queue_position === null || run.queue_position === undefined;
-    queue.querySelector(".count").textContent = String(run.queue_position ?? "");
+    const ahead = run.queue_position;
+    queue.textContent = "Waiting for a free slot: " + (ahead === 0
+      ? "next in the queue."
+      : `${ahead} task ${ahead === 1 ? "run is" : "runs are"} ahead in the queue.`);
     $("cancel-run").hidden = isFinal();
     $("rerun").hidden = !isFinal();
     $("rerun-failed").hidden = !isFinal() || run.state === "succeeded";
