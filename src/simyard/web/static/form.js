@@ -17,9 +17,9 @@
   const statusLine = $("form-status");
 
   let timer = null;
-  let latest = 0; // the newest check; an older answer arriving late is dropped
-  let inFlight = null; // AbortController of the check under way
-  let starting = false;
+  let checking = false; // a check is under way
+  let stale = false; // the form changed while it was
+  let starting = false; // the run is being started: checks are moot
 
   // ------------------------------------------------------------------ the request
 
@@ -43,9 +43,9 @@
     return body;
   }
 
-  function post(url, body, signal) {
+  function post(url, body) {
     return fetch(url, {
-      method: "POST", body, signal, credentials: "same-origin",
+      method: "POST", body, credentials: "same-origin",
       headers: { "X-CSRF-Token": csrf, Accept: "application/json" },
     });
   }
@@ -136,32 +136,32 @@
 
   // ------------------------------------------------------------------ checking
 
+  /** Ask the server about the whole form. One check at a time: a change made meanwhile
+   * is checked as soon as the answer is in, so uploads never pile up. */
   async function check() {
     clearTimeout(timer);
-    const mine = ++latest;
-    inFlight?.abort();
-    inFlight = new AbortController();
-    let response;
-    try {
-      response = await post("/api/v1/runs/validate", requestBody(), inFlight.signal);
-    } catch (error) {
-      if (error.name !== "AbortError" && mine === latest) {
-        showFailure("The form could not be checked: the server did not answer.");
-      }
+    if (checking) {
+      stale = true;
       return;
     }
-    if (mine !== latest || starting) return;
-    if (response.ok || response.status === 422) {
-      let answer;
-      try {
-        answer = await response.json();
-      } catch (_) {
-        showFailure("The form could not be checked: the answer was not readable.");
-        return;
+    checking = true;
+    stale = false;
+    try {
+      const response = await post("/api/v1/runs/validate", requestBody());
+      if (stale || starting) return;
+      if (response.ok || response.status === 422) {
+        const answer = await response.json();
+        if (!stale && !starting) showAnswer(answer, unreadable());
+      } else {
+        showFailure(`The form could not be checked: ${await problemOf(response)}.`);
       }
-      if (mine === latest && !starting) showAnswer(answer, unreadable());
-    } else {
-      showFailure(`The form could not be checked: ${await problemOf(response)}.`);
+    } catch (_) {
+      if (!stale && !starting) {
+        showFailure("The form could not be checked: the server did not answer.");
+      }
+    } finally {
+      checking = false;
+      if (stale && !starting) check();
     }
   }
 
@@ -185,8 +185,6 @@
     if (starting) return;
     starting = true;
     clearTimeout(timer);
-    inFlight?.abort();
-    latest++;
     startButton.disabled = true;
     statusLine.textContent = "Starting the run…";
     let response;
@@ -194,7 +192,7 @@
       response = await post("/api/v1/runs", requestBody());
     } catch (_) {
       starting = false;
-      showFailure("The run was not started: the server did not answer.");
+      showFailure("The run was not started: no answer from the server.");
       return;
     }
     if (response.ok) {
@@ -286,7 +284,8 @@
       }
       const names = Object.keys(answer.values ?? {});
       const filled = names.filter((name) => setField(name, answer.values[name]));
-      const notes = [`${file.name}: ${filled.length} ${filled.length === 1 ? "value" : "values"} filled in` +
+      const count = `${filled.length} ${filled.length === 1 ? "value" : "values"}`;
+      const notes = [`${file.name}: ${count} filled in` +
         (filled.length ? ` (${filled.join(", ")}).` : ".")];
       if (answer.unknown?.length) {
         notes.push(`Not parameters of this model, ignored: ${answer.unknown.join(", ")}.`);

@@ -203,7 +203,7 @@
       }
       clearError();
       showRun();
-      afterChange(before);
+      afterChange(before, true);
     } catch (error) {
       showError(`Could not update the run: ${error.message}`);
     } finally {
@@ -217,7 +217,11 @@
 
   const finishedCount = (r) => r.tasks.filter((t) => FINAL_TASK.has(t.state)).length;
 
-  function afterChange(before) {
+  let resultsShown = isFinal(); // a finished run's results are rendered by the server
+  let outputsAt = finishedCount(run); // finished tasks when the outputs were last listed
+
+  /** Follow what started; once ``fetched`` data says so, list outputs and show results. */
+  function afterChange(before, fetched) {
     for (const task of run.tasks) {
       const old = before.tasks.find((t) => t.name === task.name);
       const box = $(`logbox-${task.name}`);
@@ -232,15 +236,18 @@
         $(`log-${task.name}`).textContent = "(did not run)";
       }
     }
-    if (finishedCount(run) !== finishedCount(before) || isFinal() !== FINAL_RUN.has(before.state)) {
-      loadOutputs();
-    }
-    if (isFinal() && !FINAL_RUN.has(before.state)) {
+    if (!fetched) return;
+    if (isFinal() && !resultsShown) {
+      resultsShown = true;
+      outputsAt = finishedCount(run);
+      stopEvents();
       const failedBox = run.error?.task ? $(`logbox-${run.error.task}`) : null;
       if (failedBox) failedBox.open = true; // its toggle event loads the log's end
       showMetrics();
-      drawPlots();
-      stopEvents();
+      loadOutputs().then(drawPlots);
+    } else if (finishedCount(run) !== outputsAt) {
+      outputsAt = finishedCount(run);
+      loadOutputs();
     }
   }
 
@@ -249,9 +256,41 @@
   let events = null;
   let poll = null;
 
+  let burstBefore = null;
+
+  /** Show an event's states at once (the fetch that follows fills in the rest). */
+  function applyEvent(event) {
+    if (!burstBefore) {
+      // replayed events arrive in a burst: show only where they end
+      burstBefore = structuredClone(run);
+      setTimeout(() => {
+        const before = burstBefore;
+        burstBefore = null;
+        showRun();
+        afterChange(before, false);
+      }, 0);
+    }
+    if (typeof event.state === "string") run.state = event.state;
+    if (event.kind === "run.running") run.started_at ??= event.at;
+    if (event.kind.startsWith("run.") && FINAL_RUN.has(event.state)) run.finished_at ??= event.at;
+    const task = event.task ? run.tasks.find((t) => t.name === event.task) : null;
+    if (!task || typeof event.task_state !== "string") return;
+    task.state = event.task_state;
+    task.attempt = event.attempt ?? task.attempt;
+    if (task.state === "running") {
+      task.started_at = event.at;
+      task.finished_at = null;
+    } else if (FINAL_TASK.has(task.state)) {
+      task.finished_at ??= event.at;
+    }
+  }
+
   function startEvents() {
     events = new EventSource(`${api}/events/follow`);
     const onEvent = (message) => {
+      try {
+        applyEvent(JSON.parse(message.data));
+      } catch (_) { /* the fetch below still brings the state */ }
       refresh();
       if (FINAL_RUN.has(message.type.replace(/^run\./, ""))) stopEvents();
     };
@@ -412,6 +451,7 @@
 
   let outputs = data.outputs;
 
+  /** List the outputs again; the plots are drawn from this list. */
   async function loadOutputs() {
     try {
       const response = await fetch(`${api}/outputs`);
@@ -541,7 +581,6 @@
   if (isFinal()) {
     drawPlots();
   } else {
-    startEvents();
-    refresh(); // the state may have moved between rendering and the stream opening
+    startEvents(); // it replays every event so far, so nothing between render and now is lost
   }
 })();
