@@ -104,3 +104,22 @@ def test_a_modeller_cannot_open_the_outbox(web_server: Server) -> None:
     web_server.add_user("carol")
     with browser(web_server, "carol") as client:
         assert client.get("/admin/outbox").status_code == 403
+
+
+def test_another_user_gets_404_on_a_run_page_and_anonymous_the_login(
+    web_server: Server, make_model: MakeModel, tmp_path: Path
+) -> None:
+    assert web_server.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
+    (tmp_path / "f.csv").write_text(FORCING)
+    done = web_server.cli("run", "toy", "-i", f"forcing={tmp_path / 'f.csv'}", "--wait", "--json")
+    run_id = json.loads(done.stdout)["id"]
+    web_server.add_user("dave")
+    with browser(web_server) as owner:
+        page = owner.get(f"/runs/{run_id}")
+        assert page.status_code == 200
+        assert 'id="run-state"' in page.text
+    with browser(web_server, "dave") as other:
+        assert other.get(f"/runs/{run_id}", headers={"accept": "text/html"}).status_code == 404
+    with httpx.Client(base_url=web_server.url, timeout=30) as anonymous:
+        answer = anonymous.get(f"/runs/{run_id}", follow_redirects=False)
+        assert answer.headers["location"].startswith("/login")
