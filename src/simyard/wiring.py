@@ -71,6 +71,11 @@ def dask_security(settings: Settings) -> object | None:
     """Dask TLS from the configured certificate files; None for plain TCP (loopback only)."""
     if settings.dask_tls_ca_file is None:
         return None
+    if settings.dask_tls_cert_file is None or settings.dask_tls_key_file is None:
+        raise SimyardError(
+            "Dask TLS needs SIMYARD_DASK_TLS_CA_FILE, SIMYARD_DASK_TLS_CERT_FILE "
+            "and SIMYARD_DASK_TLS_KEY_FILE together"
+        )
     from distributed.security import Security
 
     return Security(
