@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import select
 
@@ -78,26 +79,37 @@ async def follow_log(
 ) -> StreamingResponse:
     """The task's live log as server-sent events (``data:`` one line each), ending with an
     ``event: end`` once the task has finished and every line was sent."""
-    with platform.sessions() as db:
-        _task(load_run(db, user, run_id), task)  # 404 now, not in the middle of a stream
+
+    def check() -> None:
+        with platform.sessions() as db:
+            _task(load_run(db, user, run_id), task)  # 404 now, not in the middle of a stream
+
+    def where_is_it() -> tuple[int, bool, int] | None:
+        with platform.sessions() as db:
+            run = db.get(Run, run_id)
+            task_run = _task(run, task) if run is not None else None
+            if task_run is None:
+                return None
+            return task_run.id, TaskRunState(task_run.state).final, max(task_run.attempt, 1)
+
+    # Database calls run in the thread pool: on the event loop, a wait for SQLite's write
+    # lock would stall every request, including the one holding the lock.
+    await run_in_threadpool(check)
 
     async def lines() -> AsyncIterator[str]:
         offset = 0
         partial = b""
         attempt = None
         while True:
-            with platform.sessions() as db:
-                run = db.get(Run, run_id)
-                task_run = _task(run, task) if run is not None else None
-                if task_run is None:
-                    return
-                final = TaskRunState(task_run.state).final
-                current = max(task_run.attempt, 1)
+            found = await run_in_threadpool(where_is_it)
+            if found is None:
+                return
+            task_run_id, final, current = found
             if attempt is not None and current != attempt:
                 yield f"event: attempt\ndata: {current}\n\n"
                 offset, partial = 0, b""
             attempt = current
-            path = platform.dispatcher.live_logs.path(task_run.id, current)
+            path = platform.dispatcher.live_logs.path(task_run_id, current)
             data = b""
             if path.exists():
                 with open(path, "rb") as handle:
@@ -112,7 +124,8 @@ async def follow_log(
                 if final:
                     if partial:
                         yield "data: " + json.dumps(partial.decode("utf-8", "replace")) + "\n\n"
-                    yield f"event: end\ndata: {json.dumps(task_run.state)}\n\n"
+                    state = await run_in_threadpool(_task_state, platform, run_id, task)
+                    yield f"event: end\ndata: {json.dumps(state)}\n\n"
                     return
                 await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
@@ -140,6 +153,12 @@ def list_outputs(run_id: int, db: DbDep, user: UserDep) -> list[dict[str, Any]]:
         }
         for f in files
     ]
+
+
+def _task_state(platform: Platform, run_id: int, task: str) -> str:
+    with platform.sessions() as db:
+        run = db.get(Run, run_id)
+        return _task(run, task).state if run is not None else "unknown"
 
 
 def _outputs(db: Any, run: Run) -> list[tuple[str, StoredFile]]:
@@ -252,14 +271,21 @@ def list_events(run_id: int, db: DbDep, user: UserDep, after: int = 0) -> list[d
 @router.get("/events/follow")
 async def follow_events(run_id: int, user: UserDep, platform: PlatformDep) -> StreamingResponse:
     """The run's events as server-sent events, ending after the run's final state."""
-    with platform.sessions() as db:
-        load_run(db, user, run_id)
+
+    def check() -> None:
+        with platform.sessions() as db:
+            load_run(db, user, run_id)
+
+    def events_after(after: int) -> list[dict[str, Any]]:
+        with platform.sessions() as db:
+            return _events_after(db, run_id, after)
+
+    await run_in_threadpool(check)
 
     async def stream() -> AsyncIterator[str]:
         after = 0
         while True:
-            with platform.sessions() as db:
-                events = _events_after(db, run_id, after)
+            events = await run_in_threadpool(events_after, after)
             for event in events:
                 after = event["id"]
                 yield f"event: {event['kind']}\ndata: {json.dumps(event)}\n\n"
