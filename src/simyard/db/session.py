@@ -35,25 +35,36 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
-    open_here = threading.local()
+    # Open transactions: connection id -> the thread that began it. A request may begin
+    # in one worker thread and commit in another, so this is not kept per thread.
+    open_by: dict[int, int] = {}
+    guard = threading.Lock()
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: Any) -> None:
         # Take the write lock up front: a deferred transaction that later upgrades to a
         # writer fails at once with "database is locked" instead of waiting its turn.
-        # A second transaction in the same thread would wait for the first forever.
-        if getattr(open_here, "depth", 0):
-            raise NestedTransaction(
-                "a second database transaction in one thread would deadlock on SQLite; "
-                "pass the open session along instead"
-            )
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-        open_here.depth = 1
+        # A second transaction begun by the thread that holds one would wait forever.
+        me = threading.get_ident()
+        with guard:
+            if any(t == me and c != id(connection) for c, t in open_by.items()):
+                raise NestedTransaction(
+                    "a second database transaction in one thread would deadlock on SQLite; "
+                    "pass the open session along instead"
+                )
+            open_by[id(connection)] = me
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            with guard:
+                open_by.pop(id(connection), None)
+            raise
 
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _ended(connection: Any) -> None:
-        open_here.depth = 0
+        with guard:
+            open_by.pop(id(connection), None)
 
     return engine
 
