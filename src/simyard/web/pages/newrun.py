@@ -140,38 +140,40 @@ def new_run_page(
     return _form_page(request, user, platform, found, manifest, values=default_values(manifest))
 
 
-def _user_and_model(
-    platform: Platform, request: Request, name: str, version: str | None
-) -> tuple[User | None, ModelVersion | None]:
-    """The session's user and the model version, read in one short transaction and detached.
+def _session_user(platform: Platform, request: Request) -> User | None:
+    """The session's user, read in a short transaction of its own and detached.
 
     The run is created in a transaction of its own afterwards; on SQLite a page session
-    still open at that moment would hold the write lock it waits for.
+    still open at that moment would hold the write lock that one waits for.
     """
     with platform.sessions() as db, db.begin():
         user = session_user(request, db)
-        found = find_version(db=db, name=name, version=version) if user is not None else None
-        for loaded in (user, found):
-            if loaded is not None:
-                db.expunge(loaded)
-    return user, found
+        if user is not None:
+            db.expunge(user)
+    return user
+
+
+def _model_version(platform: Platform, name: str, version: str | None) -> ModelVersion:
+    """The model version (detached, see :func:`_session_user`); 404 when there is none."""
+    with platform.sessions() as db, db.begin():
+        found = _find(db, name, version)
+        db.expunge(found)
+    return found
 
 
 @router.post("/models/{name}/run", response_class=HTMLResponse)
 async def start_run_from_form(request: Request, name: str, platform: PlatformDep) -> Response:
     """The form posted without JavaScript: start the run and go to its page, or show the form
     again with what was typed and every problem next to its field."""
-    form = await request.form(max_files=MAX_FORM_FILES)  # parsed once; _read_request reuses it
-    typed_version = form.get("version")
-    version_name = typed_version if isinstance(typed_version, str) and typed_version else None
-    user, found = await run_in_threadpool(_user_and_model, platform, request, name, version_name)
-    if user is None:
+    user = await run_in_threadpool(_session_user, platform, request)
+    if user is None:  # before reading the body: no upload is taken from a stranger
         raise LoginRequired(f"/models/{name}/run")
+    form = await request.form(max_files=MAX_FORM_FILES)  # parsed once; _read_request reuses it
     token = form.get(CSRF_FIELD)
     check_csrf(request, token if isinstance(token, str) else None)
-    if found is None:
-        what = f"{name} {version_name}" if version_name else name
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model {what!r}")
+    typed_version = form.get("version")
+    version_name = typed_version if isinstance(typed_version, str) else None
+    found = await run_in_threadpool(_model_version, platform, name, version_name)
     manifest = manifest_of(found)
     # A file input left empty is still sent, as a part with no file name: not an upload.
     unselected = {

@@ -93,6 +93,13 @@ window.SimyardPlots = (() => {
     element.append(p);
   }
 
+  /** plotly.js reads a little HTML in labels; show model-made text as text. */
+  function plain(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+
+  const plainValues = (values) => values.map((v) => (typeof v === "string" ? plain(v) : v));
+
   function color(name) {
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   }
@@ -137,9 +144,9 @@ window.SimyardPlots = (() => {
             order: index * 1000 + plot.y.indexOf(name),
             type: "scatter",
             mode: plot.kind === "scatter" ? "markers" : "lines",
-            name: prefix + name,
-            x,
-            y,
+            name: plain(prefix + name),
+            x: plainValues(x),
+            y: plainValues(y),
             line: index > 0 ? { dash: "dot" } : {},
           });
         }
@@ -169,8 +176,8 @@ window.SimyardPlots = (() => {
         plot_bgcolor: "rgba(0,0,0,0)",
         font: { color: fg, family: "system-ui, sans-serif" },
         margin: { t: 16, r: 16, b: 48, l: 56 },
-        xaxis: { ...axis, title: { text: plot.x } },
-        yaxis: { ...axis, title: { text: plot.y.length === 1 ? plot.y[0] : "" } },
+        xaxis: { ...axis, title: { text: plain(plot.x) } },
+        yaxis: { ...axis, title: { text: plot.y.length === 1 ? plain(plot.y[0]) : "" } },
         legend: { orientation: "h", y: -0.2 },
         hovermode: plot.kind === "scatter" ? "closest" : "x unified",
       },
