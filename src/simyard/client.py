@@ -85,6 +85,24 @@ class Client:
 
     # -------------------------------------------------------------- runs
 
+    def _post_with_files(
+        self, path: str, fields: Mapping[str, Any], files: Mapping[str, Path]
+    ) -> Any:
+        """POST ``fields`` as JSON; with ``files``, as a multipart form (objects as JSON text)."""
+        given = {key: value for key, value in fields.items() if value is not None}
+        if not files:
+            return self._request("POST", path, json=given)
+        data = {
+            key: json.dumps(value) if isinstance(value, dict | list | bool) else str(value)
+            for key, value in given.items()
+        }
+        with ExitStack() as stack:
+            opened = {
+                key: (file.name, stack.enter_context(open(file, "rb")))
+                for key, file in files.items()
+            }
+            return self._request("POST", path, data=data, files=opened)
+
     def _run_request(
         self,
         model: str,
@@ -94,20 +112,10 @@ class Client:
         notify: bool | None = None,
     ) -> Any:
         name, _, version = model.partition("@")
-        path = "/runs/validate" if validate else "/runs"
-        with ExitStack() as stack:
-            files = {
-                f"inputs.{slot}": (file.name, stack.enter_context(open(file, "rb")))
-                for slot, file in inputs.items()
-            }
-            if not files:
-                body = {"model": name, "version": version or None, "params": dict(params),
-                        "notify": notify}  # fmt: skip
-                return self._request("POST", path, json=body)
-            data = {"model": name, "version": version, "params": json.dumps(dict(params))}
-            if notify is not None:
-                data["notify"] = "true" if notify else "false"
-            return self._request("POST", path, data=data, files=files)
+        fields = {"model": name, "version": version or None, "params": dict(params),
+                  "notify": notify}  # fmt: skip
+        files = {f"inputs.{slot}": file for slot, file in inputs.items()}
+        return self._post_with_files("/runs/validate" if validate else "/runs", fields, files)
 
     def create_run(
         self,
@@ -127,6 +135,41 @@ class Client:
         self, model: str, params: Mapping[str, Any], inputs: Mapping[str, Path] | None = None
     ) -> dict[str, Any]:
         return dict(self._run_request(model, params, inputs or {}, validate=True))
+
+    # -------------------------------------------------------------- sweeps
+
+    def create_sweep(
+        self,
+        model: str,
+        params: Mapping[str, Any],
+        axes: Mapping[str, list[Any]] | None = None,
+        *,
+        mode: str = "grid",
+        table: Path | None = None,
+        inputs: Mapping[str, Path] | None = None,
+        notify: bool | None = None,
+        validate: bool = False,
+    ) -> dict[str, Any]:
+        """Start a sweep of ``model``: ``axes`` (``grid`` or ``zip``) or a CSV ``table``
+        whose header names parameters and whose rows are the runs; ValidationFailed if
+        any run would be refused (then none is created)."""
+        name, _, version = model.partition("@")
+        fields = {"model": name, "version": version or None, "params": dict(params),
+                  "axes": dict(axes or {}), "mode": "table" if table else mode,
+                  "notify": notify}  # fmt: skip
+        files = {f"inputs.{slot}": file for slot, file in (inputs or {}).items()}
+        if table is not None:
+            files["table"] = table
+        path = "/sweeps/validate" if validate else "/sweeps"
+        return dict(self._post_with_files(path, fields, files))
+
+    def sweep(self, sweep_id: int) -> dict[str, Any]:
+        return dict(self._request("GET", f"/sweeps/{sweep_id}"))
+
+    def cancel_sweep(self, sweep_id: int) -> dict[str, Any]:
+        return dict(self._request("POST", f"/sweeps/{sweep_id}/cancel"))
+
+    # -------------------------------------------------------------- runs: list, look, act
 
     def runs(
         self, *, state: str | None = None, model: str | None = None, limit: int = 50

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from simyard import __version__
-from simyard.api import files, health, models, paramfiles, runs, users
+from simyard.api import files, health, models, paramfiles, runs, sweeps, users
 from simyard.api.deps import problems_response
 from simyard.errors import Problem
 from simyard.web.app import mount_web
@@ -34,7 +34,8 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
 
     app = FastAPI(title="simyard", version=__version__, lifespan=lifespan)
     app.state.platform = platform
-    for router in (models.router, paramfiles.router, runs.router, files.router, users.router):
+    routers = (models, paramfiles, runs, sweeps, files, users)
+    for router in (module.router for module in routers):
         app.include_router(router, prefix="/api/v1")
     app.include_router(health.router)
     mount_web(app, platform)

@@ -5,19 +5,22 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from simyard.api.deps import DbDep, PlatformDep, UserDep, problems_response
 from simyard.api.schemas import RunOut, run_out
 from simyard.domain import runs as run_service
 from simyard.domain.registry import find_version, manifest_of, model_dir_of
-from simyard.domain.tables import User
+from simyard.domain.tables import ModelVersion, User
 from simyard.errors import Problem, ValidationFailed
 from simyard.wiring import Platform
 
@@ -27,24 +30,35 @@ MAX_FORM_FILES = 100
 
 
 async def _read_request(
-    request: Request, scratch: Path, max_size: int
+    request: Request,
+    scratch: Path,
+    max_size: int,
+    *,
+    json_fields: tuple[str, ...] = ("params",),
+    side_files: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], dict[str, run_service.Upload], list[Problem]]:
-    """The run request's fields and uploads (written to ``scratch``), from JSON or a form."""
+    """The run request's fields and uploads (written to ``scratch``), from JSON or a form.
+
+    In a form, ``json_fields`` hold JSON objects; a file in one of ``side_files`` (such as
+    a sweep's table) is put in the fields as an Upload instead of among the inputs.
+    """
     problems: list[Problem] = []
     uploads: dict[str, run_service.Upload] = {}
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form(max_files=MAX_FORM_FILES)
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-        try:
-            fields["params"] = json.loads(fields.get("params") or "{}")
-        except ValueError:
-            problems.append(Problem("params", "not a JSON object"))
-            fields["params"] = {}
+        for name in json_fields:
+            try:
+                fields[name] = json.loads(fields.get(name) or "{}")
+            except ValueError:
+                problems.append(Problem(name, "not a JSON object"))
+                fields[name] = {}
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
-                slot = key.removeprefix("inputs.")
-                target = scratch / slot
+                side = key in side_files
+                slot = key if side else key.removeprefix("inputs.")
+                target = scratch / (f"side-{slot}" if side else slot)
                 written = 0
                 with open(target, "wb") as out:
                     while chunk := await value.read(1 << 20):
@@ -56,7 +70,10 @@ async def _read_request(
                             break
                         out.write(chunk)
                 name = Path(value.filename or slot).name or slot
-                uploads[slot] = run_service.Upload(target, name)
+                if side:
+                    fields[key] = run_service.Upload(target, name)
+                else:
+                    uploads[slot] = run_service.Upload(target, name)
         await form.close()
     else:
         try:
@@ -73,7 +90,7 @@ async def _read_request(
     return fields, uploads, problems
 
 
-def _notify_choice(value: Any) -> bool | None:
+def notify_choice(value: Any) -> bool | None:
     """The run's own notification choice: true, false, or None for the owner's preferences."""
     if isinstance(value, bool) or value is None:
         return value
@@ -85,6 +102,35 @@ def _notify_choice(value: Any) -> bool | None:
     return None
 
 
+def resolve_model(
+    db: Session, platform: Platform, fields: dict[str, Any], uploads: dict[str, run_service.Upload]
+) -> tuple[ModelVersion, Path, list[Problem]] | JSONResponse:
+    """The model version a request names, its unpacked folder, and the uploads' unknown
+    slots as problems; a 422 answer when no such model is registered."""
+    model = fields.get("model")
+    if not isinstance(model, str) or not model:
+        return problems_response([Problem("model", "name the model to run")])
+    version_name = fields.get("version")
+    version = find_version(db=db, name=model, version=version_name or None)
+    if version is None:
+        what = f"{model} {version_name}" if version_name else model
+        return problems_response([Problem("model", f"no model {what!r} is registered")])
+    unknown = [
+        Problem(f"inputs.{slot}", "unknown input slot")
+        for slot in uploads
+        if slot not in manifest_of(version).inputs
+    ]
+    model_dir = model_dir_of(version, store=platform.store, cache_root=platform.cache_root)
+    return version, model_dir, unknown
+
+
+def known_uploads(
+    uploads: dict[str, run_service.Upload], version: ModelVersion
+) -> dict[str, run_service.Upload]:
+    """The uploads whose slot the model has."""
+    return {slot: u for slot, u in uploads.items() if slot in manifest_of(version).inputs}
+
+
 def _validate_and_maybe_create(
     platform: Platform,
     user_id: int,
@@ -92,34 +138,25 @@ def _validate_and_maybe_create(
     uploads: dict[str, run_service.Upload],
     create: bool,
 ) -> JSONResponse | RunOut:
-    model = fields.get("model")
-    if not isinstance(model, str) or not model:
-        return problems_response([Problem("model", "name the model to run")])
-    version_name = fields.get("version")
     with platform.sessions() as db, db.begin():
         user = db.get(User, user_id)
         assert user is not None
-        version = find_version(db=db, name=model, version=version_name or None)
-        if version is None:
-            what = f"{model} {version_name}" if version_name else model
-            return problems_response([Problem("model", f"no model {what!r} is registered")])
-        unknown = [s for s in uploads if s not in manifest_of(version).inputs]
-        model_dir = model_dir_of(version, store=platform.store, cache_root=platform.cache_root)
+        found = resolve_model(db, platform, fields, uploads)
+        if isinstance(found, JSONResponse):
+            return found
+        version, model_dir, unknown = found
         try:
             checked = run_service.check_run_input(
                 version=version,
                 model_dir=model_dir,
                 params=fields.get("params", {}),
-                uploads={s: u for s, u in uploads.items() if s not in unknown},
+                uploads=known_uploads(uploads, version),
                 max_input_size=platform.settings.max_input_size,
             )
         except ValidationFailed as exc:
-            extra = [Problem(f"inputs.{s}", "unknown input slot") for s in unknown]
-            return problems_response(exc.problems + extra, exc.warnings)
+            return problems_response(exc.problems + unknown, exc.warnings)
         if unknown:
-            return problems_response(
-                [Problem(f"inputs.{s}", "unknown input slot") for s in unknown]
-            )
+            return problems_response(unknown)
         if not create:
             return JSONResponse(
                 {
@@ -136,7 +173,7 @@ def _validate_and_maybe_create(
             version=version,
             checked=checked,
             uploads=uploads,
-            notify=_notify_choice(fields.get("notify")),
+            notify=notify_choice(fields.get("notify")),
         )
         run_id = run.id
     platform.dispatcher.wake()
@@ -149,17 +186,33 @@ def _validate_and_maybe_create(
         return shaped
 
 
-async def _submit(request: Request, platform: Platform, user: User, create: bool) -> Any:
+Handler = Callable[
+    [Platform, int, dict[str, Any], dict[str, run_service.Upload], bool], JSONResponse | BaseModel
+]
+
+
+async def submit(
+    request: Request,
+    platform: Platform,
+    user: User,
+    create: bool,
+    handler: Handler,
+    *,
+    json_fields: tuple[str, ...] = ("params",),
+    side_files: tuple[str, ...] = (),
+) -> Any:
+    """Read a request with uploads into a scratch folder, hand it to ``handler`` in the
+    thread pool (201 with what it created, or its answer), and remove the scratch folder."""
     scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=platform.settings.home.resolve()))
     try:
         limit = platform.settings.max_input_size
-        fields, uploads, problems = await _read_request(request, scratch, limit)
+        fields, uploads, problems = await _read_request(
+            request, scratch, limit, json_fields=json_fields, side_files=side_files
+        )
         if problems:
             return problems_response(problems)
-        result = await run_in_threadpool(
-            _validate_and_maybe_create, platform, user.id, fields, uploads, create
-        )
-        if isinstance(result, RunOut):
+        result = await run_in_threadpool(handler, platform, user.id, fields, uploads, create)
+        if isinstance(result, BaseModel):
             return JSONResponse(result.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
         return result
     finally:
@@ -172,13 +225,13 @@ async def _submit(request: Request, platform: Platform, user: User, create: bool
 async def create_run(request: Request, platform: PlatformDep, user: UserDep) -> Any:
     """Start a run: JSON ``{"model", "version"?, "params"}`` or a multipart form whose file
     fields are named ``inputs.<slot>`` and whose ``params`` field holds a JSON object."""
-    return await _submit(request, platform, user, create=True)
+    return await submit(request, platform, user, True, _validate_and_maybe_create)
 
 
 @router.post("/validate", responses={422: {"description": "refused"}})
 async def validate_run(request: Request, platform: PlatformDep, user: UserDep) -> Any:
     """Check a run request exactly as creating it would, without creating anything."""
-    return await _submit(request, platform, user, create=False)
+    return await submit(request, platform, user, False, _validate_and_maybe_create)
 
 
 @router.get("", response_model=list[RunOut])

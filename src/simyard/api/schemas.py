@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from simyard.domain.tables import ModelVersion, Run, StoredFile
+from simyard.domain.states import RunState
+from simyard.domain.sweeps import counts as sweep_counts
+from simyard.domain.tables import ModelVersion, Run, StoredFile, Sweep
 
 
 class TaskOut(BaseModel):
@@ -52,6 +54,22 @@ class RunOut(BaseModel):
     error: ErrorOut | None
     queue_position: int | None = None
     rerun_of: int | None = None
+    warnings: list[dict[str, str]] = []
+
+
+class SweepOut(BaseModel):
+    id: int
+    model: str
+    version: str
+    owner: str
+    mode: str
+    base_params: dict[str, Any]
+    axes: dict[str, list[Any]]
+    state: str  # running | finished
+    counts: dict[str, int]
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    runs: list[RunOut] = []
     warnings: list[dict[str, str]] = []
 
 
@@ -108,6 +126,27 @@ def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = No
         error=error,
         queue_position=queue_position,
         rerun_of=run.rerun_of,
+    )
+
+
+def sweep_out(sweep: Sweep, *, with_runs: bool = True) -> SweepOut:
+    """Shape a sweep (with its runs loaded) for the API; finished once every run has ended."""
+    runs = sweep.runs
+    ended = all(RunState(run.state).final for run in runs)
+    finished = [run.finished_at for run in runs if run.finished_at]
+    return SweepOut(
+        id=sweep.id,
+        model=sweep.model_version.name,
+        version=sweep.model_version.version,
+        owner=sweep.user.name,
+        mode=sweep.mode,
+        base_params=sweep.base_params,
+        axes=sweep.axes,
+        state="finished" if ended else "running",
+        counts=sweep_counts(sweep),
+        created_at=sweep.created_at,
+        finished_at=max(finished) if ended and finished else None,
+        runs=[run_out(run, []) for run in runs] if with_runs else [],
     )
 
 

@@ -171,6 +171,105 @@ def run(
     raise typer.Exit(0 if final["state"] == "succeeded" else 1)
 
 
+def sweep(
+    model: Annotated[str, typer.Argument(help="MODEL or MODEL@VERSION.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-p", "--param", help="NAME=VALUE for every run, or NAME=V1,V2,... for an axis."
+        ),
+    ] = None,
+    zip_: Annotated[
+        bool, typer.Option("--zip", help="Pair the axes' values instead of every combination.")
+    ] = False,
+    table: Annotated[
+        Path | None,
+        typer.Option("--table", help="A CSV whose header names parameters; one run per row."),
+    ] = None,
+    param_file: Annotated[Path | None, typer.Option("-P", "--param-file")] = None,
+    input_: Annotated[list[str] | None, typer.Option("-i", "--input", help="SLOT=FILE")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for every run to end.")] = False,
+    notify: Annotated[
+        bool | None,
+        typer.Option(
+            "--notify/--no-notify", help="One summary when it ends (default: your settings)."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+) -> None:
+    """Start a sweep: many runs from one base configuration and parameter axes.
+
+    Every run is checked before any starts. With --wait: exit 0 if every run succeeded,
+    1 if any did not, 2 refused.
+    """
+    try:
+        assigned = parse_assignments(param or [], "NAME=VALUE or NAME=V1,V2,...")
+        inputs = {k: Path(v) for k, v in parse_assignments(input_ or [], "SLOT=FILE").items()}
+    except typer.BadParameter as exc:
+        raise fail(exc, 2) from None
+    axes = {k: v.split(",") for k, v in assigned.items() if "," in v}
+    params: dict[str, Any] = {k: v for k, v in assigned.items() if k not in axes}
+    for field, path in [(f"inputs.{s}", p) for s, p in inputs.items()] + [("table", table)]:
+        if path is not None and not path.is_file():
+            raise fail(ValidationFailed([_problem(field, f"{path}: no such file")]), 2)
+    if not axes and table is None:
+        raise fail(ValidationFailed([_problem("axes", "give NAME=V1,V2,... or --table FILE")]))
+    with client(server) as api:
+        if param_file is not None:
+            params = {**_params_from_file(api, model, param_file), **params}
+        try:
+            created = api.create_sweep(
+                model, params, axes, mode="zip" if zip_ else "grid", table=table,
+                inputs=inputs, notify=notify,
+            )  # fmt: skip
+        except (ValidationFailed, ClientError) as exc:
+            raise fail(exc) from None
+        for warning in created.get("warnings", []):
+            err_console.print(f"[yellow]![/yellow] {warning['field']}: {warning['message']}")
+        if not as_json:
+            err_console.print(
+                f"Sweep {created['id']} queued: {len(created['runs'])} runs of "
+                f"{created['model']} {created['version']} ({created['mode']} over "
+                f"{', '.join(created['axes'])})"
+            )
+        final = _wait_for_sweep(api, created["id"], quiet=as_json) if wait else created
+    if as_json:
+        print(json.dumps(final))
+    else:
+        _print_sweep(final)
+    if wait:
+        raise typer.Exit(0 if final["counts"] == {"succeeded": len(final["runs"])} else 1)
+
+
+def _wait_for_sweep(api: Client, sweep_id: int, *, quiet: bool) -> dict[str, Any]:
+    """Poll until every run of the sweep has ended, telling the counts when they change."""
+    told: dict[str, int] = {}
+    while True:
+        found = api.sweep(sweep_id)
+        if not quiet and found["counts"] != told:
+            told = found["counts"]
+            err_console.print("  " + ", ".join(f"{n} {s}" for s, n in sorted(told.items())))
+        if found["state"] == "finished":
+            return found
+        time.sleep(0.5)
+
+
+def _print_sweep(found: dict[str, Any]) -> None:
+    axes = list(found["axes"])
+    table = Table(title=f"Sweep {found['id']}: {found['model']} {found['version']}")
+    for column in ["run", *axes, "state", "metrics"]:
+        table.add_column(column)
+    for run in found["runs"]:
+        metrics = ", ".join(f"{k}={show_metric(v)}" for k, v in (run["metrics"] or {}).items())
+        error = (run.get("error") or {}).get("kind") or ""
+        table.add_row(
+            str(run["id"]), *(str(run["params"].get(a)) for a in axes), run["state"],
+            metrics or error,
+        )  # fmt: skip
+    console.print(table)
+
+
 def _problem(field: str, message: str) -> Any:
     from simyard.errors import Problem
 

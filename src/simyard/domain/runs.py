@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from simyard.domain.registry import manifest_of
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Event, ModelVersion, Run, StoredFile, TaskRun, User
-from simyard.errors import SimyardError
+from simyard.errors import Problem, SimyardError
 from simyard.manifest.runinput import RunInput, validate_run_input
 from simyard.storage.base import Store
 
@@ -62,6 +62,7 @@ def check_run_input(
     params: Mapping[str, Any],
     uploads: Mapping[str, Upload],
     max_input_size: int,
+    file_problems: list[Problem] | None = None,
 ) -> RunInput:
     """Validate parameters and files as ``models test`` does; ValidationFailed lists them all."""
     return validate_run_input(
@@ -71,6 +72,7 @@ def check_run_input(
         {slot: u.path for slot, u in uploads.items()},
         filenames={slot: u.filename for slot, u in uploads.items()},
         max_input_size=max_input_size,
+        file_problems=file_problems,
     )
 
 
@@ -80,6 +82,42 @@ def _sha256(path: Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    """An uploaded input as stored: content-addressed, shared by every run given it."""
+
+    slot: str
+    path: str
+    filename: str
+    key: str
+    size: int
+    sha256: str
+
+
+def store_inputs(
+    *, store: Store, version: ModelVersion, uploads: Mapping[str, Upload]
+) -> list[StoredInput]:
+    """Store the uploads (content-addressed: the same file is stored once)."""
+    manifest = manifest_of(version)
+    stored: list[StoredInput] = []
+    for slot, upload in uploads.items():
+        digest = _sha256(upload.path)
+        key = f"inputs/{digest}"
+        if not store.exists(key):
+            store.put(key, upload.path)
+        stored.append(
+            StoredInput(
+                slot=slot,
+                path=manifest.inputs[slot].path,
+                filename=upload.filename,
+                key=key,
+                size=upload.path.stat().st_size,
+                sha256=digest,
+            )
+        )
+    return stored
 
 
 def create_run(
@@ -92,7 +130,24 @@ def create_run(
     uploads: Mapping[str, Upload],
     notify: bool | None = None,
 ) -> Run:
-    """Store the inputs (content-addressed: the same file is stored once) and queue the run."""
+    """Store the inputs and queue the run."""
+    stored = store_inputs(store=store, version=version, uploads=uploads)
+    return queue_run(
+        db=db, user=user, version=version, checked=checked, inputs=stored, notify=notify
+    )
+
+
+def queue_run(
+    *,
+    db: Session,
+    user: User,
+    version: ModelVersion,
+    checked: RunInput,
+    inputs: list[StoredInput],
+    notify: bool | None = None,
+    sweep_id: int | None = None,
+) -> Run:
+    """Queue a run of validated input whose files are stored already."""
     manifest = manifest_of(version)
     run = Run(
         user_id=user.id,
@@ -101,24 +156,21 @@ def create_run(
         state=RunState.queued,
         cancel_requested=False,
         notify=notify,
+        sweep_id=sweep_id,
     )
     db.add(run)
     db.flush()
-    for slot, upload in uploads.items():
-        digest = _sha256(upload.path)
-        key = f"inputs/{digest}"
-        if not store.exists(key):
-            store.put(key, upload.path)
+    for given in inputs:
         db.add(
             StoredFile(
                 run_id=run.id,
                 kind="input",
-                slot=slot,
-                path=manifest.inputs[slot].path,
-                filename=upload.filename,
-                key=key,
-                size=upload.path.stat().st_size,
-                sha256=digest,
+                slot=given.slot,
+                path=given.path,
+                filename=given.filename,
+                key=given.key,
+                size=given.size,
+                sha256=given.sha256,
             )
         )
     _add_task_runs(db, run, manifest.task_order(), {n: t.needs for n, t in manifest.tasks.items()})

@@ -101,6 +101,9 @@ class Run(Base):
     rerun_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     notify: Mapped[bool | None] = mapped_column(Boolean)  # None: the owner's preferences
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="SET NULL"), index=True
+    )
 
     user: Mapped[User] = relationship()
     model_version: Mapped[ModelVersion] = relationship()
@@ -117,6 +120,28 @@ class Run(Base):
             self.started_at = now
         if new.final:
             self.finished_at = now
+
+
+class Sweep(Base):
+    """Runs made from one base configuration and parameter axes, launched together."""
+
+    __tablename__ = "sweeps"
+    __table_args__ = (Index("ix_sweeps_user", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    mode: Mapped[str] = mapped_column(String(8))  # grid | zip | table
+    base_params: Mapped[dict[str, Any]]
+    axes: Mapped[dict[str, Any]]  # parameter -> its values (per row for zip and table)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Set once, by the outbox, when the last run has ended: the summary is sent once.
+    finished_at: Mapped[dt.datetime | None]
+    notify: Mapped[bool | None] = mapped_column(Boolean)  # None: the owner's preferences
+
+    user: Mapped[User] = relationship()
+    model_version: Mapped[ModelVersion] = relationship()
+    runs: Mapped[list[Run]] = relationship(order_by="Run.id")
 
 
 class TaskRun(Base):

@@ -35,15 +35,18 @@ def validate_run_input(
     *,
     filenames: Mapping[str, str] | None = None,
     max_input_size: int,
+    file_problems: list[Problem] | None = None,
 ) -> RunInput:
     """Check parameters and input files together; raise ValidationFailed listing every problem.
 
     The hooks' cross-field rules run only when every single value and file is fine, so
-    a hook never sees a half-valid run.
+    a hook never sees a half-valid run. ``file_problems`` are the files' own problems when
+    the caller checked them already (a sweep checks its shared files once, not per run).
     """
-    file_problems = check_inputs(
-        manifest, dict(inputs), filenames=filenames, default_max_size=max_input_size
-    )
+    if file_problems is None:
+        file_problems = check_inputs(
+            manifest, dict(inputs), filenames=filenames, default_max_size=max_input_size
+        )
     checked = validate_parameters(
         manifest,
         params,

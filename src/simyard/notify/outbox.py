@@ -1,6 +1,7 @@
 """The delivery loop: from events to messages, at least once, never twice, never blocking runs.
 
-Fan-out turns each final run event into one Delivery per channel, in the same
+Fan-out turns each final run event into one Delivery per channel (for a run of a
+sweep: nothing until the sweep's last run has ended, then one summary), in the same
 transaction that marks the event handled; a unique key (event, channel, target) makes
 a second fan-out of the same event impossible. Delivery sends what is due and records
 the outcome; a failure is retried with exponential backoff. A channel that is down
@@ -18,16 +19,26 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from simyard.domain.tables import Delivery, Event, NotificationSettings, Run, StoredFile, utcnow
+from simyard.domain.sweeps import close_if_done
+from simyard.domain.tables import (
+    Delivery,
+    Event,
+    NotificationSettings,
+    Run,
+    StoredFile,
+    Sweep,
+    utcnow,
+)
 from simyard.notify.base import Message, Notifier, NotifyError
 from simyard.notify.chat import AppriseNotifier
 from simyard.notify.email import SmtpNotifier
-from simyard.notify.messages import run_message
+from simyard.notify.messages import run_message, sweep_message
 from simyard.notify.webhook import WebhookNotifier, parse_allow_list
 
 log = logging.getLogger("simyard.notify")
 
 FINAL_KINDS = {"run.succeeded", "run.failed", "run.timed_out", "run.cancelled"}
+SWEEP_FINISHED = "sweep.finished"
 DEFAULT_OUTCOMES = ["succeeded", "failed", "timed_out", "cancelled"]
 MAX_ATTEMPTS = 30
 BACKOFF_FIRST = 2.0
@@ -47,6 +58,18 @@ class OutboxConfig:
     webhook_allow: str = ""
     interval: float = 0.5
     extra: dict[str, Notifier] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A message, its recipient, and what decides whether they want it."""
+
+    message: Message
+    user_id: int
+    email: str
+    run_id: int | None
+    notify: bool | None  # the run's (or sweep's) own choice; None: the owner's outcomes
+    states: set[str]
 
 
 def default_sender() -> str:
@@ -98,7 +121,7 @@ class Outbox:
     # ------------------------------------------------------------------ fan-out
 
     def fan_out(self) -> int:
-        """Turn unhandled final-run events into deliveries; how many deliveries were made."""
+        """Turn unhandled final events into deliveries; how many deliveries were made."""
         made = 0
         with self.sessions() as db, db.begin():
             events = list(
@@ -109,18 +132,38 @@ class Outbox:
             for event in events:
                 event.fanned_out = True
                 if event.kind in FINAL_KINDS and event.run_id is not None:
-                    made += self._deliveries_for(db, event)
+                    made += self._run_ended(db, event)
         return made
 
-    def _deliveries_for(self, db: Session, event: Event) -> int:
+    def _run_ended(self, db: Session, event: Event) -> int:
+        """Deliveries for a run's end; for a run of a sweep, only the sweep's summary once
+        its last run has ended."""
         run = db.get(Run, event.run_id)
         if run is None:
             return 0
-        prefs = db.get(NotificationSettings, run.user_id)
-        outcomes = (prefs.outcomes if prefs and prefs.outcomes else None) or DEFAULT_OUTCOMES
-        wanted = run.state in outcomes if run.notify is None else run.notify
-        if not wanted:
+        if run.sweep_id is None:
+            return self._deliveries_for(db, event)
+        if not close_if_done(db, run.sweep_id):
             return 0
+        summary = Event(
+            run_id=None, kind=SWEEP_FINISHED, payload={"sweep_id": run.sweep_id}, fanned_out=True
+        )
+        db.add(summary)
+        db.flush()
+        return self._deliveries_for(db, summary)
+
+    def _compose(self, db: Session, event: Event) -> Composed | None:
+        """What to say about ``event`` and to whom; None when it is about nothing left."""
+        if event.kind == SWEEP_FINISHED:
+            sweep = db.get(Sweep, event.payload.get("sweep_id"))
+            if sweep is None:
+                return None
+            message = sweep_message(sweep, base_url=self.config.base_url, event_id=event.id)
+            states = {run.state for run in sweep.runs}
+            return Composed(message, sweep.user_id, sweep.user.email, None, sweep.notify, states)
+        run = db.get(Run, event.run_id) if event.run_id is not None else None
+        if run is None:
+            return None
         outputs = list(
             db.scalars(
                 select(StoredFile)
@@ -129,9 +172,23 @@ class Outbox:
             )
         )
         message = run_message(run, outputs, base_url=self.config.base_url, event_id=event.id)
+        return Composed(message, run.user_id, run.user.email, run.id, run.notify, {run.state})
+
+    def _deliveries_for(self, db: Session, event: Event) -> int:
+        composed = self._compose(db, event)
+        if composed is None:
+            return 0
+        prefs = db.get(NotificationSettings, composed.user_id)
+        outcomes = (prefs.outcomes if prefs and prefs.outcomes else None) or DEFAULT_OUTCOMES
+        wanted = (
+            bool(composed.states & set(outcomes)) if composed.notify is None else composed.notify
+        )
+        if not wanted:
+            return 0
+        message = composed.message
         targets: list[tuple[str, str]] = []
         if prefs is None or prefs.email:
-            targets.append(("email" if "email" in self.notifiers else "outbox", run.user.email))
+            targets.append(("email" if "email" in self.notifiers else "outbox", composed.email))
         if prefs is not None and prefs.webhook_url:
             targets.append(("webhook", prefs.webhook_url))
         if prefs is not None:
@@ -139,9 +196,10 @@ class Outbox:
         for channel, target in targets:
             db.add(
                 Delivery(
-                    event_id=event.id, run_id=run.id, user_id=run.user_id, channel=channel,
-                    target=target, subject=message.subject, body_text=message.text,
-                    body_html=message.html, state="pending" if channel != "outbox" else "sent",
+                    event_id=event.id, run_id=composed.run_id, user_id=composed.user_id,
+                    channel=channel, target=target, subject=message.subject,
+                    body_text=message.text, body_html=message.html,
+                    state="pending" if channel != "outbox" else "sent",
                     sent_at=utcnow() if channel == "outbox" else None, attempts=0,
                     next_attempt_at=utcnow(), last_error=None,
                 )
@@ -195,16 +253,11 @@ class Outbox:
         if event_id in self._events:
             return self._events[event_id]
         event = db.get(Event, event_id)
-        if event is None or event.run_id is None:
+        composed = self._compose(db, event) if event is not None else None
+        if composed is None:
             return {}
-        run = db.get(Run, event.run_id)
-        if run is None:
-            return {}
-        outputs = list(db.scalars(select(StoredFile).where(
-            StoredFile.run_id == run.id, StoredFile.kind == "output")))  # fmt: skip
-        payload = run_message(run, outputs, base_url=self.config.base_url, event_id=event_id).event
-        self._events[event_id] = payload
-        return payload
+        self._events[event_id] = composed.message.event
+        return composed.message.event
 
     def _record(self, delivery_id: int, error: str | None) -> None:
         with self.sessions() as db, db.begin():

@@ -1,0 +1,150 @@
+"""Sweeps: create (every run validated first; all or none), validate only, list, get, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from simyard.api.deps import DbDep, PlatformDep, UserDep, problems_response
+from simyard.api.runs import known_uploads, notify_choice, resolve_model, submit
+from simyard.api.schemas import SweepOut, sweep_out
+from simyard.domain import runs as run_service
+from simyard.domain import sweeps as sweep_service
+from simyard.domain.registry import manifest_of
+from simyard.domain.tables import ModelVersion, Sweep, User
+from simyard.errors import Problem, ValidationFailed
+from simyard.wiring import Platform
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+
+def plan_of(fields: dict[str, Any], version: ModelVersion) -> sweep_service.SweepPlan:
+    """The runs a sweep request asks for: a ``table`` upload, or ``axes`` with ``mode``."""
+    parameters = list(manifest_of(version).parameters)
+    table = fields.get("table")
+    if isinstance(table, run_service.Upload):
+        return sweep_service.plan_table(table.path.read_bytes(), table.filename, parameters)
+    mode = fields.get("mode") or "grid"
+    if mode == "table":
+        raise ValidationFailed([Problem("table", "upload the table as a CSV file")])
+    return sweep_service.plan_axes(str(mode), fields.get("axes") or {}, parameters)
+
+
+def _validate_and_maybe_create(
+    platform: Platform,
+    user_id: int,
+    fields: dict[str, Any],
+    uploads: dict[str, run_service.Upload],
+    create: bool,
+) -> JSONResponse | SweepOut:
+    with platform.sessions() as db, db.begin():
+        user = db.get(User, user_id)
+        assert user is not None
+        found = resolve_model(db, platform, fields, uploads)
+        if isinstance(found, JSONResponse):
+            return found
+        version, model_dir, unknown = found
+        base = fields.get("params", {})
+        try:
+            plan = plan_of(fields, version)
+            checked = sweep_service.check_sweep(
+                version=version,
+                model_dir=model_dir,
+                base=base,
+                plan=plan,
+                uploads=known_uploads(uploads, version),
+                max_input_size=platform.settings.max_input_size,
+            )
+        except ValidationFailed as exc:
+            return problems_response(exc.problems + unknown, exc.warnings)
+        if unknown:
+            return problems_response(unknown)
+        warnings = [{"field": w.field, "message": w.message} for w in checked_warnings(checked)]
+        if not create:
+            return JSONResponse({"errors": [], "warnings": warnings, "runs": len(checked)})
+        sweep = sweep_service.create_sweep(
+            db=db,
+            store=platform.store,
+            user=user,
+            version=version,
+            base=base,
+            plan=plan,
+            checked=checked,
+            uploads=uploads,
+            notify=notify_choice(fields.get("notify")),
+        )
+        sweep_id = sweep.id
+    platform.dispatcher.wake()
+    with platform.sessions() as db:
+        user = db.get(User, user_id)
+        assert user is not None
+        shaped = sweep_out(sweep_service.get_sweep(db=db, sweep_id=sweep_id, user=user))
+        shaped.warnings = warnings
+        return shaped
+
+
+def checked_warnings(checked: list[Any]) -> list[Problem]:
+    """The runs' warnings, each told once."""
+    return list(dict.fromkeys(w for run_input in checked for w in run_input.warnings))
+
+
+@router.post(
+    "", response_model=SweepOut, status_code=201, responses={422: {"description": "refused"}}
+)
+async def create_sweep(request: Request, platform: PlatformDep, user: UserDep) -> Any:
+    """Start a sweep: JSON ``{"model", "version"?, "params", "axes": {name: [values]},
+    "mode": "grid"|"zip"}``, or a multipart form with the same fields (``params`` and
+    ``axes`` as JSON text), ``inputs.<slot>`` files shared by every run, and optionally a
+    ``table`` CSV file whose header names parameters and whose rows are the runs."""
+    return await submit(
+        request, platform, user, True, _validate_and_maybe_create,
+        json_fields=("params", "axes"), side_files=("table",),
+    )  # fmt: skip
+
+
+@router.post("/validate", responses={422: {"description": "refused"}})
+async def validate_sweep(request: Request, platform: PlatformDep, user: UserDep) -> Any:
+    """Check a sweep request exactly as creating it would; answers how many runs it makes."""
+    return await submit(
+        request, platform, user, False, _validate_and_maybe_create,
+        json_fields=("params", "axes"), side_files=("table",),
+    )  # fmt: skip
+
+
+@router.get("", response_model=list[SweepOut])
+def list_sweeps(
+    db: DbDep,
+    user: UserDep,
+    before: int | None = Query(default=None, description="Only sweeps with a smaller id"),
+    limit: int = Query(default=50, ge=1, le=500),
+) -> list[SweepOut]:
+    """The caller's sweeps (every sweep for an admin), newest first, without their runs."""
+    found = sweep_service.list_sweeps(db=db, user=user, before_id=before, limit=limit)
+    return [sweep_out(sweep, with_runs=False) for sweep in found]
+
+
+def load_sweep(db: DbDep, user: UserDep, sweep_id: int) -> Sweep:
+    try:
+        return sweep_service.get_sweep(db=db, sweep_id=sweep_id, user=user)
+    except sweep_service.SweepNotFound:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"sweep {sweep_id} not found"
+        ) from None
+
+
+@router.get("/{sweep_id}", response_model=SweepOut)
+def get_sweep(sweep_id: int, db: DbDep, user: UserDep) -> SweepOut:
+    """The sweep with every run (state, parameters, metrics)."""
+    return sweep_out(load_sweep(db, user, sweep_id))
+
+
+@router.post("/{sweep_id}/cancel", response_model=SweepOut)
+def cancel_sweep(sweep_id: int, db: DbDep, user: UserDep, platform: PlatformDep) -> SweepOut:
+    """Stop every run of the sweep that has not ended."""
+    sweep = load_sweep(db, user, sweep_id)
+    sweep_service.cancel_sweep(db=db, sweep=sweep)
+    db.commit()
+    platform.dispatcher.wake()
+    return sweep_out(load_sweep(db, user, sweep_id))
