@@ -42,4 +42,16 @@ def test_the_form_names_an_out_of_range_value_and_a_bad_csv_row_next_to_their_fi
     expect(page.locator("#error-param-days")).to_be_empty()
     upload(page, "forcing", "forcing.csv", FORCING.encode())
     expect(page.locator("#error-input-forcing")).to_be_empty()
-    expect(page.get_by_role("button", name="Start run")).to_be_enabled()
+    start = page.get_by_role("button", name="Start run")
+    expect(start).to_be_enabled()
+
+    notify_me = page.get_by_label("Notify me when this run ends")
+    expect(notify_me).to_be_checked()  # by default: as the user's notification settings say
+    notify_me.uncheck()
+    start.click()
+    expect(page).to_have_url(re.compile(r"/runs/\d+$"))
+    run_id = int(page.url.rsplit("/", 1)[1])
+    with server.http() as api:
+        run = api.get(f"/runs/{run_id}").json()
+    assert run["params"]["days"] == 5
+    assert run["notify"] is False

@@ -123,3 +123,24 @@ def test_another_user_gets_404_on_a_run_page_and_anonymous_the_login(
     with httpx.Client(base_url=web_server.url, timeout=30) as anonymous:
         answer = anonymous.get(f"/runs/{run_id}", follow_redirects=False)
         assert answer.headers["location"].startswith("/login")
+
+
+def test_the_form_without_javascript_starts_a_run_and_keeps_the_notify_choice(
+    web_server: Server, make_model: MakeModel
+) -> None:
+    assert web_server.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
+    with browser(web_server) as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/models/toy/run").text)
+        assert token
+        files = {"inputs.forcing": ("forcing.csv", FORCING.encode(), "text/csv")}
+        started = {}
+        for notify_me in (True, False):
+            form = {"csrf_token": token.group(1), "version": "0.1", "params.days": "2"}
+            if notify_me:
+                form["notify_me"] = "on"
+            answer = client.post("/models/toy/run", data=form, files=files)
+            assert answer.status_code == 303, answer.text
+            started[notify_me] = client.get("/api/v1" + answer.headers["location"]).json()
+    assert started[True]["notify"] is None  # the owner's settings decide
+    assert started[False]["notify"] is False
+    assert started[False]["params"]["days"] == 2

@@ -54,6 +54,8 @@ class RunOut(BaseModel):
     error: ErrorOut | None
     queue_position: int | None = None
     rerun_of: int | None = None
+    sweep_id: int | None = None
+    notify: bool | None = None  # the run's own choice; None: the owner's settings
     warnings: list[dict[str, str]] = []
 
 
@@ -126,6 +128,8 @@ def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = No
         error=error,
         queue_position=queue_position,
         rerun_of=run.rerun_of,
+        sweep_id=run.sweep_id,
+        notify=run.notify,
     )
 
 

@@ -103,6 +103,7 @@ def _form_page(
     warnings: list[dict[str, str]] | None = None,
     note: str = "",
     status_code: int = 200,
+    notify_me: bool = True,
 ) -> HTMLResponse:
     field_errors, general_errors = _by_field(errors or [], manifest)
     field_warnings, general_warnings = _by_field(warnings or [], manifest)
@@ -114,6 +115,7 @@ def _form_page(
         general_warnings=general_warnings, note=note, accepted=accepted_extensions(manifest),
         default_max_size=platform.settings.max_input_size,
         can_import=paramfile is not None and paramfile.format != "template",
+        notify_me=notify_me,
     )  # fmt: skip
 
 
@@ -176,6 +178,7 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
     found = await run_in_threadpool(_model_version, platform, name, version_name)
     manifest = manifest_of(found)
     # A file input left empty is still sent, as a part with no file name: not an upload.
+    notify_me = form.get("notify_me") == "on"
     unselected = {
         key.removeprefix("inputs.")
         for key, value in form.multi_items()
@@ -197,7 +200,8 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
             errors = [{"field": p.field, "message": p.message} for p in problems]
             answer: dict[str, Any] = {"errors": errors, "warnings": []}
         else:
-            request_fields = {"model": name, "version": found.version, "params": params}
+            request_fields = {"model": name, "version": found.version, "params": params,
+                              "notify": None if notify_me else False}  # fmt: skip
             result = await run_in_threadpool(
                 _validate_and_maybe_create, platform, user.id, request_fields, uploads, True
             )
@@ -219,5 +223,5 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
     return _form_page(
         request, user, platform, found, manifest, values=values, note=note,
         errors=list(answer.get("errors", [])), warnings=list(answer.get("warnings", [])),
-        status_code=422,
+        status_code=422, notify_me=notify_me,
     )  # fmt: skip

@@ -37,6 +37,8 @@
     body.append("model", model);
     body.append("version", version);
     body.append("params", JSON.stringify(paramValues()));
+    const notifyMe = $("notify-me");
+    if (notifyMe && !notifyMe.checked) body.append("notify", "false"); // else: the settings
     for (const el of inputFields) {
       if (el.files.length) body.append(el.name, el.files[0]);
     }
