@@ -144,3 +144,44 @@ def test_the_form_without_javascript_starts_a_run_and_keeps_the_notify_choice(
     assert started[True]["notify"] is None  # the owner's settings decide
     assert started[False]["notify"] is False
     assert started[False]["params"]["days"] == 2
+
+
+def test_a_sweep_from_the_form_shows_every_run_and_a_refusal_keeps_what_was_typed(
+    web_server: Server, make_model: MakeModel
+) -> None:
+    assert web_server.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
+    web_server.add_user("bob")
+    with browser(web_server) as client:
+        form_page = client.get("/models/toy/sweep")
+        assert form_page.status_code == 200
+        assert "Start sweep" in form_page.text
+        token = csrf_of(form_page.text)
+        files = {"inputs.forcing": ("forcing.csv", FORCING.encode(), "text/csv")}
+        form = {"csrf_token": token, "version": "0.1", "values.days": "2, 500",
+                "values.albedo": "0.1", "mode": "grid", "notify_me": "on"}  # fmt: skip
+        refused = client.post("/models/toy/sweep", data=form, files=files)
+        assert refused.status_code == 422
+        field_error = re.search(r'id="error-sweep-days">([^<]*)<', refused.text)
+        assert field_error
+        assert "500: must be at most 100" in field_error.group(1)
+        assert 'value="2, 500"' in refused.text  # what the user typed is kept
+        assert "select them again (forcing.csv)" in refused.text
+
+        form["values.days"] = "2, 3"
+        started = client.post("/models/toy/sweep", data=form, files=files)
+        assert started.status_code == 303, started.text
+        sweep_path = started.headers["location"]
+        sweep_id = int(sweep_path.rsplit("/", 1)[1])
+        deadline = time.monotonic() + 120
+        while client.get(f"/api/v1/sweeps/{sweep_id}").json()["state"] != "finished":
+            assert time.monotonic() < deadline, "the sweep did not finish"
+            time.sleep(0.3)
+        page = client.get(sweep_path).text
+        rows = re.findall(r'<tr id="sweep-run-(\d+)">(.*?)</tr>', page, re.S)
+        assert len(rows) == 2
+        assert all("succeeded" in cells for _, cells in rows)
+        assert sorted(re.findall(r"<td>(20|30)</td>", page)) == ["20", "30"]  # metric total
+        assert f'href="/sweeps/{sweep_id}"' in client.get("/sweeps").text
+    with browser(web_server, "bob") as other:
+        assert other.get(sweep_path).status_code == 404
+        assert f"/sweeps/{sweep_id}" not in other.get("/sweeps").text

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 
-from simyard.web.pages import admin, auth, models, newrun, run, runs, settings
+from simyard.web.pages import admin, auth, models, newrun, run, runs, settings, sweeps
 from simyard.web.pages.common import LoginRequired
 from simyard.web.templating import templates
 from simyard.wiring import Platform, secret_key
@@ -41,7 +41,7 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
     )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, models, runs, run, newrun, admin, settings):
+    for module in (auth, models, runs, run, newrun, sweeps, admin, settings):
         app.include_router(module.router, include_in_schema=False)
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)

@@ -14,13 +14,11 @@ from simyard.domain.states import TaskRunState
 from simyard.domain.tables import Run, TaskRun, User
 from simyard.domain.users import UserExists, create_user, set_admin, set_disabled
 from simyard.errors import ValidationFailed
-from simyard.web.pages.common import AdminPageUser, PageDb
-from simyard.web.session import CSRF_FIELD, check_csrf
+from simyard.web.pages.common import AdminPageUser, Csrf, PageDb
+from simyard.web.session import check_csrf
 from simyard.web.templating import render
 
 router = APIRouter()
-
-Csrf = Annotated[str, Form(alias=CSRF_FIELD)]
 
 
 def _users_page(

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Form, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
 from simyard.api.deps import get_platform
 from simyard.domain.tables import User
-from simyard.web.session import session_user
+from simyard.web.session import CSRF_FIELD, session_user
 from simyard.wiring import Platform
 
 
@@ -40,6 +40,7 @@ def page_user(request: Request, db: PageDb) -> User:
 
 
 PageUser = Annotated[User, Depends(page_user)]
+Csrf = Annotated[str, Form(alias=CSRF_FIELD)]  # a form's CSRF token, for check_csrf
 
 
 def admin_page_user(user: PageUser) -> User:

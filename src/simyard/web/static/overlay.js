@@ -1,9 +1,14 @@
-// The compare page's charts: each plot of the two runs overlaid, traces named "#id column".
+// Charts of several runs overlaid (the compare page and the sweep page): each plot of the
+// manifest drawn from every run's CSV output, traces named "<label> <column>".
 "use strict";
 
 (() => {
-  const data = JSON.parse(document.getElementById("compare-page-data").textContent);
-  const sources = data.runs.map((run) => ({ label: `#${run.id}`, runId: run.id, outputs: run.outputs }));
+  const data = JSON.parse(document.getElementById("overlay-data").textContent);
+  const sources = data.runs.map((run) => ({
+    label: run.label ?? `#${run.id}`,
+    runId: run.id,
+    outputs: run.outputs,
+  }));
 
   function showError(text) {
     const line = document.getElementById("page-error");

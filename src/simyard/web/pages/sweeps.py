@@ -1,0 +1,247 @@
+"""Sweeps in the browser: the form that starts one, the sweeps list, and the sweep page
+(every run in a results table, live while it runs, and the plots of the runs overlaid).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
+
+from simyard.api.deps import PlatformDep
+from simyard.api.runs import MAX_FORM_FILES, _read_request
+from simyard.api.schemas import SweepOut, sweep_out
+from simyard.api.sweeps import _validate_and_maybe_create
+from simyard.domain import sweeps as sweep_service
+from simyard.domain.registry import manifest_of
+from simyard.domain.states import RunState
+from simyard.domain.tables import ModelVersion, Sweep, User
+from simyard.manifest.schema import Manifest
+from simyard.web.pages.common import Csrf, LoginRequired, PageDb, PageUser
+from simyard.web.pages.newrun import _find, _model_version, _session_user, accepted_extensions
+from simyard.web.pages.run import FAILURE_TEXT, _output_files
+from simyard.web.session import CSRF_FIELD, check_csrf
+from simyard.web.templating import render
+from simyard.wiring import Platform
+
+router = APIRouter()
+
+PAGE = 50
+MAX_OVERLAID = 12  # runs drawn in one chart; more would be unreadable (and many downloads)
+
+
+def _form_page(
+    request: Request,
+    user: User,
+    platform: Platform,
+    version: ModelVersion,
+    *,
+    typed: dict[str, Any],
+    errors: list[dict[str, str]] | None = None,
+    warnings: list[dict[str, str]] | None = None,
+    note: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
+    manifest = manifest_of(version)
+    placed: dict[str, list[str]] = {}
+    general: list[str] = []
+    for item in errors or []:
+        key = _form_field(item.get("field", ""), manifest)
+        if key:
+            placed.setdefault(key, []).append(item["message"])
+        else:
+            field, message = item.get("field", ""), item.get("message", "")
+            general.append(f"{field}: {message}" if field else message)
+    told_warnings = [f"{w['field']}: {w['message']}" for w in warnings or []]
+    return render(
+        request, "sweep_form.html", user, status_code=status_code, nav="models",
+        version=version, manifest=manifest, typed=typed, errors=placed,
+        general_errors=general, warnings={}, general_warnings=told_warnings, note=note,
+        accepted=accepted_extensions(manifest), max_runs=sweep_service.MAX_SWEEP_RUNS,
+        default_max_size=platform.settings.max_input_size,
+    )  # fmt: skip
+
+
+def _form_field(field: str, manifest: Manifest) -> str:
+    """Which field of the sweep form a problem belongs to ('' for none)."""
+    kind, _, name = field.partition(".")
+    if kind in ("axes", "params") and name in manifest.parameters:
+        return f"values.{name}"
+    if kind == "inputs" and name in manifest.inputs:
+        return field
+    if field in ("table", "axes", "mode"):
+        return field
+    return ""
+
+
+@router.get("/models/{name}/sweep", response_class=HTMLResponse)
+def new_sweep_page(
+    request: Request,
+    name: str,
+    db: PageDb,
+    user: PageUser,
+    platform: PlatformDep,
+    version: str | None = None,
+) -> HTMLResponse:
+    found = _find(db, name, version)
+    return _form_page(request, user, platform, found, typed={"mode": "grid", "notify_me": True})
+
+
+def sweep_request(values: dict[str, str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The form's value boxes as base parameters and axes: an empty box keeps the default,
+    one value applies to every run, several separated by commas make an axis."""
+    params: dict[str, str] = {}
+    axes: dict[str, list[str]] = {}
+    for name, text in values.items():
+        text = text.strip()
+        if "," in text:
+            axes[name] = [part.strip() for part in text.split(",")]
+        elif text:
+            params[name] = text
+    return params, axes
+
+
+@router.post("/models/{name}/sweep", response_class=HTMLResponse)
+async def start_sweep_from_form(request: Request, name: str, platform: PlatformDep) -> Response:
+    """Start the sweep and go to its page, or show the form again with what was typed and
+    every problem next to its field."""
+    user = await run_in_threadpool(_session_user, platform, request)
+    if user is None:  # before reading the body: no upload is taken from a stranger
+        raise LoginRequired(f"/models/{name}/sweep")
+    form = await request.form(max_files=MAX_FORM_FILES)  # parsed once; _read_request reuses it
+    token = form.get(CSRF_FIELD)
+    check_csrf(request, token if isinstance(token, str) else None)
+    typed_version = form.get("version")
+    found = await run_in_threadpool(
+        _model_version, platform, name, typed_version if isinstance(typed_version, str) else None
+    )
+    # A file input left empty is still sent, as a part with no file name: not an upload.
+    unselected = {
+        key
+        for key, value in form.multi_items()
+        if isinstance(value, UploadFile) and not value.filename
+    }
+    scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=platform.settings.home.resolve()))
+    try:
+        fields, uploads, problems = await _read_request(
+            request, scratch, platform.settings.max_input_size,
+            json_fields=(), side_files=("table",),
+        )  # fmt: skip
+        uploads = {s: u for s, u in uploads.items() if f"inputs.{s}" not in unselected}
+        values = {
+            key.removeprefix("values."): str(value)
+            for key, value in fields.items()
+            if key.startswith("values.")
+        }
+        params, axes = sweep_request(values)
+        mode = fields.get("mode") if fields.get("mode") in ("grid", "zip") else "grid"
+        notify_me = fields.get("notify_me") == "on"
+        typed = {"values": values, "mode": mode, "notify_me": notify_me}
+        answer: dict[str, Any]
+        if problems:
+            answer = {"errors": [{"field": p.field, "message": p.message} for p in problems]}
+        else:
+            request_fields: dict[str, Any] = {
+                "model": name, "version": found.version, "params": params, "axes": axes,
+                "mode": mode, "notify": None if notify_me else False,
+            }  # fmt: skip
+            if "table" in fields and "table" not in unselected:
+                request_fields["table"] = fields["table"]
+            result = await run_in_threadpool(
+                _validate_and_maybe_create, platform, user.id, request_fields, uploads, True
+            )
+            if isinstance(result, SweepOut):
+                return RedirectResponse(f"/sweeps/{result.id}", status_code=303)
+            answer = json.loads(bytes(result.body))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    note = ""
+    chosen = [u.filename for u in uploads.values()]
+    if chosen:
+        # Browsers never pre-select a file, so say it rather than let the form look complete.
+        again = ", ".join(chosen)
+        note = f"Nothing was started, and your files were not kept: select them again ({again})."
+    return _form_page(
+        request, user, platform, found, typed=typed, note=note, status_code=422,
+        errors=list(answer.get("errors", [])), warnings=list(answer.get("warnings", [])),
+    )  # fmt: skip
+
+
+@router.get("/sweeps", response_class=HTMLResponse)
+def sweeps_page(
+    request: Request, db: PageDb, user: PageUser, before: int | None = None
+) -> HTMLResponse:
+    """The user's sweeps (every sweep for an admin), newest first."""
+    found = sweep_service.list_sweeps(db=db, user=user, before_id=before, limit=PAGE + 1)
+    shaped = [sweep_out(sweep, with_runs=False) for sweep in found[:PAGE]]
+    return render(
+        request, "sweeps.html", user, nav="sweeps", sweeps=shaped, more=len(found) > PAGE,
+        before=before,
+    )  # fmt: skip
+
+
+def _visible_sweep(db: Any, user: User, sweep_id: int) -> Sweep:
+    """The sweep if ``user`` may see it; 404 (never 403: another user's sweep does not exist)."""
+    try:
+        return sweep_service.get_sweep(db=db, sweep_id=sweep_id, user=user)
+    except sweep_service.SweepNotFound:
+        detail = f"sweep {sweep_id} not found"
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=detail) from None
+
+
+@router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
+def sweep_page(request: Request, sweep_id: int, db: PageDb, user: PageUser) -> HTMLResponse:
+    """Every run of the sweep with its axis values, state and metrics; the plots overlaid."""
+    sweep = _visible_sweep(db, user, sweep_id)
+    manifest = manifest_of(sweep.model_version)
+    shaped = sweep_out(sweep)
+    axes = list(sweep.axes)
+    metric_names = list(manifest.results.metrics)
+    plots = [plot.model_dump(mode="json") for plot in manifest.results.plots]
+    succeeded = [run for run in sweep.runs if run.state == RunState.succeeded]
+    overlaid = succeeded[:MAX_OVERLAID]
+    page_data = {
+        "sweep": sweep.id,
+        "finished": shaped.state == "finished",
+        "runs": [
+            {
+                "id": run.id,
+                "label": f"#{run.id} " + " ".join(f"{a}={run.params.get(a)}" for a in axes),
+                "outputs": _output_files(db, run),
+            }
+            for run in overlaid
+        ]
+        if plots
+        else [],
+        "plots": plots,
+    }
+    return render(
+        request, "sweep.html", user, nav="sweeps", sweep=shaped, axes=axes,
+        metric_names=metric_names, plots=plots, page_data=page_data,
+        failure_text=FAILURE_TEXT, overlaid=len(overlaid), succeeded=len(succeeded),
+    )  # fmt: skip
+
+
+@router.post("/sweeps/{sweep_id}/cancel")
+def cancel_sweep_from_page(
+    request: Request,
+    sweep_id: int,
+    db: PageDb,
+    user: PageUser,
+    platform: PlatformDep,
+    csrf_token: Csrf = "",
+) -> Response:
+    """The sweep page's cancel button (a form: it works without JavaScript too)."""
+    check_csrf(request, csrf_token)
+    sweep = _visible_sweep(db, user, sweep_id)
+    sweep_service.cancel_sweep(db=db, sweep=sweep)
+    db.commit()
+    platform.dispatcher.wake()
+    return RedirectResponse(f"/sweeps/{sweep_id}", status_code=303)
