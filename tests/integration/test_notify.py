@@ -21,6 +21,7 @@ from aiosmtpd.controller import Controller
 
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server, free_port
+from tests.integration.test_web_pages import browser
 from tests.toymodel import FILES, FORCING, MODEL
 
 pytestmark = pytest.mark.slow
@@ -207,6 +208,9 @@ def test_a_parameter_holding_cr_lf_does_not_create_a_header(
     assert message["Subject"].startswith("[simyard] noted run")
 
 
+HOOK_TOKEN = "T0k3n-in-the-path"
+
+
 class Receiver:
     """A webhook receiver on loopback: answers 500 to the first ``fail_first`` requests."""
 
@@ -231,7 +235,8 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        # The path holds a token, as many services' webhook URLs do: it must stay secret.
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook/{HOOK_TOKEN}"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -263,6 +268,14 @@ def test_webhook_is_signed_and_retried(tmp_path: Path, smtp: Smtp, make_model: M
         assert event["run_id"] == run["id"]
         assert event["state"] == "succeeded"
         assert smtp.box.messages == []  # email switched off in the preferences
+        # The failed attempt was logged and is listed on the outbox page, without the token.
+        log = (server.home / "server.log").read_text()
+        assert "answered 500" in log
+        assert HOOK_TOKEN not in log
+        with browser(server) as page:
+            outbox = page.get("/admin/outbox").text
+        assert "http://127.0.0.1:" in outbox
+        assert HOOK_TOKEN not in outbox
     finally:
         receiver.close()
         for _ in gen:

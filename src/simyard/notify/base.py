@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from simyard.errors import SimyardError
 
@@ -32,3 +33,19 @@ class Notifier(ABC):
 
     @abstractmethod
     def send(self, message: Message, target: str) -> None: ...
+
+
+def shown_target(channel: str, target: str) -> str:
+    """A delivery target as it may be logged or shown: an email address as it is, a URL
+    cut to its scheme and host (the path, query and user part of a webhook or chat URL
+    often hold its token; a chat URL's "host" often is one)."""
+    if channel in ("email", "outbox"):
+        return target
+    parts = urlsplit(target)
+    if channel != "webhook":
+        return f"{parts.scheme}://…"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}/…"

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from simyard.notify.base import Message, Notifier, NotifyError
+from simyard.notify.base import Message, Notifier, NotifyError, shown_target
 
 WEBHOOK_TIMEOUT = 10.0
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -41,7 +41,7 @@ def check_target(url: str, allow: list[Network]) -> None:
     """NotifyError unless every address ``url``'s host resolves to may be reached."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise NotifyError(f"webhook URL must be http(s)://host/...: {url!r}")
+        raise NotifyError(f"webhook URL must be http(s)://host/...: {shown_target('webhook', url)}")
     try:
         infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, proto=socket.IPPROTO_TCP)
     except OSError as exc:
@@ -72,6 +72,7 @@ class WebhookNotifier(Notifier):
         self.secrets = secrets  # url -> secret, filled by the outbox from user settings
 
     def send(self, message: Message, target: str) -> None:
+        shown = shown_target("webhook", target)
         check_target(target, self.allow)
         body = json.dumps(message.event, sort_keys=True).encode()
         timestamp = str(int(time.time()))
@@ -89,6 +90,7 @@ class WebhookNotifier(Notifier):
             response = httpx.post(target, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT,
                                   follow_redirects=False)  # fmt: skip
         except httpx.HTTPError as exc:
-            raise NotifyError(f"webhook {target}: {type(exc).__name__}: {exc}") from None
+            said = str(exc).replace(target, shown)
+            raise NotifyError(f"webhook {shown}: {type(exc).__name__}: {said}") from None
         if response.status_code >= 300:
-            raise NotifyError(f"webhook {target}: answered {response.status_code}")
+            raise NotifyError(f"webhook {shown}: answered {response.status_code}")

@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from simyard.domain.tables import User
 from simyard.manifest.units import format_size
+from simyard.notify.base import shown_target
 from simyard.web.session import CSRF_FIELD, csrf_token
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -52,7 +53,7 @@ def when(value: dt.datetime | None) -> str:
 
 templates = Jinja2Templates(directory=str(TEMPLATES))
 templates.env.filters.update(markdown=markdown, size=format_size, when=when)
-templates.env.globals.update(duration=duration, csrf_field=CSRF_FIELD)
+templates.env.globals.update(duration=duration, csrf_field=CSRF_FIELD, shown_target=shown_target)
 
 
 def render(
