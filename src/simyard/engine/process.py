@@ -7,6 +7,7 @@ process of its tree is left alive when :func:`run_command` returns.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -158,6 +159,37 @@ def _pump(fd: int, capture: LogCapture) -> None:
         capture.feed(chunk)
 
 
+class ExitWaiter:
+    """``waiter(timeout)``: wait up to ``timeout`` seconds for ``proc`` to end; whether it has.
+
+    A pidfd wakes the instant the process exits; ``Popen.wait(timeout)`` polls with a
+    growing sleep (up to 50 ms late), so it is used only where pidfds do not exist.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        try:
+            self.pidfd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
+
+    def __call__(self, timeout: float) -> bool:
+        if self.pidfd is not None:
+            readable, _, _ = select.select([self.pidfd], [], [], timeout)
+            if not readable:
+                return False
+        try:
+            self.proc.wait(timeout=0 if self.pidfd is not None else timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
 def _watch(
     proc: subprocess.Popen[bytes],
     tree: ProcessTree,
@@ -166,16 +198,27 @@ def _watch(
     started: float,
 ) -> tuple[StopReason | None, int]:
     """Wait for the process, stopping it on timeout, cancel or a broken limit."""
+    exited = ExitWaiter(proc)
+    try:
+        return _watch_until_exit(proc, tree, spec, cancel, started, exited)
+    finally:
+        exited.close()
+
+
+def _watch_until_exit(
+    proc: subprocess.Popen[bytes],
+    tree: ProcessTree,
+    spec: CommandSpec,
+    cancel: threading.Event,
+    started: float,
+    exited: ExitWaiter,
+) -> tuple[StopReason | None, int]:
     peak = 0
     next_disk = started + DISK_SAMPLE_INTERVAL
     group = tree.group
     while True:
         # Wake the moment the process exits (not at the next tick): trivial runs stay fast.
-        try:
-            proc.wait(timeout=SAMPLE_INTERVAL)
-        except subprocess.TimeoutExpired:
-            pass
-        else:
+        if exited(SAMPLE_INTERVAL):
             break
         if cancel.is_set():
             return StopReason.cancelled, peak
