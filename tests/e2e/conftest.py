@@ -141,3 +141,10 @@ def wait_for_task_state(
                 return
             time.sleep(0.1)
     raise AssertionError(f"task {task} of run {run_id} never became {state}: {tasks}")
+
+
+def page_errors(page: Page) -> list[str]:
+    """A list that fills with the page's uncaught JavaScript errors from now on."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors

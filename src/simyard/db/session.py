@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# The connection whose transaction this context (a thread, or a task of the event loop) began.
+_held: ContextVar[weakref.ref[Any] | None] = ContextVar("_held", default=None)
 
 
 def make_engine(url: str) -> Engine:
@@ -35,36 +39,23 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
-    # Open transactions: connection id -> the thread that began it. A request may begin
-    # in one worker thread and commit in another, so this is not kept per thread.
-    open_by: dict[int, int] = {}
-    guard = threading.Lock()
-
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: Any) -> None:
         # Take the write lock up front: a deferred transaction that later upgrades to a
         # writer fails at once with "database is locked" instead of waiting its turn.
-        # A second transaction begun by the thread that holds one would wait forever.
-        me = threading.get_ident()
-        with guard:
-            if any(t == me and c != id(connection) for c, t in open_by.items()):
-                raise NestedTransaction(
-                    "a second database transaction in one thread would deadlock on SQLite; "
-                    "pass the open session along instead"
-                )
-            open_by[id(connection)] = me
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            with guard:
-                open_by.pop(id(connection), None)
-            raise
-
-    @event.listens_for(engine, "commit")
-    @event.listens_for(engine, "rollback")
-    def _ended(connection: Any) -> None:
-        with guard:
-            open_by.pop(id(connection), None)
+        # A second transaction begun while this code path holds one would wait forever.
+        # "Code path" is a context, not a thread: a request may begin its transaction in
+        # one worker thread and commit it in another, and the first thread goes on to
+        # serve other requests meanwhile.
+        held = _held.get()
+        other = held() if held is not None else None
+        if other is not None and other is not connection and other.in_transaction():
+            raise NestedTransaction(
+                "a second database transaction in one thread would deadlock on SQLite; "
+                "pass the open session along instead"
+            )
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        _held.set(weakref.ref(connection))
 
     return engine
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from simyard.db.session import make_engine, session_factory, upgrade_schema
+from simyard.db.session import NestedTransaction, make_engine, session_factory, upgrade_schema
 from simyard.domain.registry import ModelVersionConflict, register_model
 from simyard.domain.tables import ApiToken, User
 from simyard.domain.users import authenticate, create_token, create_user, user_for_token
@@ -101,3 +104,37 @@ def test_concurrent_writers_wait_instead_of_failing(sessions: sessionmaker[Sessi
     assert errors == []
     with sessions() as db:
         assert db.scalar(select(func.count(User.id))) == 160
+
+
+def test_a_second_transaction_in_one_code_path_is_refused_at_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as outer, outer.begin():
+        outer.scalar(select(func.count(User.id)))
+        with pytest.raises(NestedTransaction), sessions() as inner, inner.begin():
+            inner.scalar(select(func.count(User.id)))
+
+
+def test_a_transaction_committed_in_another_thread_does_not_block_the_first_thread(
+    sessions: sessionmaker[Session],
+) -> None:
+    """As the web server does: a request's transaction begins in a worker thread and is
+    committed from another; meanwhile the worker serves other requests (each call in a
+    copy of the caller's context, as anyio runs it)."""
+    pool = ThreadPoolExecutor(1)  # one worker: every call below runs in the same thread
+
+    def in_worker(fn: Callable[[], object]) -> object:
+        return pool.submit(contextvars.copy_context().run, fn).result()
+
+    first = sessions()
+    in_worker(lambda: first.begin() and first.scalar(select(func.count(User.id))))
+    threading.Timer(0.2, first.commit).start()  # committed elsewhere, a little later
+
+    def other_request() -> int:
+        with sessions() as db, db.begin():
+            create_user(db=db, name="late", email="late@example.org", password=None)
+            return 1
+
+    assert in_worker(other_request) == 1  # it waited for the lock; it was not refused
+    first.close()
+    pool.shutdown()

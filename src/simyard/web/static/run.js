@@ -182,6 +182,7 @@
 
   let refreshing = false;
   let again = false;
+  let retry = null;
 
   /** Fetch the run and show it; at most one request at a time, the last call wins. */
   async function refresh() {
@@ -190,6 +191,8 @@
       return;
     }
     refreshing = true;
+    clearTimeout(retry);
+    retry = null;
     try {
       const response = await fetch(api, { headers: { Accept: "application/json" } });
       if (!response.ok) throw new Error(await problemOf(response));
@@ -206,6 +209,8 @@
       afterChange(before, true);
     } catch (error) {
       showError(`Could not update the run: ${error.message}`);
+      // Try again: the event that asked for this fetch may have been the run's last one.
+      retry = setTimeout(refresh, 3000);
     } finally {
       refreshing = false;
       if (again) {
@@ -244,7 +249,7 @@
       const failedBox = run.error?.task ? $(`logbox-${run.error.task}`) : null;
       if (failedBox) failedBox.open = true; // its toggle event loads the log's end
       showMetrics();
-      loadOutputs().then(drawPlots);
+      showResults();
     } else if (finishedCount(run) !== outputsAt) {
       outputsAt = finishedCount(run);
       loadOutputs();
@@ -451,7 +456,7 @@
 
   let outputs = data.outputs;
 
-  /** List the outputs again; the plots are drawn from this list. */
+  /** List the outputs again (the plots are drawn from this list); false if that failed. */
   async function loadOutputs() {
     try {
       const response = await fetch(`${api}/outputs`);
@@ -459,7 +464,7 @@
       outputs = await response.json();
     } catch (error) {
       showError(`Could not list the outputs: ${error.message}`);
-      return;
+      return false;
     }
     const body = $("outputs").tBodies[0];
     body.replaceChildren();
@@ -487,6 +492,17 @@
       body.append(row);
     }
     $("outputs-zip").hidden = outputs.length === 0;
+    return true;
+  }
+
+  /** Once the run has ended: its outputs, then its plots; the listing is tried until it works. */
+  async function showResults(retried = false) {
+    if (!(await loadOutputs())) {
+      setTimeout(() => showResults(true), 3000);
+      return;
+    }
+    if (retried) clearError();
+    await drawPlots();
   }
 
   function showMetrics() {
