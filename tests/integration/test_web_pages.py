@@ -182,6 +182,8 @@ def test_a_sweep_from_the_form_shows_every_run_and_a_refusal_keeps_what_was_type
         assert all("succeeded" in cells for _, cells in rows)
         assert sorted(re.findall(r"<td>(20|30)</td>", page)) == ["20", "30"]  # metric total
         assert f'href="/sweeps/{sweep_id}"' in client.get("/sweeps").text
+        run_page = client.get(f"/runs/{rows[0][0]}").text
+        assert f'part of <a href="/sweeps/{sweep_id}">sweep #{sweep_id}</a>' in run_page
     with browser(web_server, "bob") as other:
         assert other.get(sweep_path).status_code == 404
         assert f"/sweeps/{sweep_id}" not in other.get("/sweeps").text
