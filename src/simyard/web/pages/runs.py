@@ -40,12 +40,16 @@ def runs_page(
         query = query.where(Run.id == int(text))
     elif text:
         like = f"%{text}%"
+        # "+ 0" keeps the database from answering through the two columns' indexes: it
+        # would gather every match and sort them all (70 ms with 100,000 runs). Walking
+        # the runs newest first stops at a full page (under 1 ms when most runs match;
+        # a search matching nothing reads every run once, about 20 ms).
         query = query.where(
             or_(
-                Run.model_version_id.in_(
+                (Run.model_version_id + 0).in_(
                     select(ModelVersion.id).where(ModelVersion.name.like(like))
                 ),
-                Run.user_id.in_(select(User.id).where(User.name.like(like))),
+                (Run.user_id + 0).in_(select(User.id).where(User.name.like(like))),
             )
         )
     if before is not None:
