@@ -11,7 +11,6 @@ import contextlib
 import ctypes
 import multiprocessing as mp
 import os
-import queue
 import signal
 import socket
 import threading
@@ -101,11 +100,9 @@ class LocalExecutor(Executor):
         return lost
 
     def _drain(self) -> list[ExecutorEvent]:
-        drained = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                drained.append(self._queue.get(timeout=0.05))
-        return drained
+        # Called for a child that has exited: it flushed its queue before exiting, so what
+        # it sent is in the pipe already and waiting for more would only stall dispatch.
+        return drain(self._queue, 0.0)
 
     def close(self) -> None:
         with self._lock:
