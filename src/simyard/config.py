@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -18,8 +18,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from simyard.engine.task import EngineOptions
 from simyard.manifest.units import Size
+
+if TYPE_CHECKING:
+    from simyard.engine.task import EngineOptions
 
 
 class Settings(BaseSettings):
@@ -77,6 +79,8 @@ class Settings(BaseSettings):
 
     def engine_options(self) -> EngineOptions:
         """The engine's share of the settings."""
+        from simyard.engine.task import EngineOptions
+
         return EngineOptions(
             sandbox=self.sandbox,
             max_log_bytes=self.max_log_size,

@@ -78,12 +78,13 @@ def problems_response(
     """The SPEC.md error shape: ``{"errors": [{"field", "message"}], "warnings": [...]}``."""
     return JSONResponse(
         status_code=status_code,
-        content={
-            "errors": [{"field": p.field, "message": _message(p)} for p in problems],
-            "warnings": [{"field": w.field, "message": _message(w)} for w in warnings or []],
-        },
+        content={"errors": problem_dicts(problems), "warnings": problem_dicts(warnings or [])},
     )
 
 
-def _message(problem: Problem) -> str:
-    return f"{problem.file}: {problem.message}" if problem.file else problem.message
+def problem_dicts(problems: list[Problem]) -> list[dict[str, str]]:
+    """Problems as the answers show them: ``{"field", "message"}``, the file named first."""
+    return [
+        {"field": p.field, "message": f"{p.file}: {p.message}" if p.file else p.message}
+        for p in problems
+    ]

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from simyard.api.deps import DbDep, PlatformDep, UserDep, problems_response
+from simyard.api.deps import DbDep, PlatformDep, UserDep, problem_dicts, problems_response
 from simyard.api.schemas import RunOut, run_out
 from simyard.domain import runs as run_service
 from simyard.domain.registry import find_version, manifest_of, model_dir_of
@@ -158,14 +158,7 @@ def _validate_and_maybe_create(
         if unknown:
             return problems_response(unknown)
         if not create:
-            return JSONResponse(
-                {
-                    "errors": [],
-                    "warnings": [
-                        {"field": w.field, "message": w.message} for w in checked.warnings
-                    ],
-                }
-            )
+            return JSONResponse({"errors": [], "warnings": problem_dicts(checked.warnings)})
         run = run_service.create_run(
             db=db,
             store=platform.store,
@@ -182,7 +175,7 @@ def _validate_and_maybe_create(
         assert user is not None
         run = run_service.get_run(db=db, run_id=run_id, user=user)
         shaped = run_out(run, [])
-        shaped.warnings = [{"field": w.field, "message": w.message} for w in checked.warnings]
+        shaped.warnings = problem_dicts(checked.warnings)
         return shaped
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from simyard.api.deps import DbDep, PlatformDep, UserDep, problems_response
+from simyard.api.deps import DbDep, PlatformDep, UserDep, problem_dicts, problems_response
 from simyard.api.runs import known_uploads, notify_choice, resolve_model, submit
 from simyard.api.schemas import SweepOut, sweep_out
 from simyard.domain import runs as run_service
@@ -61,7 +61,7 @@ def _validate_and_maybe_create(
             return problems_response(exc.problems + unknown, exc.warnings)
         if unknown:
             return problems_response(unknown)
-        warnings = [{"field": w.field, "message": w.message} for w in checked_warnings(checked)]
+        warnings = problem_dicts(checked_warnings(checked))
         if not create:
             return JSONResponse({"errors": [], "warnings": warnings, "runs": len(checked)})
         sweep = sweep_service.create_sweep(

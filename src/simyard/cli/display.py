@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from simyard.cli.remote import show_metric
 from simyard.engine.result import FAILURE_WORDS
 from simyard.localrun import LocalRun, TaskState, TaskStatus
 from simyard.manifest.schema import Manifest
@@ -103,11 +104,6 @@ def report_local_run(console: Console, run: LocalRun, outdir: Path | None) -> No
     if failures:
         words = f" ({FAILURE_WORDS[failures[0][1].kind]} in {failures[0][0]!r})"
     console.print(f"Run {outcome}{words}.")
-
-
-def show_metric(value: object) -> str:
-    """A metric for people: ``(no value)`` when its file, key or match was not there."""
-    return "(no value)" if value is None else str(value)
 
 
 def copy_outputs(run: LocalRun, outdir: Path) -> int:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from simyard.cli.display import TaskDisplay, report_local_run
 from simyard.config import Settings
 from simyard.errors import ManifestError, ParameterFileError, Problem, ValidationFailed
-from simyard.localrun import run_locally
-from simyard.manifest import Manifest, load_manifest
-from simyard.manifest.paramfile import read_parameter_file
-from simyard.manifest.runinput import RunInput, validate_run_input
+
+if TYPE_CHECKING:
+    from simyard.manifest import Manifest
+    from simyard.manifest.runinput import RunInput
+
+# The manifest and engine modules are imported by the commands that use them, so that
+# ``simyard run`` and the other client commands start without loading them.
 
 app = typer.Typer(help="Check, test and register models.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -30,6 +32,8 @@ ModelDir = Annotated[
 @app.command("check")
 def check(model_dir: ModelDir) -> None:
     """Check a model's manifest; print every problem with its location (exit 1 on problems)."""
+    from simyard.manifest import load_manifest
+
     try:
         manifest = load_manifest(model_dir)
     except ManifestError as exc:
@@ -54,6 +58,10 @@ def prepare_local_run(
     max_input_size: int,
 ) -> tuple[Manifest, RunInput]:
     """Load the manifest and check the run's input; ``-p`` values override the ``-P`` file's."""
+    from simyard.manifest import load_manifest
+    from simyard.manifest.paramfile import read_parameter_file
+    from simyard.manifest.runinput import validate_run_input
+
     manifest = load_manifest(model_dir)
     given: dict[str, object] = {}
     warnings: list[Problem] = []
@@ -123,6 +131,9 @@ def run_model_test(
 
     Exit 0 when the run succeeded, 1 when it failed, 2 when the input was refused.
     """
+    from simyard.cli.display import TaskDisplay, report_local_run
+    from simyard.localrun import run_locally
+
     settings = Settings()
     try:
         params = parse_assignments(param or [], "NAME=VALUE")
@@ -172,6 +183,7 @@ def add(
     """Register a model version on the server (admin only)."""
     from simyard.cli.remote import client, fail
     from simyard.client import ClientError
+    from simyard.manifest import load_manifest
 
     try:
         load_manifest(model_dir)

@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from simyard.cli.display import show_metric
 from simyard.cli.models import parse_assignments
 from simyard.client import Client, ClientError
 from simyard.config import Settings
@@ -28,6 +27,11 @@ ServerOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+
+
+def show_metric(value: object) -> str:
+    """A metric for people: ``(no value)`` when its file, key or match was not there."""
+    return "(no value)" if value is None else str(value)
 
 
 def _credentials(settings: Settings) -> dict[str, str]:

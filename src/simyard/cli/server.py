@@ -1,6 +1,7 @@
 """Operator commands: ``serve``, ``db upgrade``, ``users add``, ``tokens create``.
 
-They act on the configured database directly and need no running server.
+They act on the configured database directly and need no running server. What they
+need of the server side is imported when they run, so that the client commands start fast.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from rich.console import Console
 
 import simyard
 from simyard.config import Settings
-from simyard.domain.registry import register_model
-from simyard.domain.users import UserExists, create_token, create_user, get_user, hash_password
 from simyard.errors import ManifestError, ValidationFailed
-from simyard.wiring import build_platform, open_database
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -40,6 +38,8 @@ def examples_dir() -> Path:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the database schema up to date."""
+    from simyard.wiring import open_database
+
     settings = Settings()
     open_database(settings)
     console.print(f"[green]✓[/green] database schema is up to date ({_safe_url(settings)})")
@@ -67,6 +67,9 @@ def users_add(
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    from simyard.domain.users import UserExists, create_user
+    from simyard.wiring import open_database
+
     database = open_database(Settings())
     try:
         with database.sessions() as db, db.begin():
@@ -84,6 +87,9 @@ def users_add(
 @tokens_app.command("create")
 def tokens_create(name: str) -> None:
     """Print a new API token for user NAME."""
+    from simyard.domain.users import create_token, get_user
+    from simyard.wiring import open_database
+
     database = open_database(Settings())
     with database.sessions() as db, db.begin():
         user = get_user(db=db, name=name)
@@ -96,9 +102,13 @@ def tokens_create(name: str) -> None:
 
 def prepare_demo(settings: Settings) -> str:
     """Register the example models and (re)set the demo admin's password; the password."""
+    from simyard.domain.registry import register_model
+    from simyard.domain.users import create_user, get_user, hash_password
+    from simyard.storage.registry import open_store
+    from simyard.wiring import open_database
+
     database = open_database(settings)
     password = secrets.token_urlsafe(12)
-    from simyard.storage.registry import open_store
 
     store = open_store(settings.resolved_storage_url, endpoint_url=settings.s3_endpoint_url)
     with database.sessions() as db, db.begin():
@@ -132,6 +142,7 @@ def serve(
     import uvicorn
 
     from simyard.api.app import create_app
+    from simyard.wiring import build_platform
 
     settings = Settings()
     url = f"http://{host}:{port}"

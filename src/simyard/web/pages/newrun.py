@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,17 +76,30 @@ def accepted_extensions(manifest: Manifest) -> dict[str, list[str]]:
     }
 
 
-def _by_field(items: list[dict[str, str]], manifest: Manifest) -> tuple[Messages, list[str]]:
-    """Messages keyed by a field the form shows, and the rest (written with their field)."""
+def run_form_field(field: str, manifest: Manifest) -> str:
+    """Which field of the new-run form a problem belongs to ('' for none)."""
+    kind, _, name = field.partition(".")
+    if (kind == "params" and name in manifest.parameters) or (
+        kind == "inputs" and name in manifest.inputs
+    ):
+        return field
+    return ""
+
+
+def messages_by_field(
+    items: list[dict[str, str]],
+    manifest: Manifest,
+    place: Callable[[str, Manifest], str] = run_form_field,
+) -> tuple[Messages, list[str]]:
+    """Messages keyed by the form field ``place`` puts them next to, and the rest
+    (written with their field)."""
     placed: Messages = {}
     general: list[str] = []
     for item in items:
         field, message = item.get("field", ""), item.get("message", "")
-        kind, _, name = field.partition(".")
-        if (kind == "params" and name in manifest.parameters) or (
-            kind == "inputs" and name in manifest.inputs
-        ):
-            placed.setdefault(field, []).append(message)
+        key = place(field, manifest)
+        if key:
+            placed.setdefault(key, []).append(message)
         else:
             general.append(f"{field}: {message}" if field else message)
     return placed, general
@@ -105,8 +119,8 @@ def _form_page(
     status_code: int = 200,
     notify_me: bool = True,
 ) -> HTMLResponse:
-    field_errors, general_errors = _by_field(errors or [], manifest)
-    field_warnings, general_warnings = _by_field(warnings or [], manifest)
+    field_errors, general_errors = messages_by_field(errors or [], manifest)
+    field_warnings, general_warnings = messages_by_field(warnings or [], manifest)
     paramfile = manifest.parameter_file
     return render(
         request, "new_run.html", user, status_code=status_code, nav="models",

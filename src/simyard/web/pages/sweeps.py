@@ -25,7 +25,13 @@ from simyard.domain.states import RunState
 from simyard.domain.tables import ModelVersion, Sweep, User
 from simyard.manifest.schema import Manifest
 from simyard.web.pages.common import Csrf, LoginRequired, PageDb, PageUser
-from simyard.web.pages.newrun import _find, _model_version, _session_user, accepted_extensions
+from simyard.web.pages.newrun import (
+    _find,
+    _model_version,
+    _session_user,
+    accepted_extensions,
+    messages_by_field,
+)
 from simyard.web.pages.run import FAILURE_TEXT, _output_files
 from simyard.web.session import CSRF_FIELD, check_csrf
 from simyard.web.templating import render
@@ -50,15 +56,7 @@ def _form_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     manifest = manifest_of(version)
-    placed: dict[str, list[str]] = {}
-    general: list[str] = []
-    for item in errors or []:
-        key = _form_field(item.get("field", ""), manifest)
-        if key:
-            placed.setdefault(key, []).append(item["message"])
-        else:
-            field, message = item.get("field", ""), item.get("message", "")
-            general.append(f"{field}: {message}" if field else message)
+    placed, general = messages_by_field(errors or [], manifest, _form_field)
     told_warnings = [f"{w['field']}: {w['message']}" for w in warnings or []]
     return render(
         request, "sweep_form.html", user, status_code=status_code, nav="models",
