@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from simyard.api.deps import DbDep, PlatformDep, UserDep, problem_dicts, problems_response
-from simyard.api.schemas import RunOut, run_out
+from simyard.api.schemas import RunOut, SweepOut, run_out
 from simyard.domain import runs as run_service
 from simyard.domain.registry import find_version, manifest_of, model_dir_of
 from simyard.domain.tables import ModelVersion, User
@@ -124,64 +124,92 @@ def resolve_model(
     return version, model_dir, unknown
 
 
-def known_uploads(
-    uploads: dict[str, run_service.Upload], version: ModelVersion
-) -> dict[str, run_service.Upload]:
-    """The uploads whose slot the model has."""
-    return {slot: u for slot, u in uploads.items() if slot in manifest_of(version).inputs}
+class Submission(ABC):
+    """A run or sweep request between reading it and answering it: the model it names,
+    its checks, and (unless only validated) what it creates, all in one transaction; then
+    the dispatcher is woken and the answer read back. Subclasses say what is checked,
+    created and answered."""
+
+    def __init__(
+        self, platform: Platform, fields: dict[str, Any], uploads: dict[str, run_service.Upload]
+    ) -> None:
+        self.platform = platform
+        self.fields = fields
+        self.uploads = uploads
+
+    @abstractmethod
+    def check(self, version: ModelVersion, model_dir: Path) -> tuple[Any, list[Problem]]:
+        """What was checked and its warnings; ValidationFailed when refused."""
+
+    def validated(self, checked: Any) -> dict[str, Any]:
+        """Keys the validate-only answer adds to errors and warnings."""
+        return {}
+
+    @abstractmethod
+    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
+        """Create what was checked; its id."""
+
+    @abstractmethod
+    def answer(self, db: Session, user: User, created_id: int) -> RunOut | SweepOut:
+        """What was created, as the API shows it."""
+
+    def known_uploads(self, version: ModelVersion) -> dict[str, run_service.Upload]:
+        """The uploads whose slot the model has."""
+        return {k: u for k, u in self.uploads.items() if k in manifest_of(version).inputs}
+
+    def __call__(self, user_id: int, create: bool) -> JSONResponse | RunOut | SweepOut:
+        with self.platform.sessions() as db, db.begin():
+            user = db.get(User, user_id)
+            assert user is not None
+            found = resolve_model(db, self.platform, self.fields, self.uploads)
+            if isinstance(found, JSONResponse):
+                return found
+            version, model_dir, unknown = found
+            try:
+                checked, warned = self.check(version, model_dir)
+            except ValidationFailed as exc:
+                return problems_response(exc.problems + unknown, exc.warnings)
+            if unknown:
+                return problems_response(unknown)
+            warnings = problem_dicts(warned)
+            if not create:
+                return JSONResponse({"errors": [], "warnings": warnings, **self.validated(checked)})
+            created_id = self.create(db, user, version, checked)
+        self.platform.dispatcher.wake()
+        with self.platform.sessions() as db:
+            user = db.get(User, user_id)
+            assert user is not None
+            shaped = self.answer(db, user, created_id)
+            shaped.warnings = warnings
+            return shaped
 
 
-def _validate_and_maybe_create(
-    platform: Platform,
-    user_id: int,
-    fields: dict[str, Any],
-    uploads: dict[str, run_service.Upload],
-    create: bool,
-) -> JSONResponse | RunOut:
-    with platform.sessions() as db, db.begin():
-        user = db.get(User, user_id)
-        assert user is not None
-        found = resolve_model(db, platform, fields, uploads)
-        if isinstance(found, JSONResponse):
-            return found
-        version, model_dir, unknown = found
-        try:
-            checked = run_service.check_run_input(
-                version=version,
-                model_dir=model_dir,
-                params=fields.get("params", {}),
-                uploads=known_uploads(uploads, version),
-                max_input_size=platform.settings.max_input_size,
-            )
-        except ValidationFailed as exc:
-            return problems_response(exc.problems + unknown, exc.warnings)
-        if unknown:
-            return problems_response(unknown)
-        if not create:
-            return JSONResponse({"errors": [], "warnings": problem_dicts(checked.warnings)})
-        run = run_service.create_run(
+class RunSubmission(Submission):
+    """``POST /runs``: one run."""
+
+    def check(self, version: ModelVersion, model_dir: Path) -> tuple[Any, list[Problem]]:
+        checked = run_service.check_run_input(
+            version=version,
+            model_dir=model_dir,
+            params=self.fields.get("params", {}),
+            uploads=self.known_uploads(version),
+            max_input_size=self.platform.settings.max_input_size,
+        )
+        return checked, checked.warnings
+
+    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
+        return run_service.create_run(
             db=db,
-            store=platform.store,
+            store=self.platform.store,
             user=user,
             version=version,
             checked=checked,
-            uploads=uploads,
-            notify=notify_choice(fields.get("notify")),
-        )
-        run_id = run.id
-    platform.dispatcher.wake()
-    with platform.sessions() as db:
-        user = db.get(User, user_id)
-        assert user is not None
-        run = run_service.get_run(db=db, run_id=run_id, user=user)
-        shaped = run_out(run, [])
-        shaped.warnings = problem_dicts(checked.warnings)
-        return shaped
+            uploads=self.uploads,
+            notify=notify_choice(self.fields.get("notify")),
+        ).id
 
-
-Handler = Callable[
-    [Platform, int, dict[str, Any], dict[str, run_service.Upload], bool], JSONResponse | BaseModel
-]
+    def answer(self, db: Session, user: User, created_id: int) -> RunOut:
+        return run_out(run_service.get_run(db=db, run_id=created_id, user=user), [])
 
 
 async def submit(
@@ -189,13 +217,14 @@ async def submit(
     platform: Platform,
     user: User,
     create: bool,
-    handler: Handler,
+    kind: type[Submission],
     *,
     json_fields: tuple[str, ...] = ("params",),
     side_files: tuple[str, ...] = (),
 ) -> Any:
-    """Read a request with uploads into a scratch folder, hand it to ``handler`` in the
-    thread pool (201 with what it created, or its answer), and remove the scratch folder."""
+    """Read a request with uploads into a scratch folder, hand it to a ``kind`` of
+    submission in the thread pool (201 with what it created, or its refusal), and remove
+    the scratch folder."""
     scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=platform.settings.home.resolve()))
     try:
         limit = platform.settings.max_input_size
@@ -204,7 +233,7 @@ async def submit(
         )
         if problems:
             return problems_response(problems)
-        result = await run_in_threadpool(handler, platform, user.id, fields, uploads, create)
+        result = await run_in_threadpool(kind(platform, fields, uploads), user.id, create)
         if isinstance(result, BaseModel):
             return JSONResponse(result.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
         return result
@@ -218,13 +247,13 @@ async def submit(
 async def create_run(request: Request, platform: PlatformDep, user: UserDep) -> Any:
     """Start a run: JSON ``{"model", "version"?, "params"}`` or a multipart form whose file
     fields are named ``inputs.<slot>`` and whose ``params`` field holds a JSON object."""
-    return await submit(request, platform, user, True, _validate_and_maybe_create)
+    return await submit(request, platform, user, True, RunSubmission)
 
 
 @router.post("/validate", responses={422: {"description": "refused"}})
 async def validate_run(request: Request, platform: PlatformDep, user: UserDep) -> Any:
     """Check a run request exactly as creating it would, without creating anything."""
-    return await submit(request, platform, user, False, _validate_and_maybe_create)
+    return await submit(request, platform, user, False, RunSubmission)
 
 
 @router.get("", response_model=list[RunOut])

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
-from simyard.api.deps import DbDep, PlatformDep, UserDep, problem_dicts, problems_response
-from simyard.api.runs import known_uploads, notify_choice, resolve_model, submit
+from simyard.api.deps import DbDep, PlatformDep, UserDep
+from simyard.api.runs import Submission, notify_choice, submit
 from simyard.api.schemas import SweepOut, sweep_out
 from simyard.domain import runs as run_service
 from simyard.domain import sweeps as sweep_service
 from simyard.domain.registry import manifest_of
 from simyard.domain.tables import ModelVersion, Sweep, User
 from simyard.errors import Problem, ValidationFailed
-from simyard.wiring import Platform
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -32,57 +32,40 @@ def plan_of(fields: dict[str, Any], version: ModelVersion) -> sweep_service.Swee
     return sweep_service.plan_axes(str(mode), fields.get("axes") or {}, parameters)
 
 
-def _validate_and_maybe_create(
-    platform: Platform,
-    user_id: int,
-    fields: dict[str, Any],
-    uploads: dict[str, run_service.Upload],
-    create: bool,
-) -> JSONResponse | SweepOut:
-    with platform.sessions() as db, db.begin():
-        user = db.get(User, user_id)
-        assert user is not None
-        found = resolve_model(db, platform, fields, uploads)
-        if isinstance(found, JSONResponse):
-            return found
-        version, model_dir, unknown = found
-        base = fields.get("params", {})
-        try:
-            plan = plan_of(fields, version)
-            checked = sweep_service.check_sweep(
-                version=version,
-                model_dir=model_dir,
-                base=base,
-                plan=plan,
-                uploads=known_uploads(uploads, version),
-                max_input_size=platform.settings.max_input_size,
-            )
-        except ValidationFailed as exc:
-            return problems_response(exc.problems + unknown, exc.warnings)
-        if unknown:
-            return problems_response(unknown)
-        warnings = problem_dicts(checked_warnings(checked))
-        if not create:
-            return JSONResponse({"errors": [], "warnings": warnings, "runs": len(checked)})
-        sweep = sweep_service.create_sweep(
+class SweepSubmission(Submission):
+    """``POST /sweeps``: every run of the sweep, checked before any is created."""
+
+    def check(self, version: ModelVersion, model_dir: Path) -> tuple[Any, list[Problem]]:
+        plan = plan_of(self.fields, version)
+        checked = sweep_service.check_sweep(
+            version=version,
+            model_dir=model_dir,
+            base=self.fields.get("params", {}),
+            plan=plan,
+            uploads=self.known_uploads(version),
+            max_input_size=self.platform.settings.max_input_size,
+        )
+        return (plan, checked), checked_warnings(checked)
+
+    def validated(self, checked: Any) -> dict[str, Any]:
+        return {"runs": len(checked[1])}
+
+    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
+        plan, runs = checked
+        return sweep_service.create_sweep(
             db=db,
-            store=platform.store,
+            store=self.platform.store,
             user=user,
             version=version,
-            base=base,
+            base=self.fields.get("params", {}),
             plan=plan,
-            checked=checked,
-            uploads=uploads,
-            notify=notify_choice(fields.get("notify")),
-        )
-        sweep_id = sweep.id
-    platform.dispatcher.wake()
-    with platform.sessions() as db:
-        user = db.get(User, user_id)
-        assert user is not None
-        shaped = sweep_out(sweep_service.get_sweep(db=db, sweep_id=sweep_id, user=user))
-        shaped.warnings = warnings
-        return shaped
+            checked=runs,
+            uploads=self.uploads,
+            notify=notify_choice(self.fields.get("notify")),
+        ).id
+
+    def answer(self, db: Session, user: User, created_id: int) -> SweepOut:
+        return sweep_out(sweep_service.get_sweep(db=db, sweep_id=created_id, user=user))
 
 
 def checked_warnings(checked: list[Any]) -> list[Problem]:
@@ -99,7 +82,7 @@ async def create_sweep(request: Request, platform: PlatformDep, user: UserDep) -
     ``axes`` as JSON text), ``inputs.<slot>`` files shared by every run, and optionally a
     ``table`` CSV file whose header names parameters and whose rows are the runs."""
     return await submit(
-        request, platform, user, True, _validate_and_maybe_create,
+        request, platform, user, True, SweepSubmission,
         json_fields=("params", "axes"), side_files=("table",),
     )  # fmt: skip
 
@@ -108,7 +91,7 @@ async def create_sweep(request: Request, platform: PlatformDep, user: UserDep) -
 async def validate_sweep(request: Request, platform: PlatformDep, user: UserDep) -> Any:
     """Check a sweep request exactly as creating it would; answers how many runs it makes."""
     return await submit(
-        request, platform, user, False, _validate_and_maybe_create,
+        request, platform, user, False, SweepSubmission,
         json_fields=("params", "axes"), side_files=("table",),
     )  # fmt: skip
 

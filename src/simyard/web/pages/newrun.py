@@ -17,13 +17,12 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from simyard.api.deps import PlatformDep
-from simyard.api.runs import MAX_FORM_FILES, _read_request, _validate_and_maybe_create
-from simyard.api.schemas import RunOut
+from simyard.api.runs import MAX_FORM_FILES, RunSubmission, _read_request
 from simyard.domain.registry import find_version, manifest_of
 from simyard.domain.tables import ModelVersion, User
 from simyard.manifest.params import show_number
@@ -216,10 +215,9 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
         else:
             request_fields = {"model": name, "version": found.version, "params": params,
                               "notify": None if notify_me else False}  # fmt: skip
-            result = await run_in_threadpool(
-                _validate_and_maybe_create, platform, user.id, request_fields, uploads, True
-            )
-            if isinstance(result, RunOut):
+            submission = RunSubmission(platform, request_fields, uploads)
+            result = await run_in_threadpool(submission, user.id, True)
+            if not isinstance(result, JSONResponse):
                 return RedirectResponse(f"/runs/{result.id}", status_code=303)
             answer = json.loads(bytes(result.body))
     finally:

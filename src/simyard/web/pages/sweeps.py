@@ -12,13 +12,13 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from simyard.api.deps import PlatformDep
 from simyard.api.runs import MAX_FORM_FILES, _read_request
-from simyard.api.schemas import SweepOut, sweep_out
-from simyard.api.sweeps import _validate_and_maybe_create
+from simyard.api.schemas import sweep_out
+from simyard.api.sweeps import SweepSubmission
 from simyard.domain import sweeps as sweep_service
 from simyard.domain.registry import manifest_of
 from simyard.domain.states import RunState
@@ -152,10 +152,9 @@ async def start_sweep_from_form(request: Request, name: str, platform: PlatformD
             }  # fmt: skip
             if "table" in fields and "table" not in unselected:
                 request_fields["table"] = fields["table"]
-            result = await run_in_threadpool(
-                _validate_and_maybe_create, platform, user.id, request_fields, uploads, True
-            )
-            if isinstance(result, SweepOut):
+            submission = SweepSubmission(platform, request_fields, uploads)
+            result = await run_in_threadpool(submission, user.id, True)
+            if not isinstance(result, JSONResponse):
                 return RedirectResponse(f"/sweeps/{result.id}", status_code=303)
             answer = json.loads(bytes(result.body))
     finally:
