@@ -78,6 +78,27 @@ def test_cli_grid_sweep_runs_every_combination_and_sends_one_summary(
     assert f"http://simyard.example.org/sweeps/{found['id']}" in text
 
 
+def test_a_sweep_with_no_notify_sends_nothing(
+    mail_server: Server,  # noqa: F811 - the fixture
+    smtp: Smtp,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    forcing = f"forcing={tmp_path / 'forcing.csv'}"
+    swept = mail_server.cli(
+        "sweep", "toy", "-p", "days=2,3", "-i", forcing, "--no-notify", "--wait", "--json"
+    )  # fmt: skip
+    assert swept.returncode == 0, swept.stderr
+    assert json.loads(swept.stdout)["counts"] == {"succeeded": 2}
+    # A run after it does notify: once its message is in, the sweep's would have been too.
+    single = mail_server.cli("run", "toy", "-p", "days=2", "-i", forcing, "--wait", "--json")
+    assert single.returncode == 0, single.stderr
+    run_id = json.loads(single.stdout)["id"]
+    smtp.wait_for(1)
+    time.sleep(2.0)
+    subjects = [m["Subject"] for _, m in smtp.box.messages]
+    assert subjects == [f"[simyard] toy run {run_id} succeeded"]
+
+
 def test_zip_sweep_pairs_the_values(toy_server: Server) -> None:
     answer = post_sweep(toy_server, mode="zip", axes={"days": [1, 2, 3], "albedo": [0.1, 0.2, 0.3]})
     assert answer.status_code == 201, answer.text
