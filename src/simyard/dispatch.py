@@ -21,14 +21,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from simyard.domain.lease import acquire_lease, release_lease
 from simyard.domain.registry import manifest_of
 from simyard.domain.runs import record_event
 from simyard.domain.states import RunState, TaskRunState
-from simyard.domain.tables import Run, StoredFile, TaskRun, utcnow
+from simyard.domain.tables import Run, StoredFile, TaskRun, User, utcnow
 from simyard.engine.result import FailureKind, TaskOutcome
 from simyard.engine.workorder import StoredOutput, WorkOrder, WorkResult
 from simyard.executors.base import EventKind, Executor, ExecutorEvent
@@ -211,18 +211,26 @@ class Dispatcher:
             return
         orders: list[WorkOrder] = []
         with self.sessions() as db, db.begin():
-            claimed = list(
-                db.scalars(
-                    select(TaskRun)
-                    .where(TaskRun.state == TaskRunState.queued)
-                    .order_by(TaskRun.queued_at, TaskRun.id)
-                    .limit(free)
-                    .with_for_update(skip_locked=True)
-                )
+            room = self._quota_room(db)
+            query = (
+                select(TaskRun)
+                .join(Run, Run.id == TaskRun.run_id)
+                .where(TaskRun.state == TaskRunState.queued)
+                .order_by(TaskRun.queued_at, TaskRun.id)
+                .limit(free)
+                .with_for_update(of=TaskRun, skip_locked=True)
             )
+            full = [user_id for user_id, left in room.items() if left <= 0]
+            if full:
+                query = query.where(Run.user_id.not_in(full))
+            claimed = list(db.scalars(query))
             for task_run in claimed:
                 run = db.get(Run, task_run.run_id)
                 assert run is not None
+                if run.user_id in room:
+                    if room[run.user_id] <= 0:
+                        continue  # this turn filled the user's quota; it waits, still queued
+                    room[run.user_id] -= 1
                 if run.cancel_requested:
                     task_run.set_state(TaskRunState.cancelled)
                     continue
@@ -248,6 +256,28 @@ class Dispatcher:
                         )
                     ]
                 )
+
+    @staticmethod
+    def _quota_room(db: Session) -> dict[int, int]:
+        """For each user with a quota, how many more of their tasks may start now."""
+        quotas = dict(
+            db.execute(select(User.id, User.max_running).where(User.max_running.is_not(None)))
+            .tuples()
+            .all()
+        )
+        if not quotas:
+            return {}
+        running = dict(
+            db.execute(
+                select(Run.user_id, func.count(TaskRun.id))
+                .join(Run, Run.id == TaskRun.run_id)
+                .where(TaskRun.state == TaskRunState.running, Run.user_id.in_(list(quotas)))
+                .group_by(Run.user_id)
+            )
+            .tuples()
+            .all()
+        )
+        return {user: (limit or 0) - running.get(user, 0) for user, limit in quotas.items()}
 
     def _work_order(self, db: Session, run: Run, task_run: TaskRun) -> WorkOrder:
         version = run.model_version

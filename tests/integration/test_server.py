@@ -5,16 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server
+from tests.integration.test_web_pages import browser
 from tests.toymodel import FILES, FORCING, MODEL
 
 pytestmark = pytest.mark.slow
@@ -117,17 +120,9 @@ def test_task_over_its_time_limit_ends_timed_out(server: Server, toy: Path) -> N
     assert model_processes(server) == []
 
 
-def test_concurrent_runs_are_limited_by_max_parallel(server: Server, toy: Path) -> None:
-    ids = []
-    for _ in range(4):
-        started = server.cli(
-            "run", "toy", "-p", "days=10", "-p", "pace=0.4", "-i", f"forcing={toy}", "--json"
-        )
-        ids.append(json.loads(started.stdout)["id"])
-    runs = [server.wait_for_run(i) for i in ids]
-    assert [r["state"] for r in runs] == ["succeeded"] * 4
-    # The tasks' recorded lifetimes: how many ran at once at the busiest moment (a task
-    # ending at the instant another starts does not overlap it).
+def busiest(runs: list[dict[str, Any]]) -> int:
+    """How many of the runs' tasks ran at once at the busiest moment, from their recorded
+    lifetimes (a task ending at the instant another starts does not overlap it)."""
     edges = sorted(
         (dt.datetime.fromisoformat(when), step)
         for r in runs
@@ -137,7 +132,55 @@ def test_concurrent_runs_are_limited_by_max_parallel(server: Server, toy: Path) 
     running = [0]
     for _, step in edges:
         running.append(running[-1] + step)
-    assert max(running) == 2, edges  # SIMYARD_MAX_PARALLEL=2 in the fixture
+    return max(running)
+
+
+def start_slow_runs(server: Server, toy: Path, count: int, user: str = "admin") -> list[int]:
+    """``count`` toy runs of about four seconds each, started with the CLI as ``user``."""
+    ids = []
+    for _ in range(count):
+        started = server.cli(
+            "run", "toy", "-p", "days=10", "-p", "pace=0.4", "-i", f"forcing={toy}", "--json",
+            user=user,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        ids.append(json.loads(started.stdout)["id"])
+    return ids
+
+
+def test_concurrent_runs_are_limited_by_max_parallel(server: Server, toy: Path) -> None:
+    runs = [server.wait_for_run(i) for i in start_slow_runs(server, toy, 4)]
+    assert [r["state"] for r in runs] == ["succeeded"] * 4
+    assert busiest(runs) == 2  # SIMYARD_MAX_PARALLEL=2 in the fixture
+
+
+def test_a_quota_set_on_the_admin_page_limits_the_users_tasks_at_once(
+    server: Server, toy: Path
+) -> None:
+    server.add_user("carol")
+    with browser(server) as admin:
+        page = admin.get("/admin").text
+        carol = re.search(r'id="user-carol".*?action="/admin/users/(\d+)/quota"', page, re.S)
+        assert carol, page
+        url = f"/admin/users/{carol.group(1)}/quota"
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token
+        form = {"csrf_token": token.group(1)}
+        refused = admin.post(url, data={**form, "max_running": "0"})
+        assert refused.status_code == 422
+        assert "give a whole number from 1 to 10,000, or nothing" in refused.text
+        assert admin.post(url, data={**form, "max_running": "1"}).status_code == 303
+        assert "carol: at most 1 task(s) at once" in admin.get("/admin").text
+    with server.http("carol") as api:
+        assert api.get("/users/me").json()["max_running"] == 1
+
+    carols = start_slow_runs(server, toy, 3, user="carol")
+    admins = start_slow_runs(server, toy, 1)
+    carol_runs = [server.wait_for_run(i, user="carol") for i in carols]
+    admin_runs = [server.wait_for_run(i) for i in admins]
+    assert [r["state"] for r in carol_runs + admin_runs] == ["succeeded"] * 4
+    assert busiest(carol_runs) == 1  # her quota, although 2 slots exist
+    assert busiest(carol_runs + admin_runs) == 2  # the other slot served another user
 
 
 def test_cancel_kills_the_model_and_ends_cancelled(server: Server, toy: Path) -> None:

@@ -33,7 +33,13 @@ def new_token(body: Credentials, db: DbDep) -> dict[str, Any]:
 
 @router.get("/users/me")
 def me(user: UserDep) -> dict[str, Any]:
-    return {"name": user.name, "email": user.email, "is_admin": user.is_admin}
+    """The caller, with their quota: ``max_running`` of their tasks at once (null: none)."""
+    return {
+        "name": user.name,
+        "email": user.email,
+        "is_admin": user.is_admin,
+        "max_running": user.max_running,
+    }
 
 
 OUTCOMES = ("succeeded", "failed", "timed_out", "cancelled")

@@ -48,6 +48,8 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Quota: at most this many of the user's tasks run at once (None: only the slots limit).
+    max_running: Mapped[int | None]
 
 
 class ApiToken(Base):

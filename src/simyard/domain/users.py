@@ -103,6 +103,19 @@ def set_disabled(*, db: Session, user: User, disabled: bool) -> None:
     db.flush()
 
 
+MAX_QUOTA = 10_000
+
+
+def set_quota(*, db: Session, user: User, max_running: int | None) -> None:
+    """At most ``max_running`` of the user's tasks run at once; None lifts the quota."""
+    if max_running is not None and not 1 <= max_running <= MAX_QUOTA:
+        raise ValidationFailed(
+            [Problem("max_running", f"give a whole number from 1 to {MAX_QUOTA:,}, or nothing")]
+        )
+    user.max_running = max_running
+    db.flush()
+
+
 def set_admin(*, db: Session, user: User, is_admin: bool) -> None:
     """Grant or withdraw the admin role."""
     user.is_admin = is_admin

@@ -1,4 +1,4 @@
-"""Admin pages: the users (add, disable, grant admin) and the executor's health."""
+"""Admin pages: the users (add, disable, grant admin, quota) and the executor's health."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, selectinload
 from simyard.api.deps import PlatformDep
 from simyard.domain.states import TaskRunState
 from simyard.domain.tables import Run, TaskRun, User
-from simyard.domain.users import UserExists, create_user, set_admin, set_disabled
-from simyard.errors import ValidationFailed
+from simyard.domain.users import UserExists, create_user, set_admin, set_disabled, set_quota
+from simyard.errors import Problem, ValidationFailed
 from simyard.web.pages.common import AdminPageUser, Csrf, PageDb
 from simyard.web.session import check_csrf
 from simyard.web.templating import render
@@ -120,6 +120,29 @@ def change_admin(
     set_admin(db=db, user=target, is_admin=is_admin)
     word = "Made admin:" if is_admin else "Removed admin from"
     return _back_to_users(request, f"{word} {target.name}")
+
+
+@router.post("/admin/users/{user_id}/quota", response_class=HTMLResponse)
+def change_quota(
+    request: Request,
+    db: PageDb,
+    user: AdminPageUser,
+    target: Target,
+    max_running: Annotated[str, Form()] = "",
+    csrf_token: Csrf = "",
+) -> Response:
+    check_csrf(request, csrf_token)
+    text = max_running.strip()
+    try:
+        if text and not text.isdigit():
+            raise ValidationFailed([Problem("max_running", "give a whole number, or nothing")])
+        set_quota(db=db, user=target, max_running=int(text) if text else None)
+    except ValidationFailed as exc:
+        errors = {f"quota-{target.id}": exc.problems[0].message}
+        typed = {f"quota-{target.id}": text}
+        return _users_page(request, db, user, errors=errors, typed=typed, status_code=422)
+    told = f"at most {text} task(s) at once" if text else "no quota"
+    return _back_to_users(request, f"{target.name}: {told}")
 
 
 @router.get("/admin/health", response_class=HTMLResponse)
