@@ -16,25 +16,31 @@ EXAMPLES = REPO / "examples"
 MakeModel = Callable[..., Path]
 
 
+def write_model(
+    model_dir: Path, manifest: str, files: dict[str, str | bytes] | None = None
+) -> Path:
+    """Write a model folder from a manifest text (dedented) and extra files; return its path."""
+    model_dir.mkdir()
+    (model_dir / "simyard.yaml").write_text(textwrap.dedent(manifest))
+    for rel, content in (files or {}).items():
+        path = model_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(textwrap.dedent(content))
+    return model_dir
+
+
 @pytest.fixture
 def make_model(tmp_path: Path) -> MakeModel:
-    """Write a model folder from a manifest text (dedented) and extra files; return its path."""
+    """Write model folders below the test's tmp_path (see :func:`write_model`)."""
     counter = iter(range(1000))
 
     def make(manifest: str, files: dict[str, str | bytes] | None = None) -> Path:
-        model_dir = tmp_path / f"model{next(counter)}"
-        model_dir.mkdir()
-        (model_dir / "simyard.yaml").write_text(textwrap.dedent(manifest))
-        for rel, content in (files or {}).items():
-            path = model_dir / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                path.write_bytes(content)
-            else:
-                path.write_text(textwrap.dedent(content))
-        return model_dir
+        return write_model(tmp_path / f"model{next(counter)}", manifest, files)
 
     return make
 
 
-__all__ = ["MakeModel", "make_model", "seaweed"]
+__all__ = ["MakeModel", "make_model", "seaweed", "write_model"]

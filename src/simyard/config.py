@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     kill_grace: float = Field(default=5.0, ge=0)
     max_processes: int = Field(default=1024, ge=1)
     max_input_size: Size = 2**30
+    max_request_size: Size = 16 * 2**20  # any body but a multipart upload (JSON, forms)
+    max_upload_request_size: Size = 4 * 2**30  # a multipart body, every file in it together
 
     @classmethod
     def settings_customise_sources(

@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from simyard import __version__
 from simyard.api import files, health, models, paramfiles, runs, sweeps, users
+from simyard.api.bodylimit import BodyLimits, BodySizeLimit, BodyTooLarge, too_large_body
 from simyard.api.deps import problems_response
 from simyard.errors import Problem
 from simyard.web.app import mount_web
@@ -34,6 +35,9 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
 
     app = FastAPI(title="simyard", version=__version__, lifespan=lifespan)
     app.state.platform = platform
+    settings = platform.settings
+    limits = BodyLimits(body=settings.max_request_size, upload=settings.max_upload_request_size)
+    app.add_middleware(BodySizeLimit, limits=limits)
     routers = (models, paramfiles, runs, sweeps, files, users)
     for router in (module.router for module in routers):
         app.include_router(router, prefix="/api/v1")
@@ -47,5 +51,14 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
             for e in exc.errors()
         ]
         return problems_response(problems)
+
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return Response(
+            too_large_body(exc.detail),
+            status_code=413,
+            media_type="application/json",
+            headers={"Connection": "close"},
+        )
 
     return app

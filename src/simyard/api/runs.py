@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -14,80 +11,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
 
 from simyard.api.deps import DbDep, PlatformDep, UserDep, problem_dicts, problems_response
+from simyard.api.runrequest import read_run_request, upload_scratch
 from simyard.api.schemas import RunOut, SweepOut, run_out
 from simyard.domain import runs as run_service
-from simyard.domain.registry import find_version, manifest_of, model_dir_of
+from simyard.domain.registry import find_version, model_dir_of
 from simyard.domain.tables import ModelVersion, User
 from simyard.errors import Problem, ValidationFailed
 from simyard.wiring import Platform
 
 router = APIRouter(prefix="/runs", tags=["runs"])
-
-MAX_FORM_FILES = 100
-
-
-async def _read_request(
-    request: Request,
-    scratch: Path,
-    max_size: int,
-    *,
-    json_fields: tuple[str, ...] = ("params",),
-    side_files: tuple[str, ...] = (),
-) -> tuple[dict[str, Any], dict[str, run_service.Upload], list[Problem]]:
-    """The run request's fields and uploads (written to ``scratch``), from JSON or a form.
-
-    In a form, ``json_fields`` hold JSON objects; a file in one of ``side_files`` (such as
-    a sweep's table) is put in the fields as an Upload instead of among the inputs.
-    """
-    problems: list[Problem] = []
-    uploads: dict[str, run_service.Upload] = {}
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form(max_files=MAX_FORM_FILES)
-        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-        for name in json_fields:
-            try:
-                fields[name] = json.loads(fields.get(name) or "{}")
-            except ValueError:
-                problems.append(Problem(name, "not a JSON object"))
-                fields[name] = {}
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                side = key in side_files
-                slot = key if side else key.removeprefix("inputs.")
-                target = scratch / (f"side-{slot}" if side else slot)
-                written = 0
-                with open(target, "wb") as out:
-                    while chunk := await value.read(1 << 20):
-                        written += len(chunk)
-                        if written > max_size:  # stop reading: no limit of a model allows more
-                            problems.append(
-                                Problem(f"inputs.{slot}", "file is over the size limit")
-                            )
-                            break
-                        out.write(chunk)
-                name = Path(value.filename or slot).name or slot
-                if side:
-                    fields[key] = run_service.Upload(target, name)
-                else:
-                    uploads[slot] = run_service.Upload(target, name)
-        await form.close()
-    else:
-        try:
-            fields = await request.json()
-        except ValueError:
-            fields = {}
-            problems.append(Problem("body", "not valid JSON"))
-        if not isinstance(fields, dict):
-            fields = {}
-            problems.append(Problem("body", "must be a JSON object"))
-    if not isinstance(fields.get("params", {}), dict):
-        problems.append(Problem("params", "must be an object of parameter values"))
-        fields["params"] = {}
-    return fields, uploads, problems
 
 
 def notify_choice(value: Any) -> bool | None:
@@ -103,25 +37,22 @@ def notify_choice(value: Any) -> bool | None:
 
 
 def resolve_model(
-    db: Session, platform: Platform, fields: dict[str, Any], uploads: dict[str, run_service.Upload]
-) -> tuple[ModelVersion, Path, list[Problem]] | JSONResponse:
-    """The model version a request names, its unpacked folder, and the uploads' unknown
-    slots as problems; a 422 answer when no such model is registered."""
+    db: Session, platform: Platform, fields: dict[str, Any]
+) -> tuple[ModelVersion, Path] | JSONResponse:
+    """The model version a request names and its unpacked folder; a 422 answer when no
+    such model is registered."""
     model = fields.get("model")
     if not isinstance(model, str) or not model:
         return problems_response([Problem("model", "name the model to run")])
     version_name = fields.get("version")
+    if not isinstance(version_name, str | None):
+        return problems_response([Problem("version", "must be a version string")])
     version = find_version(db=db, name=model, version=version_name or None)
     if version is None:
         what = f"{model} {version_name}" if version_name else model
         return problems_response([Problem("model", f"no model {what!r} is registered")])
-    unknown = [
-        Problem(f"inputs.{slot}", "unknown input slot")
-        for slot in uploads
-        if slot not in manifest_of(version).inputs
-    ]
     model_dir = model_dir_of(version, store=platform.store, cache_root=platform.cache_root)
-    return version, model_dir, unknown
+    return version, model_dir
 
 
 class Submission(ABC):
@@ -153,24 +84,18 @@ class Submission(ABC):
     def answer(self, db: Session, user: User, created_id: int) -> RunOut | SweepOut:
         """What was created, as the API shows it."""
 
-    def known_uploads(self, version: ModelVersion) -> dict[str, run_service.Upload]:
-        """The uploads whose slot the model has."""
-        return {k: u for k, u in self.uploads.items() if k in manifest_of(version).inputs}
-
     def __call__(self, user_id: int, create: bool) -> JSONResponse | RunOut | SweepOut:
         with self.platform.sessions() as db, db.begin():
             user = db.get(User, user_id)
             assert user is not None
-            found = resolve_model(db, self.platform, self.fields, self.uploads)
+            found = resolve_model(db, self.platform, self.fields)
             if isinstance(found, JSONResponse):
                 return found
-            version, model_dir, unknown = found
+            version, model_dir = found
             try:
                 checked, warned = self.check(version, model_dir)
             except ValidationFailed as exc:
-                return problems_response(exc.problems + unknown, exc.warnings)
-            if unknown:
-                return problems_response(unknown)
+                return problems_response(exc.problems, exc.warnings)
             warnings = problem_dicts(warned)
             if not create:
                 return JSONResponse({"errors": [], "warnings": warnings, **self.validated(checked)})
@@ -192,7 +117,7 @@ class RunSubmission(Submission):
             version=version,
             model_dir=model_dir,
             params=self.fields.get("params", {}),
-            uploads=self.known_uploads(version),
+            uploads=self.uploads,
             max_input_size=self.platform.settings.max_input_size,
         )
         return checked, checked.warnings
@@ -222,23 +147,19 @@ async def submit(
     json_fields: tuple[str, ...] = ("params",),
     side_files: tuple[str, ...] = (),
 ) -> Any:
-    """Read a request with uploads into a scratch folder, hand it to a ``kind`` of
+    """Read a request with its uploads into a scratch folder, hand it to a ``kind`` of
     submission in the thread pool (201 with what it created, or its refusal), and remove
     the scratch folder."""
-    scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=platform.settings.home.resolve()))
-    try:
-        limit = platform.settings.max_input_size
-        fields, uploads, problems = await _read_request(
-            request, scratch, limit, json_fields=json_fields, side_files=side_files
+    with upload_scratch(platform) as scratch:
+        read = await read_run_request(
+            request, platform, scratch, json_fields=json_fields, side_files=side_files
         )
-        if problems:
-            return problems_response(problems)
-        result = await run_in_threadpool(kind(platform, fields, uploads), user.id, create)
+        if read.problems:
+            return problems_response(read.problems)
+        result = await run_in_threadpool(kind(platform, read.fields, read.uploads), user.id, create)
         if isinstance(result, BaseModel):
             return JSONResponse(result.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
         return result
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @router.post(

@@ -42,7 +42,7 @@ class SweepSubmission(Submission):
             model_dir=model_dir,
             base=self.fields.get("params", {}),
             plan=plan,
-            uploads=self.known_uploads(version),
+            uploads=self.uploads,
             max_input_size=self.platform.settings.max_input_size,
         )
         return (plan, checked), checked_warnings(checked)

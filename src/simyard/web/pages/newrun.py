@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
 
 from simyard.api.deps import PlatformDep
-from simyard.api.runs import MAX_FORM_FILES, RunSubmission, _read_request
+from simyard.api.runrequest import MAX_FORM_FILES, read_run_request, upload_scratch
+from simyard.api.runs import RunSubmission
 from simyard.domain.registry import find_version, manifest_of
 from simyard.domain.tables import ModelVersion, User
 from simyard.manifest.params import show_number
@@ -183,34 +180,25 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
     user = await run_in_threadpool(_session_user, platform, request)
     if user is None:  # before reading the body: no upload is taken from a stranger
         raise LoginRequired(f"/models/{name}/run")
-    form = await request.form(max_files=MAX_FORM_FILES)  # parsed once; _read_request reuses it
+    form = await request.form(max_files=MAX_FORM_FILES)  # parsed once; the reader reuses it
     token = form.get(CSRF_FIELD)
     check_csrf(request, token if isinstance(token, str) else None)
     typed_version = form.get("version")
     version_name = typed_version if isinstance(typed_version, str) else None
     found = await run_in_threadpool(_model_version, platform, name, version_name)
     manifest = manifest_of(found)
-    # A file input left empty is still sent, as a part with no file name: not an upload.
     notify_me = form.get("notify_me") == "on"
-    unselected = {
-        key.removeprefix("inputs.")
-        for key, value in form.multi_items()
-        if isinstance(value, UploadFile) and not value.filename
-    }
-    scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=platform.settings.home.resolve()))
-    try:
-        fields, uploads, problems = await _read_request(
-            request, scratch, platform.settings.max_input_size
-        )
-        uploads = {slot: u for slot, u in uploads.items() if slot not in unselected}
-        params: dict[str, Any] = dict(fields.get("params") or {})
+    with upload_scratch(platform) as scratch:
+        read = await read_run_request(request, platform, scratch, slots=manifest.inputs)
+        uploads = read.uploads
+        params: dict[str, Any] = dict(read.fields.get("params") or {})
         params |= {
             key.removeprefix("params."): value
-            for key, value in fields.items()
+            for key, value in read.fields.items()
             if key.startswith("params.")
         }
-        if problems:
-            errors = [{"field": p.field, "message": p.message} for p in problems]
+        if read.problems:
+            errors = [{"field": p.field, "message": p.message} for p in read.problems]
             answer: dict[str, Any] = {"errors": errors, "warnings": []}
         else:
             request_fields = {"model": name, "version": found.version, "params": params,
@@ -220,8 +208,6 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
             if not isinstance(result, JSONResponse):
                 return RedirectResponse(f"/runs/{result.id}", status_code=303)
             answer = json.loads(bytes(result.body))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     values = default_values(manifest) | {
         key: (value == "true" if manifest.parameters[key].type == "boolean" else value)
         for key, value in params.items()

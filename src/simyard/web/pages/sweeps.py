@@ -5,18 +5,14 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.datastructures import UploadFile
 
 from simyard.api.deps import PlatformDep
-from simyard.api.runs import MAX_FORM_FILES, _read_request
+from simyard.api.runrequest import MAX_FORM_FILES, read_run_request, upload_scratch
 from simyard.api.schemas import sweep_out
 from simyard.api.sweeps import SweepSubmission
 from simyard.domain import sweeps as sweep_service
@@ -113,26 +109,19 @@ async def start_sweep_from_form(request: Request, name: str, platform: PlatformD
     user = await run_in_threadpool(_session_user, platform, request)
     if user is None:  # before reading the body: no upload is taken from a stranger
         raise LoginRequired(f"/models/{name}/sweep")
-    form = await request.form(max_files=MAX_FORM_FILES)  # parsed once; _read_request reuses it
+    form = await request.form(max_files=MAX_FORM_FILES)  # parsed once; the reader reuses it
     token = form.get(CSRF_FIELD)
     check_csrf(request, token if isinstance(token, str) else None)
     typed_version = form.get("version")
     found = await run_in_threadpool(
         _model_version, platform, name, typed_version if isinstance(typed_version, str) else None
     )
-    # A file input left empty is still sent, as a part with no file name: not an upload.
-    unselected = {
-        key
-        for key, value in form.multi_items()
-        if isinstance(value, UploadFile) and not value.filename
-    }
-    scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=platform.settings.home.resolve()))
-    try:
-        fields, uploads, problems = await _read_request(
-            request, scratch, platform.settings.max_input_size,
-            json_fields=(), side_files=("table",),
+    with upload_scratch(platform) as scratch:
+        read = await read_run_request(
+            request, platform, scratch,
+            json_fields=(), side_files=("table",), slots=manifest_of(found).inputs,
         )  # fmt: skip
-        uploads = {s: u for s, u in uploads.items() if f"inputs.{s}" not in unselected}
+        fields, uploads = read.fields, read.uploads
         values = {
             key.removeprefix("values."): str(value)
             for key, value in fields.items()
@@ -143,22 +132,20 @@ async def start_sweep_from_form(request: Request, name: str, platform: PlatformD
         notify_me = fields.get("notify_me") == "on"
         typed = {"values": values, "mode": mode, "notify_me": notify_me}
         answer: dict[str, Any]
-        if problems:
-            answer = {"errors": [{"field": p.field, "message": p.message} for p in problems]}
+        if read.problems:
+            answer = {"errors": [{"field": p.field, "message": p.message} for p in read.problems]}
         else:
             request_fields: dict[str, Any] = {
                 "model": name, "version": found.version, "params": params, "axes": axes,
                 "mode": mode, "notify": None if notify_me else False,
             }  # fmt: skip
-            if "table" in fields and "table" not in unselected:
+            if "table" in fields:
                 request_fields["table"] = fields["table"]
             submission = SweepSubmission(platform, request_fields, uploads)
             result = await run_in_threadpool(submission, user.id, True)
             if not isinstance(result, JSONResponse):
                 return RedirectResponse(f"/sweeps/{result.id}", status_code=303)
             answer = json.loads(bytes(result.body))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     note = ""
     chosen = [u.filename for u in uploads.values()]
     if chosen:
