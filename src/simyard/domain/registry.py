@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from simyard.domain.tables import ModelVersion, User
-from simyard.engine.bundles import make_bundle, unpack_bundle
+from simyard.engine.bundles import make_bundle, stored_model_dir
 from simyard.errors import SimyardError
 from simyard.manifest import Manifest, load_manifest
 from simyard.storage.base import Store
@@ -65,14 +65,13 @@ def manifest_of(version: ModelVersion) -> Manifest:
 
 
 def model_dir_of(version: ModelVersion, *, store: Store, cache_root: Path) -> Path:
-    """The unpacked model folder (cached by content hash) for hooks and validation."""
-    local = store.local_path(version.bundle_key)
-    if local is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / "bundle.tar"
-            store.get(version.bundle_key, local)
-            return unpack_bundle(local, cache_root, version.content_hash)
-    return unpack_bundle(local, cache_root, version.content_hash)
+    """The unpacked model folder (cached by content hash, verified) for hooks and validation."""
+    return stored_model_dir(
+        store=store,
+        bundle_key=version.bundle_key,
+        content_hash=version.content_hash,
+        cache_root=cache_root,
+    )
 
 
 def find_version(*, db: Session, name: str, version: str | None = None) -> ModelVersion | None:

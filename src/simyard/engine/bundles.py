@@ -2,19 +2,24 @@
 
 The same folder always gives the same bytes (sorted members, fixed owners and times),
 so the hash identifies the content and ``(name, version)`` can be checked for changes.
-Workers unpack each bundle once into a cache folder named by its hash.
+Workers unpack each bundle once into a cache folder named by its hash, checking the
+tar's bytes against that hash as they unpack it; the cache folder is then frozen, sealed
+and checked before every use (:mod:`simyard.engine.cache`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
+from simyard.engine.cache import SealedCache
 from simyard.errors import EngineError
+from simyard.storage.base import Store
 
 SKIPPED_NAMES = {".git", "__pycache__", ".simyard", ".mypy_cache", ".pytest_cache"}
 
@@ -62,28 +67,66 @@ def make_bundle(model_dir: Path, dest_dir: Path) -> tuple[Path, str]:
     return final, content_hash
 
 
-def unpack_bundle(bundle: Path, cache_root: Path, content_hash: str) -> Path:
-    """The folder holding the unpacked bundle, unpacking it once per hash (atomically)."""
-    target = cache_root / content_hash
-    if target.is_dir():
-        return target
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".{content_hash[:12]}-"))
+class _HashingReader:
+    """A read-only file wrapper that hashes every byte read through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.digest.update(data)
+        return data
+
+
+def _unpack_verified(bundle: Path, folder: Path, content_hash: str) -> None:
+    """Unpack ``bundle`` into ``folder``, refusing it unless its bytes hash to ``content_hash``.
+
+    The bytes are hashed while they are unpacked (one read, and nothing can swap the
+    file between the check and the unpacking); a mismatch leaves ``folder`` to be removed.
+    """
     try:
-        with tarfile.open(bundle) as tar:
-            tar.extractall(tmp, filter="data")
-        for root, _dirs, files in os.walk(tmp):
-            for name in files:
-                path = Path(root) / name
-                if not path.is_symlink():
-                    os.chmod(path, path.stat().st_mode & 0o555)  # the cache never changes
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not target.is_dir():  # another worker won the race: use theirs
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        with open(bundle, "rb") as raw:
+            reader = _HashingReader(raw)
+            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+                tar.extractall(folder, filter="data")
+            while reader.read(1 << 20):
+                pass  # the tar's end padding counts in the hash too
     except (OSError, tarfile.TarError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise EngineError(f"cannot unpack model bundle {content_hash[:12]}: {exc}") from exc
-    return target
+    if reader.digest.hexdigest() != content_hash:
+        raise EngineError(f"model bundle {content_hash[:12]} does not match its content hash")
+
+
+def cached_model_dir(content_hash: str, cache_root: Path, fetch: Callable[[Path], Path]) -> Path:
+    """The verified unpacked folder of a bundle, made (and re-made) in the shared cache.
+
+    ``fetch(scratch)`` gives the path of the bundle's tar, downloading it into the
+    ``scratch`` folder if it has to; it is called only when the cache must make the entry.
+    """
+
+    def make(folder: Path) -> None:
+        with tempfile.TemporaryDirectory(dir=cache_root, prefix=".fetch-") as scratch:
+            _unpack_verified(fetch(Path(scratch)), folder, content_hash)
+
+    return SealedCache(cache_root).entry(content_hash, make)
+
+
+def stored_model_dir(*, store: Store, bundle_key: str, content_hash: str, cache_root: Path) -> Path:
+    """The verified unpacked folder of a stored bundle; fetched only when the cache lacks it."""
+
+    def fetch(scratch: Path) -> Path:
+        local = store.local_path(bundle_key)
+        if local is not None:
+            return local
+        dest = scratch / "bundle.tar"
+        store.get(bundle_key, dest)
+        return dest
+
+    return cached_model_dir(content_hash, cache_root, fetch)
+
+
+def unpack_bundle(bundle: Path, cache_root: Path, content_hash: str) -> Path:
+    """The verified unpacked folder of the bundle file ``bundle`` (see :func:`cached_model_dir`)."""
+    return cached_model_dir(content_hash, cache_root, lambda _scratch: bundle)

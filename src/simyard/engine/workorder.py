@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simyard.engine.bundles import unpack_bundle
+from simyard.engine.bundles import stored_model_dir
 from simyard.engine.result import OutputFile, TaskOutcome
 from simyard.engine.task import EngineOptions, LineCallback, ProgressCallback, TaskRequest, run_task
 from simyard.errors import EngineError
@@ -75,6 +75,11 @@ class WorkResult:
 
 
 def _local_copy(store: Store, key: str, scratch: Path) -> Path:
+    """A stored file on this machine: the store's own file, or a copy in this attempt's scratch.
+
+    Not a cache shared between runs: the scratch folder belongs to one attempt and is
+    removed with it; only model bundles are shared (see :mod:`simyard.engine.cache`).
+    """
     local = store.local_path(key)
     if local is not None:
         return local
@@ -121,8 +126,12 @@ def execute_work_order(
         shutil.rmtree(attempt_dir)
     scratch = attempt_dir / "fetched"
     try:
-        bundle = _local_copy(store, order.bundle_key, scratch)
-        model_dir = unpack_bundle(bundle, cache_root, order.bundle_hash)
+        model_dir = stored_model_dir(
+            store=store,
+            bundle_key=order.bundle_key,
+            content_hash=order.bundle_hash,
+            cache_root=cache_root,
+        )
         inputs = {slot: _local_copy(store, key, scratch) for slot, key in order.inputs.items()}
         upstream = {rel: _local_copy(store, key, scratch) for rel, key in order.upstream.items()}
     except StorageError as exc:
