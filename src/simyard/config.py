@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     kill_grace: float = Field(default=5.0, ge=0)
     max_processes: int = Field(default=1024, ge=1)
     max_input_size: Size = 2**30
+    max_unpacked_size: Size = 4 * 2**30  # no archive input unpacks to more, whatever its slot says
     max_request_size: Size = 16 * 2**20  # any body but a multipart upload (JSON, forms)
     max_upload_request_size: Size = 4 * 2**30  # a multipart body, every file in it together
 
@@ -88,4 +89,5 @@ class Settings(BaseSettings):
             max_log_bytes=self.max_log_size,
             kill_grace=self.kill_grace,
             max_processes=self.max_processes,
+            max_unpacked_bytes=self.max_unpacked_size,
         )

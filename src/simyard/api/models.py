@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -67,7 +68,10 @@ def add_model(bundle: UploadFile, db: DbDep, admin: AdminDep, platform: Platform
             shutil.copyfileobj(bundle.file, handle)
         folder = Path(tmp) / "model"
         try:
-            safe_unpack(archive, folder, filename=bundle.filename or "model.tar.gz")
+            # An admin's bundle: the size and member limits apply, not the compression
+            # ratio one meant for modellers' uploads (a model's data may be mostly zeros).
+            name = bundle.filename or "model.tar.gz"
+            safe_unpack(archive, folder, filename=name, max_ratio=math.inf)
             version, created = register_model(
                 db=db, store=platform.store, model_dir=folder, user=admin
             )

@@ -56,6 +56,7 @@ def prepare_local_run(
     param_file: Path | None,
     *,
     max_input_size: int,
+    max_unpacked_size: int,
 ) -> tuple[Manifest, RunInput]:
     """Load the manifest and check the run's input; ``-p`` values override the ``-P`` file's."""
     from simyard.manifest import load_manifest
@@ -88,7 +89,12 @@ def prepare_local_run(
         raise ValidationFailed(missing)
     try:
         prepared = validate_run_input(
-            manifest, model_dir, given, inputs, max_input_size=max_input_size
+            manifest,
+            model_dir,
+            given,
+            inputs,
+            max_input_size=max_input_size,
+            max_unpacked_size=max_unpacked_size,
         )
     except ValidationFailed as exc:
         raise ValidationFailed(exc.problems, warnings + exc.warnings) from None
@@ -143,7 +149,12 @@ def run_model_test(
         raise typer.Exit(2) from None
     try:
         prepared = prepare_local_run(
-            model_dir, params, inputs, param_file, max_input_size=settings.max_input_size
+            model_dir,
+            params,
+            inputs,
+            param_file,
+            max_input_size=settings.max_input_size,
+            max_unpacked_size=settings.max_unpacked_size,
         )
     except (ManifestError, ValidationFailed) as exc:
         for problem in exc.problems:

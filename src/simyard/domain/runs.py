@@ -16,6 +16,7 @@ from simyard.domain.registry import manifest_of
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Event, ModelVersion, Run, StoredFile, TaskRun, User
 from simyard.errors import Problem, SimyardError
+from simyard.manifest.inputs import DEFAULT_MAX_UNPACKED_SIZE
 from simyard.manifest.runinput import RunInput, validate_run_input
 from simyard.storage.base import Store
 
@@ -62,6 +63,7 @@ def check_run_input(
     params: Mapping[str, Any],
     uploads: Mapping[str, Upload],
     max_input_size: int,
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
     file_problems: list[Problem] | None = None,
 ) -> RunInput:
     """Validate parameters and files as ``models test`` does; ValidationFailed lists them all."""
@@ -72,6 +74,7 @@ def check_run_input(
         {slot: u.path for slot, u in uploads.items()},
         filenames={slot: u.filename for slot, u in uploads.items()},
         max_input_size=max_input_size,
+        max_unpacked_size=max_unpacked_size,
         file_problems=file_problems,
     )
 

@@ -33,7 +33,7 @@ from simyard.domain.runs import (
 from simyard.domain.states import RunState
 from simyard.domain.tables import ModelVersion, Run, Sweep, User, utcnow
 from simyard.errors import Problem, SimyardError, ValidationFailed
-from simyard.manifest.inputs import check_inputs
+from simyard.manifest.inputs import DEFAULT_MAX_UNPACKED_SIZE, check_inputs
 from simyard.manifest.runinput import RunInput
 from simyard.storage.base import Store
 
@@ -166,6 +166,7 @@ def check_sweep(
     plan: SweepPlan,
     uploads: Mapping[str, Upload],
     max_input_size: int,
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
 ) -> list[RunInput]:
     """Validate every run of the sweep; ValidationFailed lists each problem once.
 
@@ -179,6 +180,7 @@ def check_sweep(
         {slot: u.path for slot, u in uploads.items()},
         filenames={slot: u.filename for slot, u in uploads.items()},
         default_max_size=max_input_size,
+        max_unpacked_size=max_unpacked_size,
     )
     problems: dict[Problem, list[int]] = {}
     warnings: dict[Problem, list[int]] = {}

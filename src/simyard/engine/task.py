@@ -28,6 +28,7 @@ from simyard.engine.sandbox import find_bwrap
 from simyard.engine.workdir import StagedFiles, inside, place_file, place_tree
 from simyard.errors import EngineError
 from simyard.manifest.archives import safe_unpack
+from simyard.manifest.inputs import unpacked_limit
 from simyard.manifest.paramfile import render_parameter_file
 from simyard.manifest.schema import Manifest, OnFailureSpec, TaskSpec
 from simyard.manifest.units import format_size
@@ -128,7 +129,7 @@ def prepare_workdir(request: TaskRequest, options: EngineOptions) -> StagedFiles
                 safe_unpack(
                     source,
                     inside(workdir, spec.unpack),
-                    max_bytes=options.max_unpacked_bytes,
+                    max_bytes=unpacked_limit(spec, max_unpacked_size=options.max_unpacked_bytes),
                     max_files=options.max_unpacked_files,
                 )
         for rel, source in request.upstream.items():

@@ -2,11 +2,16 @@
 
 Every member is checked here — its name, type, links, the member count and the bytes it
 really expands to — instead of trusting ``zipfile``/``tarfile`` extraction, whose rules
-differ between Python versions. Members are written by this module with plain
-permissions (0644, or 0755 for executables); nothing of the archive's owner, setuid
-bits or world-writable modes survives. Extraction goes into a hidden folder next to the
-destination that is renamed into place only once every member succeeded, so a refused
-archive leaves nothing behind.
+differ between Python versions. An archive bomb is refused two ways: by the bytes it
+really expands to (``max_bytes``), and by how far it expands beyond its own size
+(``max_ratio``): a zip member, or the archive as a whole, that unpacks to more than
+:data:`MIN_RATIO_CHECKED_BYTES` and more than ``max_ratio`` times its compressed size is
+refused as soon as it crosses that line, before the rest is read. Real data sets rarely
+compress 100-fold; the zeros of a bomb compress about 1000-fold. Members are written by
+this module with plain permissions (0644, or 0755 for executables); nothing of the
+archive's owner, setuid bits or world-writable modes survives. Extraction goes into a
+hidden folder next to the destination that is renamed into place only once every member
+succeeded, so a refused archive leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import errno
 import functools
 import lzma
+import math
 import os
 import posixpath
 import shutil
@@ -34,6 +40,8 @@ from simyard.manifest.units import format_size
 
 DEFAULT_MAX_BYTES = 4 * 2**30
 DEFAULT_MAX_FILES = 10_000
+DEFAULT_MAX_RATIO = 100  # unpacked bytes per compressed byte, for a member or the whole archive
+MIN_RATIO_CHECKED_BYTES = 2**20  # below this, any ratio is allowed (a small file of zeros is fine)
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a member, or the end record of an empty zip
 _CHUNK = 2**20
 _LINK_HOPS = 40  # the kernel's own limit on following symbolic links
@@ -52,6 +60,7 @@ class _Member:
     mtime: float | None
     open: Callable[[], IO[bytes]]
     target: str = ""  # link target, as written
+    compressed: int | None = None  # the bytes it takes in the archive (zip; a tar is one stream)
     tarinfo: tarfile.TarInfo | None = None
 
 
@@ -60,13 +69,16 @@ def inspect_archive(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_files: int = DEFAULT_MAX_FILES,
+    max_ratio: float = DEFAULT_MAX_RATIO,
     filename: str | None = None,
 ) -> None:
     """Run every check of :func:`safe_unpack` (reading all data) without writing anything.
 
     Raises :class:`~simyard.errors.UnsafeArchive` naming the offending member.
     """
-    _Extraction(filename or archive.name, max_bytes, max_files, None).run(archive)
+    _Extraction(filename or archive.name, _Limits(max_bytes, max_files, max_ratio), None).run(
+        archive
+    )
 
 
 def safe_unpack(
@@ -75,6 +87,7 @@ def safe_unpack(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_files: int = DEFAULT_MAX_FILES,
+    max_ratio: float = DEFAULT_MAX_RATIO,
     filename: str | None = None,
 ) -> list[Path]:
     """Unpack a zip or tar (plain, gz, bz2, xz) archive into ``dest``; return its regular files.
@@ -82,12 +95,14 @@ def safe_unpack(
     ``dest`` appears complete or not at all; an existing ``dest`` is replaced only on
     success. Raises :class:`~simyard.errors.UnsafeArchive` for a member with an absolute
     path or ``..``, a link leading outside, a device file or fifo, more than
-    ``max_files`` members, more than ``max_bytes`` unpacked, or an unreadable archive.
+    ``max_files`` members, more than ``max_bytes`` unpacked, a member or archive expanding
+    more than ``max_ratio`` times its compressed size, or an unreadable archive.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.unpack-"))
     try:
-        files = _Extraction(filename or archive.name, max_bytes, max_files, tmp).run(archive)
+        limits = _Limits(max_bytes, max_files, max_ratio)
+        files = _Extraction(filename or archive.name, limits, tmp).run(archive)
         tmp.chmod(0o755)  # mkdtemp makes it private; the unpacked folder is an ordinary one
         _replace(tmp, dest)
     except BaseException:
@@ -111,17 +126,31 @@ def _replace(tmp: Path, dest: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Limits:
+    max_bytes: int
+    max_files: int
+    max_ratio: float
+
+
 class _Extraction:
     """One pass over an archive's members: check each, and write it when ``root`` is set."""
 
-    def __init__(self, label: str, max_bytes: int, max_files: int, root: Path | None) -> None:
-        self.label, self.max_bytes, self.max_files, self.root = label, max_bytes, max_files, root
+    def __init__(self, label: str, limits: _Limits, root: Path | None) -> None:
+        self.label, self.root = label, root
+        self.max_bytes, self.max_files, self.max_ratio = (
+            limits.max_bytes,
+            limits.max_files,
+            limits.max_ratio,
+        )
+        self.archive_size = 0
         self.kinds: dict[str, str] = {}  # normalised path -> file | dir | symlink
         self.links: dict[str, str] = {}  # symlink path -> its target
         self.sizes: dict[str, int] = {}  # file path -> bytes it holds
         self.count = self.declared = self.expanded = 0
 
     def run(self, archive: Path) -> list[str]:
+        self.archive_size = archive.stat().st_size
         with _open_members(archive, self.label, self.max_files) as members:
             for member in members:
                 self.add(member)
@@ -145,7 +174,8 @@ class _Extraction:
         self.declared += member.size
         if self.declared > self.max_bytes:
             limit = format_size(self.max_bytes)
-            raise UnsafeArchive(f"{self.label}: unpacks to more than the limit of {limit}")
+            raise self.refuse(member.name, f"unpacks to more than the limit of {limit}")
+        self.check_ratio(member.name, member.size, member.compressed)
         if path in self.kinds and not (member.kind == "dir" == self.kinds[path]):
             raise self.refuse(member.name, "clashes with another member of the same name")
         try:
@@ -228,17 +258,19 @@ class _Extraction:
             return
         self.kinds[path] = "file"
         if self.root is None:
-            self.sizes[path] = self.copy(member.open, None, member.name)
+            self.sizes[path] = self.copy(member.open, None, member)
             return
         target = self.root / path
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         with os.fdopen(os.open(target, flags, mode), "wb") as out:
-            self.sizes[path] = self.copy(member.open, out, member.name)
+            self.sizes[path] = self.copy(member.open, out, member)
         if member.mtime is not None:
             with contextlib.suppress(OSError, ValueError, OverflowError):
                 os.utime(target, (member.mtime, member.mtime))
 
-    def copy(self, open_source: Callable[[], IO[bytes]], out: BinaryIO | None, name: str) -> int:
+    def copy(
+        self, open_source: Callable[[], IO[bytes]], out: BinaryIO | None, member: _Member
+    ) -> int:
         copied = 0
         try:
             source = open_source()
@@ -253,8 +285,9 @@ class _Extraction:
                 if not chunk:
                     return copied
                 # Count what really comes out: the declared sizes may lie.
-                self.count_bytes(len(chunk), name)
+                self.count_bytes(len(chunk), member.name)
                 copied += len(chunk)
+                self.check_ratio(member.name, copied, member.compressed)
                 if out is not None:
                     out.write(chunk)
 
@@ -263,6 +296,29 @@ class _Extraction:
         if self.expanded > self.max_bytes:
             limit = format_size(self.max_bytes)
             raise self.refuse(name, f"expands past the limit of {limit} for the whole archive")
+        self.check_ratio(name, 0, None)
+
+    def check_ratio(self, name: str, size: int, compressed: int | None) -> None:
+        """Refuse a member of ``size`` bytes (``compressed`` in the archive, when known), or
+        the archive so far, expanding more than ``max_ratio`` times: a likely archive bomb."""
+        if self.max_ratio == math.inf:
+            return
+        if compressed is not None and size > max(
+            MIN_RATIO_CHECKED_BYTES, self.max_ratio * compressed
+        ):
+            ratio = size / max(compressed, 1)
+            reason = (
+                f"expands {ratio:.0f} times its compressed size of {format_size(compressed)} "
+                f"(more than {self.max_ratio:g} times is refused as a likely archive bomb)"
+            )
+            raise self.refuse(name, reason)
+        total = max(self.expanded, self.declared)
+        if total > max(MIN_RATIO_CHECKED_BYTES, self.max_ratio * self.archive_size):
+            reason = (
+                f"makes the archive expand to more than {self.max_ratio:g} times its size of "
+                f"{format_size(self.archive_size)} (refused as a likely archive bomb)"
+            )
+            raise self.refuse(name, reason)
 
     def escapes(self, path: str) -> bool:
         """Whether following the link at ``path`` (and every link on the way) leaves the folder."""
@@ -330,7 +386,13 @@ def _zip_members(zf: zipfile.ZipFile, label: str) -> Iterator[_Member]:
         kind = "dir" if info.is_dir() else "file"
         opener = functools.partial(zf.open, info)
         yield _Member(
-            info.filename, kind, info.file_size, bool(mode & 0o111), _zip_mtime(info), opener
+            info.filename,
+            kind,
+            info.file_size,
+            bool(mode & 0o111),
+            _zip_mtime(info),
+            opener,
+            compressed=info.compress_size,
         )
 
 

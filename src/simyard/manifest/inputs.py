@@ -35,6 +35,8 @@ from simyard.manifest.schema import (
 from simyard.manifest.units import format_size
 
 DEFAULT_MAX_INPUT_SIZE = 1 * 2**30  # used when an InputSpec has no max_size
+DEFAULT_MAX_UNPACKED_SIZE = 4 * 2**30  # the server's cap on any archive (Settings' default)
+UNPACKED_PER_MAX_SIZE = 20  # an archive slot unpacks to at most 20 x its max_size by default
 MAX_CELL_PROBLEMS = 20  # shown per file; the rest are only counted
 _MAX_LINE = 2**20  # no table a person made has a longer line; a longer one is not read whole
 _NOT_FINITE = {"nan", "inf", "infinity"}
@@ -53,11 +55,13 @@ def check_inputs(
     *,
     filenames: Mapping[str, str] | None = None,
     default_max_size: int = DEFAULT_MAX_INPUT_SIZE,
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
 ) -> list[Problem]:
     """Every problem with the files of a run: unknown or missing slots, then each file's own.
 
     ``filenames`` maps a slot to the name the user gave its file (an upload's original
-    name); without it the file's own name is used.
+    name); without it the file's own name is used. ``default_max_size`` applies to a slot
+    without ``max_size``; no archive unpacks to more than ``max_unpacked_size``.
     """
     problems: list[Problem] = []
     known = ", ".join(manifest.inputs) or "none"
@@ -70,7 +74,12 @@ def check_inputs(
         if slot in given:
             name = (filenames or {}).get(slot)
             problems += check_input_file(
-                slot, spec, given[slot], filename=name, default_max_size=default_max_size
+                slot,
+                spec,
+                given[slot],
+                filename=name,
+                default_max_size=default_max_size,
+                max_unpacked_size=max_unpacked_size,
             )
         elif spec.required:
             problems.append(Problem(f"inputs.{slot}", "is required"))
@@ -84,17 +93,39 @@ def check_input_file(
     *,
     filename: str | None = None,
     default_max_size: int = DEFAULT_MAX_INPUT_SIZE,
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
 ) -> list[Problem]:
     """Problems with one file for input ``slot``: size, extension, then archive or CSV content."""
     name = filename or path.name
     try:
-        messages = _file_problems(spec, path, name, default_max_size)
+        unpacked = unpacked_limit(
+            spec, max_unpacked_size=max_unpacked_size, default_max_size=default_max_size
+        )
+        messages = _file_problems(spec, path, name, default_max_size, unpacked)
     except OSError as exc:
         messages = [f"{name}: cannot be read ({exc.strerror or exc})"]
     return [Problem(f"inputs.{slot}", message) for message in messages]
 
 
-def _file_problems(spec: InputSpec, path: Path, name: str, default_max_size: int) -> list[str]:
+def unpacked_limit(
+    spec: InputSpec, *, max_unpacked_size: int, default_max_size: int | None = None
+) -> int:
+    """The most bytes the archive of an ``unpack`` slot may unpack to.
+
+    The slot's ``max_unpacked_size``, else :data:`UNPACKED_PER_MAX_SIZE` times its
+    ``max_size`` (or ``default_max_size``), and never more than the server's
+    ``max_unpacked_size``.
+    """
+    limit = spec.max_unpacked_size
+    if limit is None:
+        size = spec.max_size if spec.max_size is not None else default_max_size
+        limit = UNPACKED_PER_MAX_SIZE * size if size is not None else max_unpacked_size
+    return min(limit, max_unpacked_size)
+
+
+def _file_problems(
+    spec: InputSpec, path: Path, name: str, default_max_size: int, max_unpacked: int
+) -> list[str]:
     if not path.is_file():
         return [f"{name}: the file is missing (upload it again)"]
     size = path.stat().st_size
@@ -106,7 +137,7 @@ def _file_problems(spec: InputSpec, path: Path, name: str, default_max_size: int
         return [f"{name}: {_extension(name)} not accepted (accepted: {', '.join(accepted)})"]
     if spec.unpack is not None:
         try:  # refuse a bad archive now rather than when the run starts
-            inspect_archive(path, filename=name)
+            inspect_archive(path, filename=name, max_bytes=max_unpacked)
         except UnsafeArchive as exc:
             return [str(exc)]
     if spec.csv is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from simyard.errors import ParameterFileError, Problem, ValidationFailed
-from simyard.manifest.inputs import check_inputs
+from simyard.manifest.inputs import DEFAULT_MAX_UNPACKED_SIZE, check_inputs
 from simyard.manifest.paramfile import render_parameter_file
 from simyard.manifest.params import validate_parameters
 from simyard.manifest.schema import Manifest
@@ -35,6 +35,7 @@ def validate_run_input(
     *,
     filenames: Mapping[str, str] | None = None,
     max_input_size: int,
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE,
     file_problems: list[Problem] | None = None,
 ) -> RunInput:
     """Check parameters and input files together; raise ValidationFailed listing every problem.
@@ -45,7 +46,11 @@ def validate_run_input(
     """
     if file_problems is None:
         file_problems = check_inputs(
-            manifest, dict(inputs), filenames=filenames, default_max_size=max_input_size
+            manifest,
+            dict(inputs),
+            filenames=filenames,
+            default_max_size=max_input_size,
+            max_unpacked_size=max_unpacked_size,
         )
     checked = validate_parameters(
         manifest,

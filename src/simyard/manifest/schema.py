@@ -191,6 +191,8 @@ class InputSpec(_Strict):
     accept: list[str] | None = None
     csv: CsvCheck | None = None
     unpack: RelPath | None = None
+    # What the archive may unpack to; default 20 x max_size, never above the server's limit.
+    max_unpacked_size: Size | None = None
 
     @field_validator("accept")
     @classmethod
@@ -205,6 +207,8 @@ class InputSpec(_Strict):
     def _csv_or_unpack(self) -> InputSpec:
         if self.csv is not None and self.unpack is not None:
             raise ValueError("an input is either a CSV file (csv:) or an archive (unpack:)")
+        if self.max_unpacked_size is not None and self.unpack is None:
+            raise ValueError("max_unpacked_size applies to an archive: give unpack: too")
         return self
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
 import struct
@@ -297,7 +298,53 @@ def test_a_highly_compressed_member_over_the_byte_limit_is_refused(
 
     message = refused(archive, dest, max_bytes=2**20)
 
-    assert message == "bomb.zip: unpacks to more than the limit of 1.0 MiB"
+    assert message == "bomb.zip: member 'big' unpacks to more than the limit of 1.0 MiB"
+
+
+def test_a_zip_member_expanding_over_100_times_is_refused_as_a_bomb(
+    tmp_path: Path, dest: Path
+) -> None:
+    archive = make_zip(tmp_path / "uploads/bomb.zip", {"ok.txt": b"hello", "zeros": bytes(2**21)})
+
+    message = refused(archive, dest)  # far under the 4 GiB byte limit
+
+    assert message.startswith("bomb.zip: member 'zeros' expands ")
+    assert message.endswith(
+        "times its compressed size of 2.0 KiB (more than 100 times is refused as a likely "
+        "archive bomb)"
+    )
+
+
+def test_a_tar_gz_expanding_over_100_times_its_size_is_refused(tmp_path: Path, dest: Path) -> None:
+    archive = make_tar(tmp_path / "uploads/b.tgz", [entry("a.txt", b"1"), entry("z", bytes(2**21))])
+
+    message = refused(archive, dest)
+
+    assert message.startswith("b.tgz: member 'z' makes the archive expand to more than 100 times")
+    assert message.endswith("(refused as a likely archive bomb)")
+
+
+def test_hard_link_copies_count_against_the_ratio(tmp_path: Path, dest: Path) -> None:
+    data = os.urandom(256 * 2**10)  # incompressible: the tar is about as big as its members
+    copies = [entry(f"copy{i}", type=tarfile.LNKTYPE, linkname="a") for i in range(300)]
+    archive = make_tar(tmp_path / "uploads/b.tar", [entry("a", data), *copies], mode="w")
+
+    message = refused(archive, dest)
+
+    assert message.startswith("b.tar: member 'copy")
+    assert "makes the archive expand to more than 100 times" in message
+
+
+def test_a_small_file_of_zeros_is_not_refused_for_its_ratio(tmp_path: Path, dest: Path) -> None:
+    archive = make_zip(tmp_path / "uploads/a.zip", {"zeros": bytes(2**20)})  # 1 MiB: the floor
+
+    assert [p.name for p in safe_unpack(archive, dest)] == ["zeros"]
+
+
+def test_the_ratio_limit_can_be_raised(tmp_path: Path, dest: Path) -> None:
+    archive = make_zip(tmp_path / "uploads/a.zip", {"zeros": bytes(2**21)})
+
+    assert [p.name for p in safe_unpack(archive, dest, max_ratio=5000)] == ["zeros"]
 
 
 def test_a_zip_bomb_lying_about_its_size_is_refused(tmp_path: Path, dest: Path) -> None:
@@ -368,3 +415,9 @@ def test_a_tar_of_the_current_folder_unpacks_without_its_dot(tmp_path: Path, des
 
     assert safe_unpack(archive, dest) == [dest / "bin/lake"]
     assert os.access(dest / "bin/lake", os.X_OK)
+
+
+def test_the_ratio_limit_can_be_lifted(tmp_path: Path, dest: Path) -> None:
+    archive = make_zip(tmp_path / "uploads/a.zip", {"empty": b"", "zeros": bytes(2**21)})
+
+    assert len(safe_unpack(archive, dest, max_ratio=math.inf)) == 2

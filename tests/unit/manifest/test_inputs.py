@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import zipfile
 from pathlib import Path
@@ -381,3 +382,118 @@ def test_an_endless_line_is_refused_without_reading_it_whole(upload: Path) -> No
     found = check_input_file("big", spec, upload, filename="big.csv")
 
     assert [str(p) for p in found] == ["inputs.big: big.csv: row 2 is longer than 1.0 MiB"]
+
+
+# --------------------------------------------------------------------------- archive bombs
+
+BOMB_MANIFEST = """\
+simyard: 1
+name: lake
+version: "1"
+inputs:
+  bathymetry:
+    path: input/bathymetry.zip
+    max_size: 30MB
+    required: false
+    unpack: input/bathymetry/
+  mesh:
+    path: input/mesh.zip
+    max_size: 10KB
+    max_unpacked_size: 1MB
+    required: false
+    unpack: input/mesh/
+  grid:
+    path: input/grid.zip
+    max_size: 10KB
+    required: false
+    unpack: input/grid/
+  huge:
+    path: input/huge.zip
+    max_unpacked_size: 100GB
+    required: false
+    unpack: input/huge/
+tasks:
+  run: {command: [x]}
+"""
+
+
+def zip_of(path: Path, members: dict[str, bytes | int]) -> Path:
+    """A zip whose members are bytes, or that many zeros written in 1 MiB chunks."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            with zf.open(name, "w", force_zip64=True) as member:
+                if isinstance(content, bytes):
+                    member.write(content)
+                else:
+                    for _ in range(content // 2**20):
+                        member.write(bytes(2**20))
+    return path
+
+
+def slot_problems(manifest: Manifest, slot: str, archive: Path, **limits: int) -> list[str]:
+    found = check_inputs(manifest, {slot: archive}, filenames={slot: archive.name}, **limits)
+    return [str(p) for p in found]
+
+
+def test_a_half_megabyte_zip_unpacking_to_512_mib_is_refused_naming_the_member(
+    make_model: MakeModel, tmp_path: Path
+) -> None:
+    manifest = load_manifest(make_model(BOMB_MANIFEST))
+    bomb = zip_of(
+        tmp_path / "bathy.zip", {"readme.txt": b"depths in m\n", "depth.dat": 512 * 2**20}
+    )
+    assert bomb.stat().st_size < 600_000  # well under the slot's max_size of 30MB
+
+    found = slot_problems(manifest, "bathymetry", bomb)
+
+    assert len(found) == 1
+    assert found[0].startswith("inputs.bathymetry: bathy.zip: member 'depth.dat' expands ")
+    assert found[0].endswith("(more than 100 times is refused as a likely archive bomb)")
+
+
+def test_an_archive_slot_unpacks_to_at_most_20_times_its_max_size_by_default(
+    make_model: MakeModel, tmp_path: Path
+) -> None:
+    manifest = load_manifest(make_model(BOMB_MANIFEST))
+    archive = zip_of(tmp_path / "grid.zip", {"a.bin": os.urandom(4000), "b.bin": os.urandom(4000)})
+    assert slot_problems(manifest, "grid", archive) == []  # 10 kB may unpack to 200 kB
+
+    archive = zip_of(tmp_path / "grid.zip", {f"{i}.txt": b"x" * 18_000 for i in range(12)})
+
+    assert slot_problems(manifest, "grid", archive) == [
+        "inputs.grid: grid.zip: member '11.txt' unpacks to more than the limit of 195.3 KiB"
+    ]
+
+
+def test_a_slot_with_max_unpacked_size_admits_an_archive_under_it(
+    make_model: MakeModel, tmp_path: Path
+) -> None:
+    manifest = load_manifest(make_model(BOMB_MANIFEST))
+    # 900 kB of text in a 3 kB zip: over 20 x max_size, under max_unpacked_size.
+    rows = b"depth,0.0\n" * 90_000
+    archive = zip_of(tmp_path / "mesh.zip", {"mesh.csv": rows})
+    assert archive.stat().st_size < 10_000 < 200_000 < len(rows)
+
+    assert slot_problems(manifest, "mesh", archive) == []
+    assert slot_problems(manifest, "grid", archive) == [
+        "inputs.grid: mesh.zip: member 'mesh.csv' unpacks to more than the limit of 195.3 KiB"
+    ]
+    archive = zip_of(tmp_path / "mesh.zip", {"mesh.csv": rows + rows})
+    assert slot_problems(manifest, "mesh", archive) == [
+        "inputs.mesh: mesh.zip: member 'mesh.csv' unpacks to more than the limit of 976.6 KiB"
+    ]
+
+
+def test_no_slot_unpacks_past_the_servers_limit(make_model: MakeModel, tmp_path: Path) -> None:
+    manifest = load_manifest(make_model(BOMB_MANIFEST))
+    archive = zip_of(tmp_path / "huge.zip", {"a.bin": os.urandom(3000)})
+
+    assert slot_problems(manifest, "huge", archive) == []
+    assert slot_problems(manifest, "huge", archive, max_unpacked_size=2000) == [
+        "inputs.huge: huge.zip: member 'a.bin' unpacks to more than the limit of 2.0 KiB"
+    ]
+
+
+def test_max_unpacked_size_needs_an_archive_slot(make_model: MakeModel) -> None:
+    with pytest.raises(ValueError, match="max_unpacked_size applies to an archive"):
+        InputSpec(path="a.csv", max_unpacked_size="1MB")  # type: ignore[arg-type]
