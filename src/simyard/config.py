@@ -44,7 +44,10 @@ class Settings(BaseSettings):
     heartbeat_timeout: float = Field(default=60.0, ge=15)  # heartbeats come every 5 s
     smtp_url: SecretStr | None = None  # none: mail goes to the outbox page
     mail_from: str | None = None  # default: simyard@<host name>
-    webhook_allow: str = ""  # extra networks webhooks may reach, e.g. "10.0.0.0/8,127.0.0.1"
+    # Networks a user's webhook or chat URL may reach although they are loopback, private,
+    # link-local or metadata addresses, e.g. "10.0.0.0/8,127.0.0.1"; webhook_allow: old name.
+    outbound_allow: str = ""
+    webhook_allow: str = ""
     # The CLI client's side: where the server is and who we are.
     url: str | None = None
     token: SecretStr | None = None
@@ -74,6 +77,11 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data folder."""
         return self.database_url or f"sqlite:///{(self.home / 'simyard.db').resolve()}"
+
+    @property
+    def resolved_outbound_allow(self) -> str:
+        """The outbound allow list, under its new name and its old one (webhook_allow)."""
+        return ",".join(part for part in (self.outbound_allow, self.webhook_allow) if part)
 
     @property
     def resolved_storage_url(self) -> str:

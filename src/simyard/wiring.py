@@ -104,7 +104,7 @@ def make_outbox(settings: Settings, database: Database) -> Outbox:
         base_url=settings.base_url,
         smtp_url=settings.smtp_url.get_secret_value() if settings.smtp_url else None,
         mail_from=settings.mail_from or default_sender(),
-        webhook_allow=settings.webhook_allow,
+        outbound_allow=settings.resolved_outbound_allow,
     )
     return Outbox(sessions=database.sessions, config=config)
 

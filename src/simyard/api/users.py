@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
-from simyard.api.deps import DbDep, UserDep, problems_response
+from simyard.api.deps import DbDep, PlatformDep, UserDep, problems_response
 from simyard.domain.tables import NotificationSettings
 from simyard.domain.users import authenticate, create_token
 from simyard.errors import Problem
@@ -73,7 +73,10 @@ def get_notifications(user: UserDep, db: DbDep) -> dict[str, Any]:
 
 
 @router.put("/users/me/notifications", responses={422: {"description": "refused"}})
-def set_notifications(body: NotificationPrefs, user: UserDep, db: DbDep) -> Any:
+def set_notifications(
+    body: NotificationPrefs, user: UserDep, db: DbDep, platform: PlatformDep
+) -> Any:
+    """Set your channels; a URL the outbound policy refuses (loopback, private, ...) is a 422."""
     problems = [
         Problem(f"outcomes[{i}]", f"unknown outcome; use {', '.join(OUTCOMES)}")
         for i, o in enumerate(body.outcomes)
@@ -81,6 +84,11 @@ def set_notifications(body: NotificationPrefs, user: UserDep, db: DbDep) -> Any:
     ]
     if body.webhook_url and not body.webhook_url.startswith(("http://", "https://")):
         problems.append(Problem("webhook_url", "must start with http:// or https://"))
+    elif body.webhook_url and (refused := platform.outbox.refusal("webhook", body.webhook_url)):
+        problems.append(Problem("webhook_url", refused))
+    for i, url in enumerate(body.apprise_urls):
+        if url.strip() and (refused := platform.outbox.refusal("apprise", url.strip())):
+            problems.append(Problem(f"apprise_urls[{i}]", refused))
     if problems:
         return problems_response(problems)
     row = db.get(NotificationSettings, user.id) or NotificationSettings(user_id=user.id)
@@ -89,7 +97,7 @@ def set_notifications(body: NotificationPrefs, user: UserDep, db: DbDep) -> Any:
     row.webhook_url = body.webhook_url or None
     if body.webhook_secret is not None:
         row.webhook_secret = body.webhook_secret or None
-    row.apprise_urls = [u for u in body.apprise_urls if u.strip()]
+    row.apprise_urls = [u.strip() for u in body.apprise_urls if u.strip()]
     db.add(row)
     db.flush()
     return _prefs_out(row)

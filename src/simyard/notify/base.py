@@ -3,13 +3,17 @@
 A notifier gets a :class:`Message` (subject, plain text, HTML, the JSON event) and a
 target (an address, a URL). It must not retry or sleep: the outbox loop retries with
 backoff, so a channel that is down delays its own messages and nothing else.
+
+A channel whose targets users choose (every channel unless it says otherwise) is sent
+through the outbound policy (:mod:`simyard.notify.outbound`): it names the hosts a
+target points at (:meth:`Notifier.hosts`), and every connection it makes is checked.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from simyard.errors import SimyardError
@@ -31,8 +35,18 @@ class Message:
 class Notifier(ABC):
     """Sends messages over one channel."""
 
+    #: Targets come from users, so the outbound policy applies. False only for a channel
+    #: that connects to the admin's own server whatever the target (SMTP).
+    user_targets: ClassVar[bool] = True
+
     @abstractmethod
     def send(self, message: Message, target: str) -> None: ...
+
+    def hosts(self, target: str) -> list[str]:
+        """The host names or addresses ``target`` points at, checked before a send and when
+        a user saves it ([]: the channel picks its hosts itself; its connections are still
+        checked). NotifyError when ``target`` is not a valid target of this channel."""
+        return []
 
 
 def shown_target(channel: str, target: str) -> str:

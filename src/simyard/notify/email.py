@@ -39,6 +39,8 @@ def build_email(message: Message, *, sender: str, recipient: str) -> EmailMessag
 class SmtpNotifier(Notifier):
     """Sends each message in its own SMTP session."""
 
+    user_targets = False  # it connects to the admin's SIMYARD_SMTP_URL, whoever the recipient
+
     def __init__(self, url: str, sender: str) -> None:
         parsed = urlparse(url)
         if parsed.scheme not in ("smtp", "smtps"):

@@ -33,7 +33,8 @@ from simyard.notify.base import Message, Notifier, NotifyError
 from simyard.notify.chat import AppriseNotifier
 from simyard.notify.email import SmtpNotifier
 from simyard.notify.messages import run_message, sweep_message
-from simyard.notify.webhook import WebhookNotifier, parse_allow_list
+from simyard.notify.outbound import HostUnresolved, OutboundPolicy, parse_allow_list
+from simyard.notify.webhook import WebhookNotifier
 
 log = logging.getLogger("simyard.notify")
 
@@ -55,7 +56,7 @@ class OutboxConfig:
     base_url: str
     smtp_url: str | None
     mail_from: str
-    webhook_allow: str = ""
+    outbound_allow: str = ""  # networks a user's webhook or chat URL may reach after all
     interval: float = 0.5
     extra: dict[str, Notifier] = field(default_factory=dict)
 
@@ -86,7 +87,8 @@ class Outbox:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._events: dict[int, dict[str, object]] = {}  # event id -> webhook payload (a cache)
-        self.webhooks = WebhookNotifier(parse_allow_list(config.webhook_allow), {})
+        self.outbound = OutboundPolicy(parse_allow_list(config.outbound_allow))
+        self.webhooks = WebhookNotifier({})
         self.notifiers: dict[str, Notifier] = {
             "webhook": self.webhooks,
             "apprise": AppriseNotifier(),
@@ -94,6 +96,20 @@ class Outbox:
         }
         if config.smtp_url:
             self.notifiers["email"] = SmtpNotifier(config.smtp_url, config.mail_from)
+
+    def refusal(self, channel: str, target: str) -> str | None:
+        """Why ``target`` may not be saved as a ``channel`` target, or None when it may (a
+        name that does not resolve now may later: it is checked again before each send)."""
+        notifier = self.notifiers.get(channel)
+        if notifier is None:
+            return f"no notifier for channel {channel!r}"
+        try:
+            self.outbound.check_target(notifier, target)
+        except HostUnresolved:
+            return None
+        except NotifyError as exc:
+            return str(exc)
+        return None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="simyard-outbox", daemon=True)
@@ -240,7 +256,7 @@ class Outbox:
                 error = f"no notifier for channel {channel!r}"
             else:
                 try:
-                    notifier.send(message, target)
+                    self.outbound.send(notifier, message, target)
                 except NotifyError as exc:
                     error = str(exc)
                 except Exception as exc:  # a channel's bug must not stop the others

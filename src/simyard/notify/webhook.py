@@ -2,17 +2,17 @@
 
 Receivers verify ``X-Simyard-Signature: sha256=<hex>``, the HMAC-SHA256 with the
 user's webhook secret over ``<X-Simyard-Timestamp>.<body>``, and reject old timestamps.
-Targets are checked before each request: link-local, metadata, loopback and private
-addresses are refused unless the admin allows them (``SIMYARD_WEBHOOK_ALLOW``).
+Targets follow the outbound policy of every channel (:mod:`simyard.notify.outbound`):
+the host is checked when saved and before each request, and the connection itself is
+checked by address, so a name that changes its answer (DNS rebinding) cannot reach
+loopback, private, link-local or metadata addresses the admin did not allow.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
-import socket
 import time
 from urllib.parse import urlparse
 
@@ -21,7 +21,6 @@ import httpx
 from simyard.notify.base import Message, Notifier, NotifyError, shown_target
 
 WEBHOOK_TIMEOUT = 10.0
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -30,50 +29,23 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def parse_allow_list(text: str) -> list[Network]:
-    """``"10.0.0.0/8, 127.0.0.1"`` -> networks."""
-    return [
-        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
-    ]
-
-
-def check_target(url: str, allow: list[Network]) -> None:
-    """NotifyError unless every address ``url``'s host resolves to may be reached."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise NotifyError(f"webhook URL must be http(s)://host/...: {shown_target('webhook', url)}")
-    try:
-        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, proto=socket.IPPROTO_TCP)
-    except OSError as exc:
-        raise NotifyError(f"cannot resolve {parsed.hostname}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if any(address in network for network in allow):
-            continue
-        if (
-            address.is_link_local
-            or address.is_loopback
-            or address.is_private
-            or address.is_multicast
-            or address.is_unspecified
-            or address.is_reserved
-        ):
-            raise NotifyError(
-                f"webhook target {parsed.hostname} ({address}) is not allowed; "
-                "an admin can allow it with SIMYARD_WEBHOOK_ALLOW"
-            )
-
-
 class WebhookNotifier(Notifier):
     """POSTs the event JSON; ``target`` is ``<url> <secret>``-free: the URL only."""
 
-    def __init__(self, allow: list[Network], secrets: dict[str, str]) -> None:
-        self.allow = allow
+    def __init__(self, secrets: dict[str, str]) -> None:
         self.secrets = secrets  # url -> secret, filled by the outbox from user settings
+
+    def hosts(self, target: str) -> list[str]:
+        parsed = urlparse(target)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise NotifyError(
+                f"webhook URL must be http(s)://host/...: {shown_target('webhook', target)}"
+            )
+        return [parsed.hostname]
 
     def send(self, message: Message, target: str) -> None:
         shown = shown_target("webhook", target)
-        check_target(target, self.allow)
+        self.hosts(target)
         body = json.dumps(message.event, sort_keys=True).encode()
         timestamp = str(int(time.time()))
         headers = {

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from simyard.api.deps import PlatformDep
 from simyard.domain.tables import Delivery, NotificationSettings
 from simyard.web.pages.common import AdminPageUser, PageDb, PageUser
 from simyard.web.session import CSRF_FIELD, check_csrf
@@ -32,6 +33,7 @@ def save_settings(
     request: Request,
     db: PageDb,
     user: PageUser,
+    platform: PlatformDep,
     csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = "",
     email: Annotated[bool, Form()] = False,
     outcomes: Annotated[list[str] | None, Form()] = None,
@@ -41,8 +43,15 @@ def save_settings(
 ) -> Response:
     check_csrf(request, csrf_token)
     errors = {}
+    webhook_url = webhook_url.strip()
     if webhook_url and not webhook_url.startswith(("http://", "https://")):
         errors["webhook_url"] = "must start with http:// or https://"
+    elif webhook_url and (refused := platform.outbox.refusal("webhook", webhook_url)):
+        errors["webhook_url"] = refused
+    urls = [u.strip() for u in apprise_urls.splitlines() if u.strip()]
+    if chat := [f"line {i}: {r}" for i, u in enumerate(urls, 1)
+                if (r := platform.outbox.refusal("apprise", u))]:  # fmt: skip
+        errors["apprise_urls"] = "; ".join(chat)
     chosen = [o for o in outcomes or [] if o in OUTCOMES]
     prefs = db.get(NotificationSettings, user.id) or NotificationSettings(user_id=user.id)
     if errors:
@@ -53,10 +62,10 @@ def save_settings(
         )  # fmt: skip
     prefs.email = email
     prefs.outcomes = chosen
-    prefs.webhook_url = webhook_url.strip() or None
+    prefs.webhook_url = webhook_url or None
     if webhook_secret:
         prefs.webhook_secret = webhook_secret
-    prefs.apprise_urls = [u.strip() for u in apprise_urls.splitlines() if u.strip()]
+    prefs.apprise_urls = urls
     db.add(prefs)
     return RedirectResponse("/settings?saved=true", status_code=303)
 
