@@ -18,6 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from simyard.errors import SimyardError
 from simyard.manifest.units import Size
 
 if TYPE_CHECKING:
@@ -88,6 +89,41 @@ class Settings(BaseSettings):
         """The storage URL, defaulting to a folder in the data folder."""
         return self.storage_url or f"file://{(self.home / 'storage').resolve()}"
 
+    def private_folders(self) -> dict[str, Path]:
+        """Folders no model may see, by the setting that places them (resolved).
+
+        The data folder (database, secret key, storage, live logs, caches, working folders),
+        and the file store's folder and the SQLite database's folder where they are set
+        elsewhere (the folder, not the file: SQLite keeps its journal beside it).
+        """
+        from sqlalchemy.engine import make_url
+
+        from simyard.storage.registry import file_store_root
+
+        folders = {"SIMYARD_HOME": self.home.resolve()}
+        storage = file_store_root(self.resolved_storage_url)
+        if storage is not None:
+            folders["SIMYARD_STORAGE_URL"] = storage.resolve()
+        database = make_url(self.resolved_database_url)
+        sqlite_file = database.database if database.get_backend_name() == "sqlite" else None
+        if sqlite_file and sqlite_file != ":memory:":
+            folders["SIMYARD_DATABASE_URL"] = Path(sqlite_file).resolve().parent
+        return folders
+
+    def check_models_cannot_see_data(self) -> None:
+        """Refuse a data folder the sandbox cannot hide from models, naming its setting."""
+        if self.sandbox == "none":
+            return  # no sandbox at all: the operator chose to trust every model
+        from simyard.engine.sandbox import hiding_problem
+
+        for setting, folder in self.private_folders().items():
+            problem = hiding_problem(folder)
+            if problem is not None:
+                raise SimyardError(
+                    f"{setting} puts server data in {folder}, which the sandbox cannot hide "
+                    f"from models: {problem}. Choose a folder of its own, e.g. /var/lib/simyard"
+                )
+
     def engine_options(self) -> EngineOptions:
         """The engine's share of the settings."""
         from simyard.engine.task import EngineOptions
@@ -97,5 +133,6 @@ class Settings(BaseSettings):
             max_log_bytes=self.max_log_size,
             kill_grace=self.kill_grace,
             max_processes=self.max_processes,
+            hidden_dirs=tuple(dict.fromkeys(self.private_folders().values())),
             max_unpacked_bytes=self.max_unpacked_size,
         )

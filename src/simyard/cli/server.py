@@ -145,6 +145,7 @@ def serve(
     from simyard.wiring import build_platform
 
     settings = Settings()
+    settings.check_models_cannot_see_data()
     url = f"http://{host}:{port}"
     if demo:
         console.print(f"Setting up the demo in {settings.home.resolve()} ...")

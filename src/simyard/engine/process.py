@@ -71,6 +71,7 @@ class CommandSpec:
     network: bool
     read_only_files: frozenset[Path] = frozenset()
     use_cgroups: bool = True
+    hidden_dirs: tuple[Path, ...] = ()  # host folders the sandbox hides (the data folder)
 
 
 def run_command(
@@ -93,6 +94,7 @@ def run_command(
             workdir=spec.workdir,
             network=spec.network,
             read_only_files=spec.read_only_files,
+            hidden_dirs=spec.hidden_dirs,
         )
 
     def in_child() -> None:

@@ -53,6 +53,8 @@ class EngineOptions:
     max_unpacked_bytes: int = 4 * 2**30
     max_unpacked_files: int = 10_000
     cgroups: bool = True  # use control groups where the platform allows; else a watchdog
+    # Host folders no sandboxed model may see: the data folder, storage, database, caches.
+    hidden_dirs: tuple[Path, ...] = ()
 
     def bwrap(self, network: bool) -> str | None:
         """The bubblewrap to use, or None to run unsandboxed."""
@@ -277,6 +279,7 @@ def _execute(
         bwrap=bwrap,
         network=manifest.environment.network,
         read_only_files=frozenset(staged.read_only),
+        hidden_dirs=options.hidden_dirs,
         # A control group costs ~15 ms per start: make one when the manifest sets a limit the
         # kernel should enforce; the watchdog covers the installation's defaults.
         use_cgroups=options.cgroups

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,8 @@ def execute_work_order(
     Raises EngineError (or StorageError) for infrastructure failures, which the
     dispatcher retries; a model failure is a WorkResult like a success.
     """
+    # This worker's own folders are data too (other runs, the shared cache): hidden from models.
+    options = replace(options, hidden_dirs=(*options.hidden_dirs, work_root, cache_root))
     attempt_dir = work_root / f"run{order.run_id}" / f"{order.task}.a{order.attempt}"
     if attempt_dir.exists():
         shutil.rmtree(attempt_dir)
