@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from simyard.cli.remote import show_metric
+from simyard.cli.terminal import model_text
 from simyard.engine.result import FAILURE_WORDS
 from simyard.localrun import LocalRun, TaskState, TaskStatus
 from simyard.manifest.schema import Manifest
@@ -63,7 +64,12 @@ class TaskDisplay:
                 self.live.update(self._render())
             elif status.state is not previous:
                 took = f" in {status.result.duration:.1f} s" if status.result else ""
-                self.console.print(f"{ICONS[status.state]} {status.name} {status.state}{took}")
+                self.console.print(
+                    Text.assemble(
+                        Text.from_markup(ICONS[status.state]),
+                        model_text(f" {status.name} {status.state}{took}"),
+                    )
+                )
 
     def _elapsed(self, name: str, status: TaskStatus) -> str:
         if status.result is not None:
@@ -76,10 +82,11 @@ class TaskDisplay:
         table = Table(box=None, show_header=False, pad_edge=False)
         for name, status in self.statuses.items():
             progress = f"{status.progress:5.1f}%" if status.progress is not None else ""
-            line = Text(status.last_line[:80], style="dim") if status.state == "running" else ""
+            running = status.state == "running"
+            line = model_text(status.last_line[:80], style="dim") if running else ""
             table.add_row(
                 ICONS[status.state],
-                name,
+                model_text(name),
                 str(status.state),
                 progress,
                 self._elapsed(name, status),
@@ -92,18 +99,21 @@ def report_local_run(console: Console, run: LocalRun, outdir: Path | None) -> No
     """Print the outcome (with failure summaries and metrics) and copy outputs to ``outdir``."""
     for name, failure in run.failures():
         console.print()
-        console.print(Text(failure.summary(name), style="red" if failure else ""))
+        console.print(model_text(failure.summary(name), style="red" if failure else ""))
     if run.metrics:
-        console.print(Group(*[Text(f"  {k} = {show_metric(v)}") for k, v in run.metrics.items()]))
+        metrics = [model_text(f"  {k} = {show_metric(v)}") for k, v in run.metrics.items()]
+        console.print(Group(*metrics))
     if outdir is not None:
         copied = copy_outputs(run, outdir)
-        console.print(f"Outputs: {copied} file(s) copied to {outdir}/<task>/", soft_wrap=True)
+        console.print(
+            model_text(f"Outputs: {copied} file(s) copied to {outdir}/<task>/"), soft_wrap=True
+        )
     outcome = "succeeded" if run.succeeded else "failed"
     words = ""
     failures = run.failures()
     if failures:
         words = f" ({FAILURE_WORDS[failures[0][1].kind]} in {failures[0][0]!r})"
-    console.print(f"Run {outcome}{words}.")
+    console.print(model_text(f"Run {outcome}{words}."))
 
 
 def copy_outputs(run: LocalRun, outdir: Path) -> int:

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
+from simyard.cli.terminal import model_text, refused_line, warning_line
 from simyard.config import Settings
 from simyard.errors import ManifestError, ParameterFileError, Problem, ValidationFailed
 
@@ -38,8 +40,8 @@ def check(model_dir: ModelDir) -> None:
         manifest = load_manifest(model_dir)
     except ManifestError as exc:
         for problem in exc.problems:
-            err_console.print(f"[red]✗[/red] {problem}", soft_wrap=True)
-        err_console.print(f"{len(exc.problems)} problem(s) in {model_dir}")
+            err_console.print(refused_line(problem), soft_wrap=True)
+        err_console.print(model_text(f"{len(exc.problems)} problem(s) in {model_dir}"))
         raise typer.Exit(1) from None
     console.print(
         f"[green]✓[/green] {manifest.name} {manifest.version}: "
@@ -145,7 +147,7 @@ def run_model_test(
         params = parse_assignments(param or [], "NAME=VALUE")
         inputs = {k: Path(v) for k, v in parse_assignments(input_ or [], "SLOT=FILE").items()}
     except typer.BadParameter as exc:
-        err_console.print(f"[red]✗[/red] {exc}")
+        err_console.print(refused_line(exc), soft_wrap=True)
         raise typer.Exit(2) from None
     try:
         prepared = prepare_local_run(
@@ -158,14 +160,14 @@ def run_model_test(
         )
     except (ManifestError, ValidationFailed) as exc:
         for problem in exc.problems:
-            err_console.print(f"[red]✗[/red] {problem}", soft_wrap=True)
+            err_console.print(refused_line(problem), soft_wrap=True)
         for warning in exc.warnings:
-            err_console.print(f"[yellow]![/yellow] {warning}", soft_wrap=True)
+            err_console.print(warning_line(warning), soft_wrap=True)
         err_console.print(f"Refused: {len(exc.problems)} problem(s); nothing was run.")
         raise typer.Exit(2) from None
     manifest, run_input = prepared
     for warning in run_input.warnings:
-        console.print(f"[yellow]![/yellow] {warning}", soft_wrap=True)
+        console.print(warning_line(warning), soft_wrap=True)
     work_root = Path(tempfile.mkdtemp(prefix=f"simyard-{manifest.name}-"))
     with TaskDisplay(console, manifest) as display:
         run = run_locally(
@@ -182,7 +184,7 @@ def run_model_test(
     if run.succeeded and not keep:
         shutil.rmtree(work_root, ignore_errors=True)
     else:
-        console.print(f"Working directories kept in {work_root}", soft_wrap=True)
+        console.print(model_text(f"Working directories kept in {work_root}"), soft_wrap=True)
     raise typer.Exit(0 if run.succeeded else 1)
 
 
@@ -200,14 +202,18 @@ def add(
         load_manifest(model_dir)
     except ManifestError as exc:
         for problem in exc.problems:
-            err_console.print(f"[red]✗[/red] {problem}", soft_wrap=True)
+            err_console.print(refused_line(problem), soft_wrap=True)
         raise typer.Exit(1) from None
     with client(server) as api:
         try:
             added = api.add_model(model_dir)
         except (ClientError, ValidationFailed) as exc:
             raise fail(exc) from None
-    console.print(f"[green]✓[/green] {added['name']} {added['version']} registered")
+    console.print(
+        Text.assemble(
+            ("✓", "green"), " ", model_text(f"{added['name']} {added['version']} registered")
+        )
+    )
 
 
 @app.command("list")
@@ -224,4 +230,6 @@ def list_models(
         except ClientError as exc:
             raise fail(exc) from None
     for item in found:
-        console.print(f"{item['name']} {item['version']}  {item['title']}", soft_wrap=True)
+        console.print(
+            model_text(f"{item['name']} {item['version']}  {item['title']}"), soft_wrap=True
+        )

@@ -5,14 +5,23 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from simyard.cli.models import parse_assignments
+from simyard.cli.terminal import (
+    model_text,
+    refused_line,
+    safe_chunks,
+    terminal_safe,
+    warning_line,
+)
 from simyard.client import Client, ClientError
 from simyard.config import Settings
 from simyard.errors import ParameterFileError, ValidationFailed
@@ -59,12 +68,12 @@ def client(server: str | None) -> Client:
 def fail(exc: Exception, code: int = 1) -> typer.Exit:
     if isinstance(exc, ValidationFailed):
         for problem in exc.problems:
-            err_console.print(f"[red]✗[/red] {problem}", soft_wrap=True)
+            err_console.print(refused_line(problem), soft_wrap=True)
         for warning in exc.warnings:
-            err_console.print(f"[yellow]![/yellow] {warning}", soft_wrap=True)
+            err_console.print(warning_line(warning), soft_wrap=True)
         err_console.print(f"Refused: {len(exc.problems)} problem(s); no run was created.")
         return typer.Exit(2)
-    err_console.print(f"[red]✗[/red] {exc}", soft_wrap=True)
+    err_console.print(refused_line(exc), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -89,18 +98,19 @@ def login(
 
 
 def _print_run(run: dict[str, Any]) -> None:
+    name = model_text(f"{run['model']} {run['version']}")
     console.print(
-        f"Run {run['id']}: {run['model']} {run['version']} [bold]{run['state']}[/bold]",
+        Text.assemble(f"Run {run['id']}: ", name, " ", (str(run["state"]), "bold")),
         soft_wrap=True,
     )
     for task in run["tasks"]:
         progress = f" {task['progress']:.0f}%" if task.get("progress") is not None else ""
-        console.print(f"  {task['name']}: {task['state']}{progress}")
+        console.print(model_text(f"  {task['name']}: {task['state']}{progress}"))
     if run.get("metrics"):
         for key, value in run["metrics"].items():
-            console.print(f"  {key} = {show_metric(value)}")
+            console.print(model_text(f"  {key} = {show_metric(value)}"), soft_wrap=True)
     if run.get("error") and run["error"].get("summary"):
-        console.print(run["error"]["summary"], style="red", soft_wrap=True)
+        console.print(model_text(run["error"]["summary"], style="red"), soft_wrap=True)
 
 
 def wait_for(api: Client, run_id: int, *, follow: bool, quiet: bool) -> dict[str, Any]:
@@ -114,11 +124,11 @@ def wait_for(api: Client, run_id: int, *, follow: bool, quiet: bool) -> dict[str
                 data, offsets[task["name"]] = api.log(
                     run_id, task["name"], offsets.get(task["name"], 0)
                 )
-                if data:
-                    console.out(data.decode("utf-8", "replace"), end="")
+                for text in safe_chunks([data]):
+                    console.out(text, end="")
             if not quiet and shown.get(task["name"]) != task["state"]:
                 shown[task["name"]] = task["state"]
-                err_console.print(f"  {task['name']}: {task['state']}")
+                err_console.print(model_text(f"  {task['name']}: {task['state']}"))
         if run["state"] in FINAL:
             return run
         time.sleep(0.2)
@@ -155,15 +165,15 @@ def run(
         except (ValidationFailed, ClientError) as exc:
             raise fail(exc) from None
         for warning in created.get("warnings", []):
-            err_console.print(
-                f"[yellow]![/yellow] params: {warning['field']}: {warning['message']}"
-            )
+            err_console.print(warning_line("params", warning["field"], warning["message"]))
         if not (wait or follow):
             if as_json:
                 print(json.dumps(created))
             else:
                 console.print(
-                    f"Run {created['id']} queued ({created['model']} {created['version']})"
+                    model_text(
+                        f"Run {created['id']} queued ({created['model']} {created['version']})"
+                    )
                 )
             return
         final = wait_for(api, created["id"], follow=follow, quiet=as_json)
@@ -230,12 +240,14 @@ def sweep(
         except (ValidationFailed, ClientError) as exc:
             raise fail(exc) from None
         for warning in created.get("warnings", []):
-            err_console.print(f"[yellow]![/yellow] {warning['field']}: {warning['message']}")
+            err_console.print(warning_line(warning["field"], warning["message"]))
         if not as_json:
             err_console.print(
-                f"Sweep {created['id']} queued: {len(created['runs'])} runs of "
-                f"{created['model']} {created['version']} ({created['mode']} over "
-                f"{', '.join(created['axes'])})"
+                model_text(
+                    f"Sweep {created['id']} queued: {len(created['runs'])} runs of "
+                    f"{created['model']} {created['version']} ({created['mode']} over "
+                    f"{', '.join(created['axes'])})"
+                )
             )
         final = _wait_for_sweep(api, created["id"], quiet=as_json) if wait else created
     if as_json:
@@ -261,15 +273,15 @@ def _wait_for_sweep(api: Client, sweep_id: int, *, quiet: bool) -> dict[str, Any
 
 def _print_sweep(found: dict[str, Any]) -> None:
     axes = list(found["axes"])
-    table = Table(title=f"Sweep {found['id']}: {found['model']} {found['version']}")
+    table = Table(title=model_text(f"Sweep {found['id']}: {found['model']} {found['version']}"))
     for column in ["run", *axes, "state", "metrics"]:
-        table.add_column(column)
+        table.add_column(model_text(column))
     for run in found["runs"]:
         metrics = ", ".join(f"{k}={show_metric(v)}" for k, v in (run["metrics"] or {}).items())
         error = (run.get("error") or {}).get("kind") or ""
         table.add_row(
-            str(run["id"]), *(str(run["params"].get(a)) for a in axes), run["state"],
-            metrics or error,
+            str(run["id"]), *(model_text(run["params"].get(a)) for a in axes),
+            model_text(run["state"]), model_text(metrics or error),
         )  # fmt: skip
     console.print(table)
 
@@ -300,7 +312,7 @@ def _params_from_file(api: Client, model: str, path: Path) -> dict[str, Any]:
     except (OSError, ParameterFileError) as exc:
         raise fail(ValidationFailed([_problem("param_file", str(exc))])) from None
     for key in unknown:
-        err_console.print(f"[yellow]![/yellow] {path.name}: {key} is not a parameter of {name}")
+        err_console.print(warning_line(path.name, f"{key} is not a parameter of {name}"))
     return dict(values)
 
 
@@ -324,10 +336,10 @@ def runs_list(
     for item in runs:
         table.add_row(
             str(item["id"]),
-            f"{item['model']} {item['version']}",
-            item["state"],
-            item["created_at"][:19],
-            item["owner"],
+            model_text(f"{item['model']} {item['version']}"),
+            model_text(item["state"]),
+            model_text(item["created_at"][:19]),
+            model_text(item["owner"]),
         )
     console.print(table)
 
@@ -365,16 +377,21 @@ def runs_logs(
             for name in tasks:
                 if follow:
                     for line in api.follow_log(run_id, name):
-                        console.out(line)
+                        console.out(terminal_safe(line))
                     continue
-                offset = 0
-                while True:
-                    data, offset = api.log(run_id, name, offset)
-                    if not data:
-                        break
-                    console.out(data.decode("utf-8", "replace"), end="")
+                for text in safe_chunks(_log_chunks(api, run_id, name)):
+                    console.out(text, end="")
         except ClientError as exc:
             raise fail(exc) from None
+
+
+def _log_chunks(api: Client, run_id: int, task: str) -> Iterator[bytes]:
+    offset = 0
+    while True:
+        data, offset = api.log(run_id, task, offset)
+        if not data:
+            return
+        yield data
 
 
 @runs_app.command("outputs")
@@ -391,7 +408,8 @@ def runs_outputs(
             files = api.outputs(run_id)
             for item in files:
                 console.print(
-                    f"{item['task']}/{item['path']}  {item['size']} bytes", soft_wrap=True
+                    model_text(f"{item['task']}/{item['path']}  {item['size']} bytes"),
+                    soft_wrap=True,
                 )
                 if outdir is not None:
                     api.download_output(
