@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     max_log_size: Size = 16 * 2**20
     kill_grace: float = Field(default=5.0, ge=0)
     max_processes: int = Field(default=1024, ge=1)
+    # A server run as root runs each task attempt as a uid of its own from this range (gid
+    # the same number); no real user may have one of them (see docs/server.md).
+    model_uid_first: int = Field(default=2_000_000_000, ge=1, lt=2**32 - 1)
+    model_uid_count: int = Field(default=65_536, ge=1)
     max_input_size: Size = 2**30
     max_unpacked_size: Size = 4 * 2**30  # no archive input unpacks to more, whatever its slot says
     max_request_size: Size = 16 * 2**20  # any body but a multipart upload (JSON, forms)
@@ -133,6 +137,8 @@ class Settings(BaseSettings):
             max_log_bytes=self.max_log_size,
             kill_grace=self.kill_grace,
             max_processes=self.max_processes,
+            model_uid_first=self.model_uid_first,
+            model_uid_count=self.model_uid_count,
             hidden_dirs=tuple(dict.fromkeys(self.private_folders().values())),
             max_unpacked_bytes=self.max_unpacked_size,
         )

@@ -6,8 +6,12 @@ Three layers, each used where the platform allows:
    hierarchies): the kernel enforces memory and process limits for the whole tree
    and lists every process in it, even ones that left the process group.
 2. ``setrlimit`` in the child: file size, core dumps, and (when not root) processes.
-3. A watchdog that samples the tree with psutil: memory, process count, disk use of
-   the working directory. It is the only enforcement when there are no cgroups.
+3. A watchdog that samples the tree (proctree.py): memory, process count, disk use of
+   the working directory. It is the only enforcement of memory when there are no cgroups.
+
+Processes are bounded even without cgroups: RLIMIT_NPROC counts every process of a
+user, so it binds each run on its own only when the run has a uid of its own (the
+engine runs as root, see hostuser.py); root itself it does not bind at all.
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PR_SET_PDEATHSIG = 1
@@ -44,8 +46,12 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def apply_rlimits(limits: Limits) -> None:
-    """Set the per-process limits; called in the child between fork and exec."""
+def apply_rlimits(limits: Limits, *, own_uid: bool = False) -> None:
+    """Set the per-process limits; called in the child between fork and exec.
+
+    ``own_uid``: the model will run as a uid leased for this run alone (the child is still
+    root here), so RLIMIT_NPROC counts exactly the run's processes.
+    """
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if limits.file_size is not None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
@@ -53,9 +59,11 @@ def apply_rlimits(limits: Limits) -> None:
         # A backstop only: address space is not memory, so leave generous room above it.
         cap = max(limits.memory * 4, limits.memory + 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    if limits.processes is not None and os.geteuid() != 0:
-        # RLIMIT_NPROC counts all processes of the user and is ignored for root.
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+    if limits.processes is not None and (own_uid or os.geteuid() != 0):
+        # One above the limit: the watchdog stops a run that has more than its limit, and a
+        # run kept exactly at its limit by the kernel would never show it.
+        nproc = limits.processes + 1
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
 
 class ControlGroup:
@@ -193,78 +201,6 @@ class ControlGroup:
 def unique_group_name(prefix: str) -> str:
     """A cgroup name no other task run uses."""
     return f"simyard-{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-class ProcessTree:
-    """Every process a task run started: tracked so that all of them can be measured and killed.
-
-    A process is in the tree if it descends from the root, shares the root's session,
-    sits in the task's cgroup, or was seen in the tree before (a daemonising child).
-    """
-
-    def __init__(self, root_pid: int, group: ControlGroup | None) -> None:
-        self.root_pid = root_pid
-        self.group = group
-        self._known: dict[int, psutil.Process] = {}
-        with contextlib.suppress(psutil.Error):
-            self._known[root_pid] = psutil.Process(root_pid)
-
-    def members(self) -> list[psutil.Process]:
-        """The live processes of the tree now (refreshing what is known)."""
-        found: dict[int, psutil.Process] = {}
-        for pid, proc in list(self._known.items()):
-            if proc.is_running():
-                found[pid] = proc
-                with contextlib.suppress(psutil.Error):
-                    for child in proc.children(recursive=True):
-                        found.setdefault(child.pid, child)
-        if self.group is not None:
-            for pid in self.group.pids():
-                if pid not in found:
-                    with contextlib.suppress(psutil.Error):
-                        found[pid] = psutil.Process(pid)
-        self._known = found
-        return list(found.values())
-
-    def memory(self) -> int:
-        """Resident memory of the whole tree, in bytes."""
-        total = 0
-        for proc in self.members():
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        return total
-
-    def signal_all(self, sig: int) -> None:
-        """Send ``sig`` to the process group and to every tracked process."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.root_pid, sig)
-        for proc in self.members():
-            with contextlib.suppress(psutil.Error):
-                proc.send_signal(sig)
-
-    def kill(self, grace: float) -> None:
-        """SIGTERM the whole tree, wait up to ``grace`` seconds, then SIGKILL what is left."""
-        self.members()
-        self.signal_all(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and self._alive():
-            time.sleep(0.02)
-        for _ in range(100):
-            if not self._alive():
-                break
-            self.signal_all(signal.SIGKILL)
-            time.sleep(0.02)
-
-    def _alive(self) -> bool:
-        alive = [p for p in self.members() if p.pid != self.root_pid or _not_zombie(p)]
-        return any(_not_zombie(p) for p in alive)
-
-
-def _not_zombie(proc: psutil.Process) -> bool:
-    try:
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def folder_size(path: Path, stop_above: int | None = None) -> int:

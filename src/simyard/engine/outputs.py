@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +23,27 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _size_and_sha256(path: Path) -> tuple[int, str] | None:
+    """Size and sha256 of the regular file at ``path``; None for anything else.
+
+    Opened without following a final symlink and without blocking (a FIFO the model
+    planted would hang the engine), then checked on the open file, so a name swapped
+    since it was looked at cannot make the engine read something else.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with open(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        digest = hashlib.sha256()
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return info.st_size, digest.hexdigest()
+
+
 def _files_below(path: Path) -> Iterable[Path]:
     if path.is_file():
         yield path
@@ -32,7 +55,7 @@ def collect_outputs(workdir: Path, declared: Iterable[str]) -> list[OutputFile]:
     """Files matching the declared outputs (folders end in ``/``; globs allowed), each once.
 
     A symlink is followed only when it stays inside the working directory, so a model
-    cannot publish a host file as its output.
+    cannot publish a host file as its output (the engine, maybe root, reads them all).
     """
     root = workdir.resolve()
     found: dict[str, OutputFile] = {}
@@ -47,9 +70,8 @@ def collect_outputs(workdir: Path, declared: Iterable[str]) -> list[OutputFile]:
                 if root not in resolved.parents:
                     continue
                 rel = path.relative_to(workdir).as_posix()
-                if rel not in found:
-                    size = resolved.stat().st_size
-                    found[rel] = OutputFile(rel, size, sha256_of(resolved), resolved)
+                if rel not in found and (measured := _size_and_sha256(resolved)) is not None:
+                    found[rel] = OutputFile(rel, *measured, resolved)
     return sorted(found.values(), key=lambda f: f.path)
 
 

@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from simyard.engine.hostuser import ModelUsers, UidLease, check_reachable_by_model, leased_uid
 from simyard.engine.limits import (
     ControlGroup,
     Limits,
-    ProcessTree,
     apply_rlimits,
     die_with_parent,
     folder_size,
     unique_group_name,
 )
 from simyard.engine.logcapture import LogCapture
+from simyard.engine.proctree import ProcessTree
 from simyard.engine.sandbox import bwrap_argv
 from simyard.errors import EngineError
 
@@ -72,6 +73,8 @@ class CommandSpec:
     read_only_files: frozenset[Path] = frozenset()
     use_cgroups: bool = True
     hidden_dirs: tuple[Path, ...] = ()  # host folders the sandbox hides (the data folder)
+    model_users: ModelUsers | None = None  # uids to lease when the engine is root
+    model_folders: tuple[Path, ...] = ()  # besides the working directory, the model's own
 
 
 def run_command(
@@ -81,12 +84,32 @@ def run_command(
     cancel: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> CommandOutcome:
-    """Run ``spec`` to its end, feeding its output to ``capture``."""
-    cancel = cancel or threading.Event()
+    """Run ``spec`` to its end, feeding its output to ``capture``.
+
+    When the engine is root the command runs as a uid leased for it alone (hostuser.py),
+    which then owns the working directory; the lease ends after its last process died.
+    """
+    with leased_uid(spec.model_users) as lease:
+        if lease is not None:
+            lease.hand_over([spec.workdir, *spec.model_folders])
+        return _run(spec, capture, lease, cancel or threading.Event(), on_start)
+
+
+def _run(
+    spec: CommandSpec,
+    capture: LogCapture,
+    lease: UidLease | None,
+    cancel: threading.Event,
+    on_start: Callable[[int], None] | None,
+) -> CommandOutcome:
     group = None
     if spec.use_cgroups:
         group = ControlGroup.create(unique_group_name(spec.workdir.name), spec.limits)
     argv = spec.argv
+    if lease is not None:
+        if not spec.bwrap:
+            check_reachable_by_model(argv[0], spec.workdir)
+        argv = [*lease.switch_argv(), *argv]
     if spec.bwrap:
         argv = bwrap_argv(
             spec.bwrap,
@@ -95,13 +118,14 @@ def run_command(
             network=spec.network,
             read_only_files=spec.read_only_files,
             hidden_dirs=spec.hidden_dirs,
+            host_user=lease is not None,
         )
 
     def in_child() -> None:
         if group is not None:
             group.join()
         die_with_parent()
-        apply_rlimits(spec.limits)
+        apply_rlimits(spec.limits, own_uid=lease is not None)
 
     started = time.monotonic()
     try:
@@ -125,10 +149,14 @@ def run_command(
     assert proc.stdout is not None
     reader = threading.Thread(target=_pump, args=(proc.stdout.fileno(), capture), daemon=True)
     reader.start()
-    tree = ProcessTree(proc.pid, group)
+    tree = ProcessTree(proc.pid, group, uid=lease.uid if lease is not None else None)
     stopped, peak = _watch(proc, tree, spec, cancel, started)
-    # The main process is gone (or was stopped): nothing of its tree may outlive it.
-    tree.kill(spec.kill_grace if stopped is not None else 0.0)
+    # The main process is gone (or was stopped): nothing of its tree may outlive it. A run
+    # over a limit gets no grace: a fork bomb or a memory eater would use it to grow.
+    if stopped in (StopReason.timeout, StopReason.cancelled):
+        tree.terminate(spec.kill_grace)
+    else:
+        tree.kill()
     returncode = proc.wait()
     reader.join(timeout=5)
     proc.stdout.close()
@@ -229,13 +257,12 @@ def _watch_until_exit(
             return StopReason.timeout, peak
         limits = spec.limits
         if limits.memory is not None or limits.processes is not None:
-            members = tree.members()
-            if limits.processes is not None and len(members) > limits.processes:
+            tasks, memory = tree.sample()
+            peak = max(peak, memory)
+            if limits.processes is not None and tasks > limits.processes:
                 return StopReason.processes, peak
             if group is not None and group.hit_process_limit():
                 return StopReason.processes, peak
-            memory = tree.memory()
-            peak = max(peak, memory)
             memory_enforced = group is not None and group.enforces_memory
             if limits.memory is not None and memory > limits.memory and not memory_enforced:
                 return StopReason.memory, peak

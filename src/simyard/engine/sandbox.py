@@ -73,16 +73,17 @@ def bwrap_argv(
     network: bool,
     read_only_files: Iterable[Path] = (),
     hidden_dirs: Iterable[Path] = (),
+    host_user: bool = False,
 ) -> list[str]:
-    """The bwrap command line that runs ``argv`` inside ``workdir``, ``hidden_dirs`` hidden."""
+    """The bwrap command line that runs ``argv`` inside ``workdir``, ``hidden_dirs`` hidden.
+
+    ``host_user``: the engine is root and ``argv`` switches to the run's own host uid
+    (hostuser.py); see :func:`user_args`.
+    """
     cmd = [
         bwrap,
         "--die-with-parent",
-        "--unshare-user",
-        "--uid",
-        str(SANDBOX_UID),
-        "--gid",
-        str(SANDBOX_UID),
+        *user_args(host_user),
         "--unshare-pid",
         "--unshare-ipc",
         "--unshare-uts",
@@ -114,6 +115,8 @@ def bwrap_argv(
     cmd += ["--bind", str(workdir), str(workdir)]
     for file in sorted(read_only_files):
         cmd += ["--ro-bind", str(file), str(file)]
+    if host_user:
+        cmd += open_to_all(cmd)
     for path in hidden:  # read-only once the binds inside are made: nothing to fill
         cmd += ["--remount-ro", path]
     cmd += ["--chdir", str(workdir), "--", *argv]
@@ -132,3 +135,54 @@ def _existing_hidden_dirs(hidden_dirs: Iterable[Path]) -> list[str]:
             found.append(real)  # (under /tmp it is hidden already by the sandbox's own /tmp)
     outermost = [f for f in set(found) if not any(o in f.parents for o in found)]
     return [str(f) for f in sorted(outermost)]
+
+
+def user_args(host_user: bool) -> list[str]:
+    """Who the model is inside the sandbox.
+
+    Run by an ordinary user, bubblewrap maps that user to uid 1000 of a user namespace of
+    its own. Run by root with ``host_user``, it sets up the sandbox with root's rights (so
+    it reaches a Python or a working directory below a folder closed to others) and no
+    user namespace; the command then switches to the run's own host uid with setpriv,
+    which keeps the two capabilities that takes for itself and drops them in the switch.
+    """
+    if host_user:
+        return ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+
+
+_BINDS = ("--bind", "--ro-bind", "--bind-try", "--ro-bind-try", "--dev-bind", "--dev-bind-try")
+
+
+def open_to_all(cmd: list[str]) -> list[str]:
+    """``--chmod`` options opening the sandbox's own folders to the model's host uid.
+
+    bubblewrap makes the folders above a bind with the modes of the host's (``/root``
+    stays 0700), and its tmpfs ``/tmp`` is root's alone; those folders exist only in the
+    sandbox, so opening them shows nothing of the host. A folder inside a bind is the
+    host's own and is left as it is.
+    """
+    mounts: dict[Path, bool] = {}  # mount point -> whether it is a bind of a host folder
+    binds: list[Path] = []
+    i = 0
+    while i < len(cmd) and cmd[i] != "--":
+        if cmd[i] in _BINDS and i + 2 < len(cmd):
+            mounts[Path(cmd[i + 2])] = True
+            binds.append(Path(cmd[i + 2]))
+            i += 3
+            continue
+        if cmd[i] == "--tmpfs" and i + 1 < len(cmd):
+            mounts[Path(cmd[i + 1])] = False
+        i += 1
+
+    def inside_a_bind(folder: Path) -> bool:
+        holders = [m for m in mounts if m == folder or m in folder.parents]
+        return bool(holders) and mounts[max(holders, key=lambda m: len(m.parts))]
+
+    folders = {p for b in binds for p in b.parents if p != Path("/")}
+    opened = [f for f in sorted(folders) if not inside_a_bind(f)]
+    args = ["--chmod", "1777", str(PRIVATE_TMP)] if mounts.get(PRIVATE_TMP) is False else []
+    for folder in opened:
+        if folder != PRIVATE_TMP:
+            args += ["--chmod", "0755", str(folder)]
+    return args

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simyard.engine.hostuser import DEFAULT_FIRST_UID, DEFAULT_UID_COUNT, ModelUsers
 from simyard.engine.limits import Limits
 from simyard.engine.logcapture import LogCapture
 from simyard.engine.outputs import collect_outputs, missing_files
@@ -55,6 +56,13 @@ class EngineOptions:
     cgroups: bool = True  # use control groups where the platform allows; else a watchdog
     # Host folders no sandboxed model may see: the data folder, storage, database, caches.
     hidden_dirs: tuple[Path, ...] = ()
+    # When the engine runs as root, each attempt runs as a uid of its own from this range.
+    model_uid_first: int = DEFAULT_FIRST_UID
+    model_uid_count: int = DEFAULT_UID_COUNT
+
+    def model_users(self) -> ModelUsers:
+        """The uids a task attempt may lease when the engine runs as root (hostuser.py)."""
+        return ModelUsers(self.model_uid_first, self.model_uid_count)
 
     def bwrap(self, network: bool) -> str | None:
         """The bubblewrap to use, or None to run unsandboxed."""
@@ -280,6 +288,8 @@ def _execute(
         network=manifest.environment.network,
         read_only_files=frozenset(staged.read_only),
         hidden_dirs=options.hidden_dirs,
+        model_users=options.model_users(),
+        model_folders=(tmpdir,),
         # A control group costs ~15 ms per start: make one when the manifest sets a limit the
         # kernel should enforce; the watchdog covers the installation's defaults.
         use_cgroups=options.cgroups

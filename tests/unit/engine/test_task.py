@@ -26,6 +26,7 @@ from simyard.engine.sandbox import find_bwrap
 from simyard.manifest import load_manifest
 from simyard.manifest.params import validate_parameters
 from tests.conftest import MakeModel
+from tests.unit.engine.conftest import model_python
 
 needs_bwrap = pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap is not installed")
 
@@ -162,9 +163,22 @@ def test_cancel_kills_the_whole_process_tree(run: Run, tmp_path: Path) -> None:
     assert host_pids_of_children(result) == []
 
 
-def test_unsandboxed_timeout_kills_a_daemon_that_left_the_session(run: Run) -> None:
-    body, files = python_task(FORKER, "    timeout: 1.5s\n")
-    result = run(body, files, options=EngineOptions(sandbox="none", kill_grace=0.5))
+def test_unsandboxed_timeout_kills_a_daemon_that_left_the_session(
+    make_model: MakeModel, open_work_root: Path
+) -> None:
+    # A root engine runs the model as its own uid: it needs a Python and a working
+    # directory every user may reach (see conftest.py).
+    body = f"tasks:\n  run:\n    command: [{model_python('none')}, model.py]\n    timeout: 1.5s\n"
+    model_dir = make_model(HEAD + body, {"model.py": FORKER})
+    request = TaskRequest(
+        manifest=load_manifest(model_dir),
+        model_dir=model_dir,
+        task="run",
+        params={},
+        workdir=open_work_root / "run",
+        log_path=open_work_root / "run.log",
+    )
+    result = run_task(request, EngineOptions(sandbox="none", kill_grace=0.5))
     assert result.outcome is TaskOutcome.timed_out
     pids = json.loads((result.workdir / "pids.json").read_text())
     assert len(pids) == 4

@@ -1,0 +1,232 @@
+"""A task run's process tree: see all of it in one look at the process table, kill all at once.
+
+Each look reads ``/proc/*/stat`` once and builds the parent -> children map from it, so
+its cost grows with the host's process count, not with the tree's depth times its size
+(walking the children of every known process, as psutil does, took seconds per look
+under a fork bomb). A process is in the tree if it descends from the root, shares the
+root's session, sits in the run's control group, was seen in the tree before (a
+daemonising child), or runs as the uid leased for the run (see hostuser.py).
+
+Killing a tree that may still be forking is done in two steps: SIGSTOP to every member,
+pass after pass until a look finds none left running (a stopped process cannot fork),
+then SIGKILL to all of them. Signals go through pidfds opened while the process was
+still the one seen in the table, so a pid reused in between is never hit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simyard.engine.limits import ControlGroup
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+FREEZE_PASSES = 200  # looks at the table before giving up on freezing (never reached)
+GONE_TIMEOUT = 10.0  # seconds to wait for SIGKILLed processes to disappear
+
+
+@dataclass(frozen=True)
+class ProcessEntry:
+    """One process as ``/proc/PID/stat`` shows it (and its real uid, when asked for)."""
+
+    pid: int
+    ppid: int
+    session: int
+    state: str
+    threads: int
+    start_time: int  # clock ticks after boot: tells a process from a later one with its pid
+    rss: int  # bytes
+    uid: int | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("Z", "X")
+
+
+def read_stat(pid: int) -> ProcessEntry | None:
+    """The entry of ``pid``, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()  # the name may hold spaces and brackets
+    try:
+        return ProcessEntry(
+            pid=pid,
+            ppid=int(fields[1]),
+            session=int(fields[3]),
+            state=fields[0],
+            threads=int(fields[17]),
+            start_time=int(fields[19]),
+            rss=int(fields[21]) * _PAGE_SIZE,
+        )
+    except (IndexError, ValueError):
+        return None
+
+
+def _real_uid(pid: int) -> int | None:
+    # /proc/PID/status, not the owner of /proc/PID: a process that made itself
+    # non-dumpable shows root as that owner.
+    with (
+        contextlib.suppress(OSError, ValueError, IndexError),
+        open(f"/proc/{pid}/status", "rb") as f,
+    ):
+        for line in f:
+            if line.startswith(b"Uid:"):
+                return int(line.split()[1])
+    return None
+
+
+class ProcessTable:
+    """Every process of the host, from one pass over ``/proc``."""
+
+    def __init__(self, entries: dict[int, ProcessEntry]) -> None:
+        self.entries = entries
+        self.children: dict[int, list[int]] = {}
+        for entry in entries.values():
+            self.children.setdefault(entry.ppid, []).append(entry.pid)
+
+    @classmethod
+    def read(cls, *, with_uids: bool = False) -> ProcessTable:
+        """The table now; ``with_uids`` also reads each process's real uid (slower)."""
+        entries = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            entry = read_stat(int(name))
+            if entry is None:
+                continue
+            if with_uids:
+                entry = ProcessEntry(**{**entry.__dict__, "uid": _real_uid(entry.pid)})
+            entries[entry.pid] = entry
+        return cls(entries)
+
+    def with_descendants(self, pids: Iterable[int]) -> set[int]:
+        """``pids`` that exist and every process below them."""
+        found: set[int] = set()
+        stack = [p for p in pids if p in self.entries]
+        while stack:
+            pid = stack.pop()
+            if pid not in found:
+                found.add(pid)
+                stack.extend(self.children.get(pid, ()))
+        return found
+
+
+class ProcessTree:
+    """Every process a task run started: tracked so that all of it can be measured and killed.
+
+    ``root_pid`` None with a ``uid`` is every process of that uid (a lease's leftovers).
+    """
+
+    def __init__(
+        self, root_pid: int | None, group: ControlGroup | None, *, uid: int | None = None
+    ) -> None:
+        self.root_pid = root_pid
+        self.group = group
+        self.uid = uid
+        self._known: dict[int, int] = {}  # pid -> start time, seen in the tree before
+
+    def members(self, table: ProcessTable | None = None) -> list[ProcessEntry]:
+        """The processes of the tree in ``table`` (read now when not given)."""
+        table = table or ProcessTable.read(with_uids=False)
+        entries = table.entries
+        seeds = {p for p, start in self._known.items() if _same(entries.get(p), start)}
+        if self.root_pid is not None:
+            seeds.add(self.root_pid)
+            seeds |= {e.pid for e in entries.values() if e.session == self.root_pid}
+        if self.group is not None:
+            seeds |= self.group.pids()
+        if self.uid is not None:
+            seeds |= {e.pid for e in entries.values() if e.uid == self.uid}
+        found = [entries[p] for p in table.with_descendants(seeds) if p != os.getpid()]
+        self._known = {e.pid: e.start_time for e in found}
+        return found
+
+    def sample(self) -> tuple[int, int]:
+        """Tasks (threads count, as they do for RLIMIT_NPROC and pids.max) and resident bytes."""
+        alive = [e for e in self.members() if e.alive]
+        return sum(e.threads for e in alive), sum(e.rss for e in alive)
+
+    def terminate(self, grace: float) -> None:
+        """SIGTERM the whole tree, wait up to ``grace`` seconds for it to end, then kill it."""
+        for entry in self.members():
+            _signal(entry, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and self._alive():
+            time.sleep(0.02)
+        self.kill()
+
+    def kill(self) -> None:
+        """Freeze every member, then SIGKILL them all; return once none is left running."""
+        frozen: dict[int, int] = {}  # pid -> pidfd
+        try:
+            for _ in range(FREEZE_PASSES):
+                table = ProcessTable.read(with_uids=self.uid is not None)
+                running = [e for e in self.members(table) if e.alive and e.pid not in frozen]
+                if not running:
+                    break
+                for entry in running:
+                    fd = _open_pidfd(entry)
+                    if fd is not None:
+                        frozen[entry.pid] = fd
+                        _send(fd, entry.pid, signal.SIGSTOP)
+            for pid, fd in frozen.items():
+                _send(fd, pid, signal.SIGKILL)
+        finally:
+            for fd in frozen.values():
+                if fd >= 0:
+                    os.close(fd)
+        deadline = time.monotonic() + GONE_TIMEOUT
+        while self._alive() and time.monotonic() < deadline:
+            for entry in self.members(ProcessTable.read(with_uids=self.uid is not None)):
+                _signal(entry, signal.SIGKILL)
+            time.sleep(0.01)
+
+    def _alive(self) -> bool:
+        table = ProcessTable.read(with_uids=self.uid is not None)
+        return any(e.alive for e in self.members(table))
+
+
+def _same(entry: ProcessEntry | None, start_time: int) -> bool:
+    return entry is not None and entry.start_time == start_time
+
+
+def _open_pidfd(entry: ProcessEntry) -> int | None:
+    """A pidfd of ``entry``'s process (-1 where pidfds do not exist), None when it is gone."""
+    try:
+        fd = os.pidfd_open(entry.pid)
+    except ProcessLookupError:
+        return None
+    except (AttributeError, OSError):
+        return -1  # no pidfds: fall back to the pid (the start time was just checked)
+    if not _same(read_stat(entry.pid), entry.start_time):
+        os.close(fd)  # the pid now names another process
+        return None
+    return fd
+
+
+def _send(fd: int, pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if fd >= 0:
+            signal.pidfd_send_signal(fd, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def _signal(entry: ProcessEntry, sig: int) -> None:
+    fd = _open_pidfd(entry)
+    if fd is None:
+        return
+    try:
+        _send(fd, entry.pid, sig)
+    finally:
+        if fd >= 0:
+            os.close(fd)
