@@ -13,18 +13,19 @@ sees half an entry) and sealed.
 
 Why a seal instead of hashing the whole tree before each run: a model of some gigabytes
 would be read in full for every run. The seal records, for every entry of the tree, its
-relative path, type, mode, size, inode, ``st_ctime_ns`` and (files) its sha256. The
+relative path, type, mode, owner, size, inode, ``st_ctime_ns`` and (files) its sha256. The
 check before each use compares only the ``lstat`` of each entry with the seal:
 
 - ``st_ctime_ns`` cannot be set back by any user. A write, chmod, chown, link or
   rename changes the ctime of the file, and adding, removing or renaming an entry
   changes the ctime (and the entry list) of its folder.
 - A file whose ctime alone moved (same inode, size and mode) is re-hashed and the
-  seal renewed when its content still matches. This is the common harmless case: the
+  seal renewed when its content still matches (a chown, which also moves the ctime,
+  is caught by the owner). This is the common harmless case: the
   engine hardlinks a large cached file into a working directory (the sandbox mounts it
   read-only there), and a link count change moves the ctime.
-- Any other difference (an entry added, removed or replaced, a mode, size or inode
-  changed, a missing or unreadable seal) discards the entry (made writable, removed)
+- Any other difference (an entry added, removed or replaced, a mode, owner, size or
+  inode changed, a missing or unreadable seal) discards the entry (made writable, removed)
   and makes it again.
 
 Forging a seal that matches a tampered tree needs the inode and ctime of the forged
@@ -58,8 +59,8 @@ _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 FROZEN_DIR_MODE = 0o555
 _NO_WRITE_BITS = 0o555  # also drops setuid, setgid and sticky bits
 
-# One sealed entry: type, mode, size, inode, ctime in ns, sha256 (files; "" otherwise).
-SealRecord = tuple[str, int, int, int, int, str]
+# One sealed entry: type, mode, uid, gid, size, inode, ctime in ns, sha256 (files; "" otherwise).
+SealRecord = tuple[str, int, int, int, int, int, int, str]
 
 
 class SealedCache:
@@ -105,16 +106,11 @@ class SealedCache:
             return None
         drifted = []
         for rel, info in found.items():
-            kind, mode, size, inode, ctime_ns, _digest = sealed[rel]
-            if (_kind(info), stat.S_IMODE(info.st_mode), info.st_size, info.st_ino) != (
-                kind,
-                mode,
-                size,
-                inode,
-            ):
+            *identity, ctime_ns, _digest = sealed[rel]
+            if list(_identity(info)) != identity:
                 return None
             if info.st_ctime_ns != ctime_ns:
-                if kind != "file":
+                if identity[0] != "file":
                     return None
                 drifted.append(rel)
         return drifted
@@ -128,9 +124,9 @@ class SealedCache:
         if sealed is None:
             return False
         try:
-            if any(file_sha256(target / rel) != sealed[rel][5] for rel in drifted):
+            if any(file_sha256(target / rel) != sealed[rel][-1] for rel in drifted):
                 return False
-            digests = {rel: record[5] for rel, record in sealed.items() if record[0] == "file"}
+            digests = {rel: record[-1] for rel, record in sealed.items() if record[0] == "file"}
             _write_seal(seal_path, key, seal_of(target, digests))
         except OSError:
             return False
@@ -154,6 +150,12 @@ class SealedCache:
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
+
+
+def _identity(info: os.stat_result) -> tuple[str, int, int, int, int, int]:
+    """What no harmless use of a frozen entry changes: type, mode, owner, size, inode."""
+    mode = stat.S_IMODE(info.st_mode)
+    return (_kind(info), mode, info.st_uid, info.st_gid, info.st_size, info.st_ino)
 
 
 def _kind(info: os.stat_result) -> str:
@@ -213,10 +215,7 @@ def seal_of(folder: Path, digests: dict[str, str]) -> dict[str, SealRecord]:
     """The seal of a frozen tree, with the file digests taken when it was frozen."""
     return {
         rel: (
-            _kind(info),
-            stat.S_IMODE(info.st_mode),
-            info.st_size,
-            info.st_ino,
+            *_identity(info),
             info.st_ctime_ns,
             digests.get(rel, "") if stat.S_ISREG(info.st_mode) else "",
         )

@@ -51,9 +51,10 @@ def stored(model: Path, tmp_path: Path) -> tuple[FileStore, ModelVersion]:
     return store, version
 
 
-def tree_files(folder: Path) -> dict[str, bytes]:
+def tree_files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file of a tree: its content and its owner."""
     return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
+        p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_uid)
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
@@ -94,6 +95,11 @@ def replace_file_by_rename(folder: Path) -> None:
     os.replace(folder / "new.py", folder / "model.py")
 
 
+def give_a_file_away(folder: Path) -> None:
+    """A chown hands a cached file to a user (who could then write it): not harmless drift."""
+    os.chown(folder / "model.py", 12345, 12345)
+
+
 def remove_the_seal(folder: Path) -> None:
     add_file_at_top(folder)
     (folder.parent / f"{folder.name}.seal").unlink()
@@ -105,6 +111,7 @@ TAMPERINGS: list[Callable[[Path], None]] = [
     change_content_longer,
     writable_folder_and_new_file,
     replace_file_by_rename,
+    give_a_file_away,
     remove_the_seal,
 ]
 
