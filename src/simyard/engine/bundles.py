@@ -107,7 +107,10 @@ def cached_model_dir(content_hash: str, cache_root: Path, fetch: Callable[[Path]
     """
 
     def make(folder: Path) -> None:
-        with tempfile.TemporaryDirectory(dir=cache_root, prefix=".fetch-") as scratch:
+        # Named like the entry's own leftovers, so a crash mid-download is cleaned up with them.
+        with tempfile.TemporaryDirectory(
+            dir=cache_root, prefix=f".{content_hash}-fetch-"
+        ) as scratch:
             _unpack_verified(fetch(Path(scratch)), folder, content_hash)
 
     return SealedCache(cache_root).entry(content_hash, make)

@@ -242,3 +242,36 @@ def test_concurrent_first_use_makes_the_entry_once(model: Path, tmp_path: Path) 
 def test_cache_refuses_a_key_that_is_not_a_plain_name(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="not a cache key"):
         SealedCache(tmp_path).entry("../outside", lambda folder: None)
+
+
+class RemoteLikeStore(FileStore):
+    """A store with no local files (as S3): every bundle is downloaded, and counted."""
+
+    downloads = 0
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def get(self, key: str, dest: Path) -> None:
+        self.downloads += 1
+        super().get(key, dest)
+
+
+def test_remote_bundle_is_downloaded_only_when_the_cache_must_be_made(
+    stored: tuple[FileStore, ModelVersion], model: Path, tmp_path: Path
+) -> None:
+    store, version = stored
+    remote = RemoteLikeStore(store.root)
+    cache_root = tmp_path / "cache"
+    folder = model_dir_of(version, store=remote, cache_root=cache_root)
+    model_dir_of(version, store=remote, cache_root=cache_root)
+    assert remote.downloads == 1
+    add_file_at_top(folder)
+    assert tree_files(model_dir_of(version, store=remote, cache_root=cache_root)) == tree_files(
+        model
+    )
+    assert remote.downloads == 2
+    assert sorted(p.name for p in cache_root.iterdir() if not p.name.endswith(".lock")) == [
+        version.content_hash,
+        f"{version.content_hash}.seal",
+    ]
