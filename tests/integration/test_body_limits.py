@@ -122,6 +122,6 @@ def test_deeply_nested_params_are_a_422_naming_the_field(
             files={"x": ("", b"")},  # an empty file field: the body is multipart
         )
     assert as_json.status_code == 422, as_json.text[:300]
-    assert as_json.json()["errors"][0]["field"] == "body"
+    assert as_json.json()["errors"][0]["field"] == "params"
     assert as_form.status_code == 422, as_form.text[:300]
     assert as_form.json()["errors"][0]["field"] == "params"

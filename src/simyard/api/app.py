@@ -46,8 +46,9 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # loc starts with where the value was (body, query, path, header): the field follows.
         problems = [
-            Problem(".".join(str(p) for p in e["loc"] if p not in ("body", "query")), e["msg"])
+            Problem(".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), e["msg"])
             for e in exc.errors()
         ]
         return problems_response(problems)

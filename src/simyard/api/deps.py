@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
+from annotated_types import Ge, Le
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -16,6 +17,16 @@ from simyard.web.session import CSRF_HEADER, check_csrf, session_user
 from simyard.wiring import Platform
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
+# Ids are INTEGER columns: 32 bits on PostgreSQL, which refuses a larger value with an
+# error rather than finding nothing. Byte offsets are 64-bit, as the operating system's.
+MAX_ID = 2**31 - 1
+MAX_OFFSET = 2**63 - 1
+
+# Every id, cursor and offset a client sends, in a path or a query: out of range is a 422
+# naming the parameter, before it reaches a database or a seek that would overflow on it.
+RowId = Annotated[int, Ge(1), Le(MAX_ID)]
+Cursor = Annotated[int, Ge(0), Le(MAX_ID)]  # "after this id"; 0: from the start
+ByteOffset = Annotated[int, Ge(0), Le(MAX_OFFSET)]
 
 
 def get_platform(request: Request) -> Platform:

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import select
 
-from simyard.api.deps import DbDep, PlatformDep, UserDep
+from simyard.api.deps import ByteOffset, Cursor, DbDep, PlatformDep, RowId, UserDep
 from simyard.api.runs import load_run
 from simyard.domain.states import TaskRunState
 from simyard.domain.tables import Event, Run, StoredFile, TaskRun, User
@@ -44,28 +44,30 @@ def _log_source(platform: Platform, db: Any, task_run: TaskRun) -> tuple[str, An
 
 @router.get("/logs/{task}")
 def read_log(
-    run_id: int,
+    run_id: RowId,
     task: str,
     db: DbDep,
     user: UserDep,
     platform: PlatformDep,
-    offset: int = 0,
-    length: int = 1 << 20,
+    offset: ByteOffset = 0,
+    length: ByteOffset = 1 << 20,
 ) -> Response:
     """Up to ``length`` bytes of the task's log from ``offset`` (the live log while it runs)."""
     run = load_run(db, user, run_id)
     kind, source = _log_source(platform, db, _task(run, task))
-    offset, length = max(offset, 0), min(max(length, 0), 16 << 20)
+    length = min(length, 16 << 20)
+    data = b""
+    # Past the end there is nothing to read, and no seek: a file system refuses offsets
+    # beyond its largest file (EINVAL), while a cursor may be as large as any id.
     if kind == "stored":
-        with platform.store.open(source) as handle:
-            handle.seek(offset)
-            data = handle.read(length)
-    elif source.exists():
+        if offset < platform.store.stat(source).size:
+            with platform.store.open(source) as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+    elif source.exists() and offset < source.stat().st_size:
         with open(source, "rb") as handle:
             handle.seek(offset)
             data = handle.read(length)
-    else:
-        data = b""
     return Response(
         data,
         media_type="text/plain; charset=utf-8",
@@ -75,7 +77,7 @@ def read_log(
 
 @router.get("/logs/{task}/follow")
 async def follow_log(
-    run_id: int, task: str, user: UserDep, platform: PlatformDep
+    run_id: RowId, task: str, user: UserDep, platform: PlatformDep
 ) -> StreamingResponse:
     """The task's live log as server-sent events (``data:`` one line each), ending with an
     ``event: end`` once the task has finished and every line was sent."""
@@ -85,10 +87,12 @@ async def follow_log(
             _task(load_run(db, user, run_id), task)  # 404 now, not in the middle of a stream
 
     def where_is_it() -> tuple[int, bool, int] | None:
+        """Where the log is now; None once the reader may no longer read it (disabled)."""
         with platform.sessions() as db:
+            reader = db.get(User, user.id)
             run = db.get(Run, run_id)
             task_run = _task(run, task) if run is not None else None
-            if task_run is None:
+            if task_run is None or reader is None or reader.disabled:
                 return None
             return task_run.id, TaskRunState(task_run.state).final, max(task_run.attempt, 1)
 
@@ -135,7 +139,7 @@ async def follow_log(
 
 
 @router.get("/outputs")
-def list_outputs(run_id: int, db: DbDep, user: UserDep) -> list[dict[str, Any]]:
+def list_outputs(run_id: RowId, db: DbDep, user: UserDep) -> list[dict[str, Any]]:
     run = load_run(db, user, run_id)
     names = {t.id: t.name for t in run.task_runs}
     files = db.scalars(
@@ -172,7 +176,9 @@ def _outputs(db: Any, run: Run) -> list[tuple[str, StoredFile]]:
 
 
 @router.get("/outputs.zip")
-def download_all(run_id: int, db: DbDep, user: UserDep, platform: PlatformDep) -> StreamingResponse:
+def download_all(
+    run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep
+) -> StreamingResponse:
     """Every output as one zip, streamed (the server never holds it whole)."""
     run = load_run(db, user, run_id)
     entries = [(f"{task}/{f.path}", f.key) for task, f in _outputs(db, run)]
@@ -221,7 +227,7 @@ def download_all(run_id: int, db: DbDep, user: UserDep, platform: PlatformDep) -
 
 @router.get("/outputs/{task}/{path:path}")
 def download_output(
-    run_id: int, task: str, path: str, db: DbDep, user: UserDep, platform: PlatformDep
+    run_id: RowId, task: str, path: str, db: DbDep, user: UserDep, platform: PlatformDep
 ) -> StreamingResponse:
     """One output file, streamed."""
     run = load_run(db, user, run_id)
@@ -262,22 +268,26 @@ def _events_after(db: Any, run_id: int, after: int) -> list[dict[str, Any]]:
 
 
 @router.get("/events")
-def list_events(run_id: int, db: DbDep, user: UserDep, after: int = 0) -> list[dict[str, Any]]:
+def list_events(run_id: RowId, db: DbDep, user: UserDep, after: Cursor = 0) -> list[dict[str, Any]]:
     """The run's events (state changes, retries with their reasons), oldest first."""
     load_run(db, user, run_id)
     return _events_after(db, run_id, after)
 
 
 @router.get("/events/follow")
-async def follow_events(run_id: int, user: UserDep, platform: PlatformDep) -> StreamingResponse:
+async def follow_events(run_id: RowId, user: UserDep, platform: PlatformDep) -> StreamingResponse:
     """The run's events as server-sent events, ending after the run's final state."""
 
     def check() -> None:
         with platform.sessions() as db:
             load_run(db, user, run_id)
 
-    def events_after(after: int) -> list[dict[str, Any]]:
+    def events_after(after: int) -> list[dict[str, Any]] | None:
+        """The run's next events; None once the reader may no longer read them (disabled)."""
         with platform.sessions() as db:
+            reader = db.get(User, user.id)
+            if reader is None or reader.disabled:
+                return None
             return _events_after(db, run_id, after)
 
     await run_in_threadpool(check)
@@ -286,6 +296,8 @@ async def follow_events(run_id: int, user: UserDep, platform: PlatformDep) -> St
         after = 0
         while True:
             events = await run_in_threadpool(events_after, after)
+            if events is None:
+                return
             for event in events:
                 after = event["id"]
                 yield f"event: {event['kind']}\ndata: {json.dumps(event)}\n\n"

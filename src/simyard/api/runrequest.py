@@ -10,7 +10,6 @@ server made; an unknown slot becomes a problem naming it, and nothing of it is w
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Collection, Iterator
@@ -23,13 +22,13 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from simyard.api.jsonbody import BODY, parse_json_object
 from simyard.domain.registry import find_version, manifest_of
 from simyard.domain.runs import Upload
-from simyard.errors import Problem
+from simyard.errors import Problem, ValidationFailed
 from simyard.wiring import Platform
 
 MAX_FORM_FILES = 100
-MAX_JSON_DEPTH = 64
 _SHOWN_NAME = 200  # a hostile field name is echoed in a problem, but only this much of it
 INPUT_PREFIX = "inputs."
 COPY_CHUNK = 1 << 20
@@ -55,42 +54,13 @@ def upload_scratch(platform: Platform) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def json_depth_exceeds(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether ``text`` nests arrays or objects deeper than ``limit`` (outside strings).
-
-    Checked before parsing: Python's parser recurses once per level, so a body of 100,000
-    ``[`` would end in a RecursionError instead of an answer.
-    """
-    data = text.encode() if isinstance(text, str) else text
-    depth = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return False
-
-
 def parse_json(text: str | bytes, where: str) -> tuple[Any, Problem | None]:
-    """The JSON value of ``text``, or None and a problem naming ``where``."""
-    if json_depth_exceeds(text):
-        return None, Problem(where, f"nested deeper than {MAX_JSON_DEPTH} levels")
+    """The JSON object of ``text``, or None and a problem naming ``where`` (too deep, not
+    JSON, not an object); the rules live in :mod:`simyard.api.jsonbody`."""
     try:
-        return json.loads(text), None
-    except (ValueError, RecursionError):
-        return None, Problem(where, "not valid JSON")
+        return parse_json_object(text, where), None
+    except ValidationFailed as exc:
+        return None, exc.problems[0]
 
 
 def input_slots(platform: Platform, model: Any, version: Any) -> frozenset[str] | None:
@@ -121,7 +91,7 @@ async def read_run_request(
     read = RunRequest()
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        value, problem = parse_json(await request.body(), "body")
+        value, problem = parse_json(await request.body(), BODY)
         if problem is None and not isinstance(value, dict):
             problem = Problem("body", "must be a JSON object")
         read.fields = value if problem is None else {}

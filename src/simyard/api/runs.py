@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -12,7 +12,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from simyard.api.deps import DbDep, PlatformDep, UserDep, problem_dicts, problems_response
+from simyard.api.deps import (
+    DbDep,
+    PlatformDep,
+    RowId,
+    UserDep,
+    problem_dicts,
+    problems_response,
+)
 from simyard.api.runrequest import read_run_request, upload_scratch
 from simyard.api.schemas import RunOut, SweepOut, run_out
 from simyard.domain import runs as run_service
@@ -183,7 +190,7 @@ def list_runs(
     user: UserDep,
     state: str | None = None,
     model: str | None = None,
-    before: int | None = Query(default=None, description="Only runs with a smaller id"),
+    before: Annotated[RowId | None, Query(description="Only runs with a smaller id")] = None,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> list[RunOut]:
     """The caller's runs (every run for an admin), newest first."""
@@ -193,7 +200,7 @@ def list_runs(
     return [run_out(run, []) for run in runs]
 
 
-def load_run(db: DbDep, user: UserDep, run_id: int) -> Any:
+def load_run(db: DbDep, user: UserDep, run_id: RowId) -> Any:
     try:
         return run_service.get_run(db=db, run_id=run_id, user=user)
     except run_service.RunNotFound:
@@ -201,14 +208,14 @@ def load_run(db: DbDep, user: UserDep, run_id: int) -> Any:
 
 
 @router.get("/{run_id}", response_model=RunOut)
-def get_run(run_id: int, db: DbDep, user: UserDep) -> RunOut:
+def get_run(run_id: RowId, db: DbDep, user: UserDep) -> RunOut:
     run = load_run(db, user, run_id)
     outputs = run_service.run_files(db=db, run=run, kind="output")
     return run_out(run, outputs, run_service.queue_position(db=db, run=run))
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut)
-def cancel_run(run_id: int, db: DbDep, user: UserDep, platform: PlatformDep) -> RunOut:
+def cancel_run(run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -> RunOut:
     run = load_run(db, user, run_id)
     run_service.cancel_run(db=db, run=run)
     db.commit()
@@ -218,7 +225,7 @@ def cancel_run(run_id: int, db: DbDep, user: UserDep, platform: PlatformDep) -> 
 
 @router.post("/{run_id}/rerun", response_model=RunOut, status_code=201)
 def rerun(
-    run_id: int, db: DbDep, user: UserDep, platform: PlatformDep, from_failed: bool = False
+    run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep, from_failed: bool = False
 ) -> RunOut:
     run = load_run(db, user, run_id)
     new_id = run_service.rerun(db=db, run=run, user=user, from_failed=from_failed).id

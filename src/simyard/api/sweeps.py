@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from sqlalchemy.orm import Session
 
-from simyard.api.deps import DbDep, PlatformDep, UserDep
+from simyard.api.deps import DbDep, PlatformDep, RowId, UserDep
 from simyard.api.runs import Submission, notify_choice, submit
 from simyard.api.schemas import SweepOut, sweep_out
 from simyard.domain import runs as run_service
@@ -100,7 +100,7 @@ async def validate_sweep(request: Request, platform: PlatformDep, user: UserDep)
 def list_sweeps(
     db: DbDep,
     user: UserDep,
-    before: int | None = Query(default=None, description="Only sweeps with a smaller id"),
+    before: Annotated[RowId | None, Query(description="Only sweeps with a smaller id")] = None,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> list[SweepOut]:
     """The caller's sweeps (every sweep for an admin), newest first, without their runs."""
@@ -108,7 +108,7 @@ def list_sweeps(
     return [sweep_out(sweep, with_runs=False) for sweep in found]
 
 
-def load_sweep(db: DbDep, user: UserDep, sweep_id: int) -> Sweep:
+def load_sweep(db: DbDep, user: UserDep, sweep_id: RowId) -> Sweep:
     try:
         return sweep_service.get_sweep(db=db, sweep_id=sweep_id, user=user)
     except sweep_service.SweepNotFound:
@@ -118,13 +118,13 @@ def load_sweep(db: DbDep, user: UserDep, sweep_id: int) -> Sweep:
 
 
 @router.get("/{sweep_id}", response_model=SweepOut)
-def get_sweep(sweep_id: int, db: DbDep, user: UserDep) -> SweepOut:
+def get_sweep(sweep_id: RowId, db: DbDep, user: UserDep) -> SweepOut:
     """The sweep with every run (state, parameters, metrics)."""
     return sweep_out(load_sweep(db, user, sweep_id))
 
 
 @router.post("/{sweep_id}/cancel", response_model=SweepOut)
-def cancel_sweep(sweep_id: int, db: DbDep, user: UserDep, platform: PlatformDep) -> SweepOut:
+def cancel_sweep(sweep_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -> SweepOut:
     """Stop every run of the sweep that has not ended."""
     sweep = load_sweep(db, user, sweep_id)
     sweep_service.cancel_sweep(db=db, sweep=sweep)

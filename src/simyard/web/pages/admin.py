@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from simyard.api.deps import PlatformDep
+from simyard.api.deps import PlatformDep, RowId
 from simyard.domain.states import TaskRunState
 from simyard.domain.tables import Run, TaskRun, User
 from simyard.domain.users import UserExists, create_user, set_admin, set_disabled, set_quota
@@ -78,7 +78,7 @@ def add_user(
     return _back_to_users(request, f"Added user {name.strip()}")
 
 
-def _target(db: PageDb, user_id: int) -> User:
+def _target(db: PageDb, user_id: RowId) -> User:
     target = db.get(User, user_id)
     if target is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such user")

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from simyard.api.deps import get_platform
+from simyard.api.deps import RowId, get_platform
 from simyard.api.schemas import RunOut, TaskOut, run_out
 from simyard.domain.registry import manifest_of, model_dir_of
 from simyard.domain.runs import RunNotFound, get_run, queue_position, run_files
@@ -88,7 +88,7 @@ def time_left(task: TaskOut, now: dt.datetime | None = None) -> str:
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, run_id: int, db: PageDb, user: PageUser) -> HTMLResponse:
+def run_page(request: Request, run_id: RowId, db: PageDb, user: PageUser) -> HTMLResponse:
     run = _visible_run(db, user, run_id)
     shaped = run_out(run, run_files(db=db, run=run, kind="output"), queue_position(db=db, run=run))
     manifest = manifest_of(run.model_version)

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
+from simyard.api.deps import RowId
 from simyard.domain.states import RunState
 from simyard.domain.tables import ModelVersion, Run, User
 from simyard.web.pages.common import PageDb, PageUser
@@ -24,7 +25,7 @@ def runs_page(
     state: str = "",
     model: str = "",
     q: str = "",
-    before: int | None = None,
+    before: RowId | None = None,
 ) -> HTMLResponse:
     query = select(Run).options(selectinload(Run.model_version), selectinload(Run.user))
     if not user.is_admin:

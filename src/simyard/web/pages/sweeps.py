@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from simyard.api.deps import PlatformDep
+from simyard.api.deps import PlatformDep, RowId
 from simyard.api.runrequest import MAX_FORM_FILES, read_run_request, upload_scratch
 from simyard.api.schemas import sweep_out
 from simyard.api.sweeps import SweepSubmission
@@ -160,7 +160,7 @@ async def start_sweep_from_form(request: Request, name: str, platform: PlatformD
 
 @router.get("/sweeps", response_class=HTMLResponse)
 def sweeps_page(
-    request: Request, db: PageDb, user: PageUser, before: int | None = None
+    request: Request, db: PageDb, user: PageUser, before: RowId | None = None
 ) -> HTMLResponse:
     """The user's sweeps (every sweep for an admin), newest first."""
     found = sweep_service.list_sweeps(db=db, user=user, before_id=before, limit=PAGE + 1)
@@ -181,7 +181,7 @@ def _visible_sweep(db: Any, user: User, sweep_id: int) -> Sweep:
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
-def sweep_page(request: Request, sweep_id: int, db: PageDb, user: PageUser) -> HTMLResponse:
+def sweep_page(request: Request, sweep_id: RowId, db: PageDb, user: PageUser) -> HTMLResponse:
     """Every run of the sweep with its axis values, state and metrics; the plots overlaid."""
     sweep = _visible_sweep(db, user, sweep_id)
     manifest = manifest_of(sweep.model_version)
@@ -216,7 +216,7 @@ def sweep_page(request: Request, sweep_id: int, db: PageDb, user: PageUser) -> H
 @router.post("/sweeps/{sweep_id}/cancel")
 def cancel_sweep_from_page(
     request: Request,
-    sweep_id: int,
+    sweep_id: RowId,
     db: PageDb,
     user: PageUser,
     platform: PlatformDep,
