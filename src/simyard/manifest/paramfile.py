@@ -25,7 +25,7 @@ import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
 from simyard.errors import ParameterFileError
-from simyard.manifest.params import parse_value
+from simyard.manifest.params import LINE_BREAKS, parse_value
 from simyard.manifest.schema import (
     Manifest,
     ParameterFileFormat,
@@ -89,10 +89,28 @@ def write_json(spec: ParameterFileSpec, values: dict[str, Any]) -> str:
     return json.dumps(plain, indent=2, ensure_ascii=False) + "\n"
 
 
+class _ParameterDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, writing text that holds a line break or a non-printable
+    character double-quoted: only there are all of them escaped (a NEL or U+2028 left
+    plain or single-quoted is read back as a line break, folded to a space)."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    awkward = any(ch in LINE_BREAKS or not ch.isprintable() for ch in text)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style='"' if awkward else None)
+
+
+_ParameterDumper.add_representer(str, _represent_text)
+
+
 def write_yaml(spec: ParameterFileSpec, values: dict[str, Any]) -> str:
-    """A YAML mapping in manifest order, dates as (quoted) ISO strings, UTF-8 text unescaped."""
+    """A YAML mapping in manifest order, dates as (quoted) ISO strings, UTF-8 text unescaped
+    unless it holds line breaks or control characters (then double-quoted with escapes)."""
     plain = {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in values.items()}
-    return yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return yaml.dump(
+        plain, Dumper=_ParameterDumper, sort_keys=False, allow_unicode=True,
+        default_flow_style=False,
+    )  # fmt: skip
 
 
 def write_namelist(spec: ParameterFileSpec, values: dict[str, Any]) -> str:
@@ -121,7 +139,7 @@ def write_namelist(spec: ParameterFileSpec, values: dict[str, Any]) -> str:
 
 
 def _single_line(spec: ParameterFileSpec, name: str, text: str) -> str:
-    if "\n" in text or "\r" in text:
+    if not LINE_BREAKS.isdisjoint(text):  # not only \n and \r: NEL, U+2028, ... too
         raise ParameterFileError(
             f"{spec.path}: {name}: a {spec.format} file cannot hold a line break"
         )

@@ -32,6 +32,9 @@ from simyard.manifest.schema import (
 _INT_RE = re.compile(r"^[+-]?[0-9]+$")
 _FLOAT_RE = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+MAX_DIGITS = 30  # of a whole number
+# What str.splitlines (and so many a model's reader) takes for the end of a line.
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -68,20 +71,28 @@ def parse_value(spec: Parameter, raw: Any) -> Any:
         raise ValueError(f"must be text, got {type(raw).__name__}")
     if "\x00" in raw:
         raise ValueError("must not contain a NUL character")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): no file can hold it
+        raise ValueError("must be valid Unicode text") from None
     return raw
 
 
 def _parse_integer(raw: Any) -> int:
     if isinstance(raw, bool):
         raise ValueError("must be a whole number, not true/false")
-    if isinstance(raw, int):
-        return raw
     if isinstance(raw, float):
-        if math.isfinite(raw) and raw.is_integer():
-            return int(raw)
-        raise ValueError(f"must be a whole number, got {raw}")
+        if not (math.isfinite(raw) and raw.is_integer()):
+            raise ValueError(f"must be a whole number, got {raw}")
+        raw = int(raw)
+    if isinstance(raw, int):
+        # The same limit for JSON as for text, so any accepted value can be written as text
+        # (a parameter file) and read back.
+        if abs(raw) >= 10**MAX_DIGITS:
+            raise ValueError("is too large")
+        return raw
     if isinstance(raw, str) and _INT_RE.match(raw.strip()):
-        if len(raw.strip()) > 30:
+        if len(raw.strip().lstrip("+-")) > MAX_DIGITS:
             raise ValueError("is too large")
         return int(raw.strip())
     raise ValueError(f"must be a whole number, got {_show(raw)}")
@@ -162,7 +173,7 @@ def check_rules(spec: Parameter, value: Any) -> tuple[list[str], list[str]]:
             errors.append(f"must be at least {spec.min_length} characters (got {len(value)})")
         if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
             errors.append(f"must match the pattern {spec.pattern}")
-        if not spec.multiline and ("\n" in value or "\r" in value):
+        if not spec.multiline and not LINE_BREAKS.isdisjoint(value):
             errors.append("must be a single line")
     return errors, warnings
 

@@ -10,10 +10,13 @@ from typing import Any
 import f90nml
 import pytest
 import yaml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from simyard.errors import ParameterFileError
 from simyard.manifest import Manifest, load_manifest
 from simyard.manifest.paramfile import read_parameter_file, render_parameter_file
+from simyard.manifest.params import validate_parameters
 from tests.conftest import MakeModel
 
 PARAMETERS = """\
@@ -346,3 +349,161 @@ def test_json_syntax_error_names_the_line(make_model: MakeModel) -> None:
 def test_empty_file_gives_no_values(make_model: MakeModel) -> None:
     manifest = manifest_for(make_model, "{path: p.yaml, format: yaml}")
     assert read_parameter_file(manifest, b"") == ({}, [])
+
+
+# --------------------------------------------------------------------------- every value
+# Property tests: every parameter set the validator accepts is written so that the format's
+# own reader (the one a model would use) reads back exactly the same values, or the writer
+# refuses it naming the parameter, and only for what the format cannot hold.
+
+# What a Python model splitting the file into lines (str.splitlines) takes as a line break.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+AWKWARD = LINE_BREAKS + "\"'\\=!&/#;:,$*%@`{}[]<>?| \t\x00\x01\x1b\x7f\ufeff\ufffe\U0001f600éß"
+
+texts = st.text(st.one_of(st.characters(), st.sampled_from(AWKWARD)), max_size=12)
+numbers = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [0.1, 1e-7, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -0.0, 1e16, 2.0]
+)
+whole_numbers = st.integers(min_value=-(10**40), max_value=10**40)
+choice_values = st.lists(
+    st.one_of(texts, st.integers(min_value=-(10**20), max_value=10**20), numbers),
+    min_size=1, max_size=4, unique_by=str,
+)  # fmt: skip
+
+
+@st.composite
+def accepted_parameter_sets(draw: st.DrawFn, fmt: str) -> tuple[Manifest, dict[str, Any]]:
+    """A manifest in ``fmt`` with one parameter of each kind, and values it accepts."""
+    choices = draw(choice_values)
+    manifest = Manifest.model_validate({
+        "simyard": 1, "name": "p", "version": "1",
+        "parameters": {
+            "note": {"type": "string", "multiline": True, "default": ""},
+            "line": {"type": "string", "default": ""},
+            "x": {"type": "number", "default": 0},
+            "n": {"type": "integer", "default": 0},
+            "flag": {"type": "boolean", "default": False},
+            "day": {"type": "date", "default": "2000-01-01"},
+            "pick": {"type": "choice", "choices": choices, "default": choices[0]},
+        },
+        "tasks": {"run": {"command": ["x"]}},
+        "parameter_file": {"path": "params.txt", "format": fmt},
+    })  # fmt: skip
+    given = {
+        "note": draw(texts), "line": draw(texts), "x": draw(numbers | whole_numbers),
+        "n": draw(whole_numbers), "flag": draw(st.booleans()), "day": draw(st.dates()),
+        "pick": draw(st.sampled_from(choices)),
+    }  # fmt: skip
+    checked = validate_parameters(manifest, given)
+    assume(checked.ok)
+    return manifest, checked.values
+
+
+def written(manifest: Manifest, values: dict[str, Any], refusable: str) -> bytes | None:
+    """The file's bytes; None when the writer refused a value holding one of ``refusable``
+    (the error must name that parameter)."""
+    try:
+        return render_parameter_file(manifest, values, Path())
+    except ParameterFileError as exc:
+        refusal = str(exc)
+    named = [n for n in values if refusal.startswith(f"params.txt: {n}: ")]
+    assert named, f"the refusal names no parameter: {refusal}"
+    assert any(ch in str(values[named[0]]) for ch in refusable), refusal
+    return None
+
+
+def as_read(values: dict[str, Any]) -> dict[str, Any]:
+    """The values as a JSON or YAML reader gives them back (dates are ISO text)."""
+    return {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in values.items()}
+
+
+# Bounded so the suite stays fast; run with more (e.g. 2000) after changing a writer.
+EXAMPLES = settings(
+    max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
+
+
+@EXAMPLES
+@given(accepted_parameter_sets("keyvalue"))
+def test_keyvalue_round_trips_every_accepted_value(case: tuple[Manifest, dict[str, Any]]) -> None:
+    manifest, values = case
+    data = written(manifest, values, LINE_BREAKS)
+    if data is None:
+        return
+    assert len(data.decode().splitlines()) == len(values)  # one line a parameter, for any reader
+    assert read_parameter_file(manifest, data) == (values, [])
+
+
+@EXAMPLES
+@given(accepted_parameter_sets("json"))
+def test_json_round_trips_every_accepted_value(case: tuple[Manifest, dict[str, Any]]) -> None:
+    manifest, values = case
+    data = written(manifest, values, "")
+    assert data is not None
+    assert json.loads(data) == as_read(values)
+    assert read_parameter_file(manifest, data) == (values, [])
+
+
+@EXAMPLES
+@given(accepted_parameter_sets("yaml"))
+def test_yaml_round_trips_every_accepted_value(case: tuple[Manifest, dict[str, Any]]) -> None:
+    manifest, values = case
+    data = written(manifest, values, "")
+    assert data is not None
+    assert yaml.safe_load(data) == as_read(values)
+    assert read_parameter_file(manifest, data) == (values, [])
+
+
+@EXAMPLES
+@given(accepted_parameter_sets("namelist"))
+def test_namelist_round_trips_every_accepted_value(case: tuple[Manifest, dict[str, Any]]) -> None:
+    manifest, values = case
+    data = written(manifest, values, LINE_BREAKS)
+    if data is None:
+        return
+    assert dict(f90nml.reads(data.decode())["params"]) == as_read(values)
+    assert read_parameter_file(manifest, data) == (values, [])
+
+
+def test_yaml_keeps_a_next_line_character_in_a_string(make_model: MakeModel) -> None:
+    manifest = manifest_for(make_model, "{path: params.txt, format: yaml}")
+    values = {**VALUES, "station": "a\x85b\u2028c\u2029d\re"}
+    data = render_parameter_file(manifest, values, Path())
+    assert yaml.safe_load(data)["station"] == "a\x85b\u2028c\u2029d\re"
+
+
+@pytest.mark.parametrize("fmt", ["keyvalue", "namelist"])
+@pytest.mark.parametrize("brk", ["\x85", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c"])
+def test_line_formats_refuse_what_a_reader_takes_for_a_line_break(
+    make_model: MakeModel, fmt: str, brk: str
+) -> None:
+    manifest = manifest_for(make_model, f"{{path: params.txt, format: {fmt}}}")
+    with pytest.raises(ParameterFileError, match=r"params.txt: station: .*cannot hold a line"):
+        render_parameter_file(manifest, {**VALUES, "station": f"a{brk}b"}, Path())
+
+
+def one_parameter(spec: dict[str, Any], fmt: str = "json") -> Manifest:
+    return Manifest.model_validate({
+        "simyard": 1, "name": "p", "version": "1", "parameters": {"v": spec},
+        "tasks": {"run": {"command": ["x"]}},
+        "parameter_file": {"path": "params.txt", "format": fmt},
+    })  # fmt: skip
+
+
+def test_text_with_a_lone_surrogate_is_refused() -> None:
+    checked = validate_parameters(one_parameter({"type": "string"}), {"v": "a\ud800b"})
+    assert [str(p) for p in checked.problems] == ["params.v: must be valid Unicode text"]
+
+
+@pytest.mark.parametrize("fmt", ["keyvalue", "json", "yaml", "namelist"])
+def test_a_whole_number_too_large_to_read_back_from_text_is_refused_from_json_too(
+    fmt: str,
+) -> None:
+    manifest = one_parameter({"type": "integer"}, fmt)
+    largest = 10**30 - 1
+    assert validate_parameters(manifest, {"v": -largest}).values == {"v": -largest}
+    data = render_parameter_file(manifest, {"v": -largest}, Path())
+    assert read_parameter_file(manifest, data) == ({"v": -largest}, [])
+    for too_large in (10**30, -(10**30), 10**5000, 1e300):
+        problems = validate_parameters(manifest, {"v": too_large}).problems
+        assert [str(p) for p in problems] == ["params.v: is too large"]
