@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
+from tests.integration.test_cli_models import simyard
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +110,12 @@ def test_a_failure_summary_quotes_the_error_line_exactly_without_its_escapes(
     for shown in (done.stdout, hostile.cli("runs", "show", str(run_id)).stdout):
         assert_clean(shown)
         assert f"{ERROR_LINE} bad atom" in shown
+
+
+def test_models_test_prints_the_models_failure_without_its_escapes(make_model: MakeModel) -> None:
+    model = make_model(HOSTILE, {"shout.py": SHOUT})
+    done = simyard("models", "test", model, "-p", "fail=true")
+    assert done.returncode == 1
+    assert_clean(done.stdout + done.stderr)
+    assert f"{ERROR_LINE} bad atom" in done.stdout
+    assert "after-clear after-c1" in done.stdout  # the log's last lines, quoted clean
