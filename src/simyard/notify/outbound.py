@@ -166,7 +166,7 @@ class OutboundPolicy:
     def connection_refusal(self, family: object, address: object) -> str | None:
         """Why a socket of ``family`` may not connect (or send) to ``address``, or None."""
         if family not in (socket.AF_INET, socket.AF_INET6):
-            return self._refused(str(address), "only internet addresses may be reached")
+            return f"{address!r} is not allowed: a notification may only reach internet addresses"
         host = address[0] if isinstance(address, tuple) and address else address
         try:
             parsed = ipaddress.ip_address(str(host).partition("%")[0])

@@ -206,3 +206,18 @@ def test_connections_outside_a_send_are_not_checked(listener: Listener) -> None:
     refused(STRICT, WebhookNotifier({}), f"http://127.0.0.1:{listener.port}/hook")
     assert httpx.post(f"http://127.0.0.1:{listener.port}/db").status_code == 200
     assert [path for path, _ in listener.requests] == ["/db"]
+
+
+def test_a_local_socket_cannot_be_reached_by_a_send(tmp_path: Any) -> None:
+    path = str(tmp_path / "local.sock")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen()
+
+        class Local(Notifier):
+            def send(self, message: Message, target: str) -> None:
+                with socket.socket(socket.AF_UNIX) as client:
+                    client.connect(target)
+
+        reason = refused(STRICT, Local(), path)
+    assert "may only reach internet addresses" in reason
