@@ -63,9 +63,11 @@ class Settings(BaseSettings):
     model_uid_first: int = Field(default=2_000_000_000, ge=1, lt=2**32 - 1)
     model_uid_count: int = Field(default=65_536, ge=1)
     max_input_size: Size = 2**30
-    max_unpacked_size: Size = 4 * 2**30  # no archive input unpacks to more, whatever its slot says
+    session_idle_timeout: float = Field(default=12 * 3600, gt=0)  # seconds without a request
+    session_max_age: float = Field(default=7 * 24 * 3600, gt=0)  # seconds after the login
     max_request_size: Size = 16 * 2**20  # any body but a multipart upload (JSON, forms)
     max_upload_request_size: Size = 4 * 2**30  # a multipart body, every file in it together
+    max_unpacked_size: Size = 4 * 2**30  # no archive input unpacks to more, whatever its slot says
 
     @classmethod
     def settings_customise_sources(

@@ -73,15 +73,24 @@ NewPage = Callable[..., Page]
 
 
 @pytest.fixture
-def new_page(browser: Browser, server: Server) -> Iterator[NewPage]:
+def csp_violations() -> list[str]:
+    """The Content-Security-Policy reports of the test's pages (a test that provokes one on
+    purpose takes it out of this list)."""
+    return []
+
+
+@pytest.fixture
+def new_page(browser: Browser, server: Server, csp_violations: list[str]) -> Iterator[NewPage]:
     """``new_page()``: an anonymous page in its own context; ``new_page("carol")``: logged in."""
     contexts: list[BrowserContext] = []
+    violations = csp_violations
 
     def make(user: str | None = None) -> Page:
         context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
         context.set_default_timeout(WAIT_MS)
         contexts.append(context)
         page = context.new_page()
+        watch_csp(page, violations)
         if user is not None:
             log_in(page, server, user)
             expect(page.get_by_role("heading", name="Models", level=1)).to_be_visible()
@@ -90,6 +99,23 @@ def new_page(browser: Browser, server: Server) -> Iterator[NewPage]:
     yield make
     for context in contexts:
         context.close()
+    # Every page the test opened worked under the Content-Security-Policy, with no violation.
+    assert violations == []
+
+
+def watch_csp(page: Page, violations: list[str]) -> None:
+    """Fill ``violations`` with every Content-Security-Policy report of ``page``'s documents."""
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => console.error("
+        "'CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI + ' in ' + e.documentURI"
+        " + ' from ' + e.sourceFile + ':' + e.lineNumber + ':' + e.columnNumber + ' ' + e.sample))"
+    )
+
+    def on_console(message: Any) -> None:
+        if "CSP violation" in message.text or "Content Security Policy" in message.text:
+            violations.append(message.text)
+
+    page.on("console", on_console)
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from simyard import __version__
-from simyard.api import files, health, models, paramfiles, runs, sweeps, users
+from simyard.api import files, health, models, paramfiles, runs, sweeps, tokens, users
 from simyard.api.bodylimit import BodyLimits, BodySizeLimit, BodyTooLarge, too_large_body
 from simyard.api.deps import problems_response
+from simyard.api.headers import SecurityHeaders
 from simyard.errors import Problem
 from simyard.web.app import mount_web
 from simyard.wiring import Platform
@@ -33,12 +34,16 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
                 platform.outbox.stop()
                 platform.dispatcher.stop()
 
-    app = FastAPI(title="simyard", version=__version__, lifespan=lifespan)
+    # /docs is served by the web side from local files (FastAPI's own loads a CDN).
+    app = FastAPI(
+        title="simyard", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.platform = platform
     settings = platform.settings
     limits = BodyLimits(body=settings.max_request_size, upload=settings.max_upload_request_size)
     app.add_middleware(BodySizeLimit, limits=limits)
-    routers = (models, paramfiles, runs, sweeps, files, users)
+    app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
+    routers = (models, paramfiles, runs, sweeps, files, tokens, users)
     for router in (module.router for module in routers):
         app.include_router(router, prefix="/api/v1")
     app.include_router(health.router)

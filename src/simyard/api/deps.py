@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from simyard.domain.tables import User
-from simyard.domain.users import user_for_token
+from simyard.domain.users import token_for
 from simyard.errors import Problem
-from simyard.web.session import CSRF_HEADER, check_csrf, session_user
+from simyard.web.session import CSRF_HEADER, PASSWORD_PAGE, check_csrf, session_user
 from simyard.wiring import Platform
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
@@ -58,7 +58,12 @@ def current_user(request: Request, platform: PlatformDep) -> User:
     user = None
     with platform.sessions() as db, db.begin():
         if scheme.lower() == "bearer" and token:
-            user = user_for_token(db=db, token=token.strip())
+            row = token_for(db=db, token=token.strip())
+            user = None if row is None else row.user
+            if row is not None and row.scope == "read" and request.method not in SAFE:
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN, detail="this token may only read (scope 'read')"
+                )
         elif (user := session_user(request, db)) is not None and request.method not in SAFE:
             # A browser session: a state-changing call must carry the page's CSRF token.
             check_csrf(request, request.headers.get(CSRF_HEADER))
@@ -67,6 +72,10 @@ def current_user(request: Request, platform: PlatformDep) -> User:
             status.HTTP_401_UNAUTHORIZED,
             detail="log in first: a valid API token is required (simyard login)",
             headers={"WWW-Authenticate": "Bearer"},
+        )
+    if user.must_change_password:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=f"choose a new password first ({PASSWORD_PAGE})"
         )
     return user
 

@@ -1,34 +1,17 @@
-"""Log in for a token, and who am I."""
+"""Who am I, and my notification settings."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from simyard.api.deps import DbDep, PlatformDep, UserDep, problems_response
 from simyard.domain.tables import NotificationSettings
-from simyard.domain.users import authenticate, create_token
 from simyard.errors import Problem
 
 router = APIRouter(tags=["users and tokens"])
-
-
-class Credentials(BaseModel):
-    username: str
-    password: str
-    token_name: str = "cli"  # noqa: S105 - a label, not a secret
-
-
-@router.post("/tokens", status_code=201)
-def new_token(body: Credentials, db: DbDep) -> dict[str, Any]:
-    """Exchange a user name and password for a new API token (shown once)."""
-    user = authenticate(db=db, name=body.username, password=body.password)
-    if user is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="wrong user name or password")
-    token = create_token(db=db, user=user, name=body.token_name[:100])
-    return {"token": token, "user": user.name}
 
 
 @router.get("/users/me")

@@ -1,4 +1,4 @@
-"""Operator commands: ``serve``, ``db upgrade``, ``users add``, ``tokens create``.
+"""Operator commands: ``serve``, ``db upgrade``, ``users add|passwd``, ``tokens ...``.
 
 They act on the configured database directly and need no running server. What they
 need of the server side is imported when they run, so that the client commands start fast.
@@ -9,10 +9,11 @@ from __future__ import annotations
 import secrets
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 import simyard
 from simyard.config import Settings
@@ -63,10 +64,7 @@ def users_add(
     ] = False,
 ) -> None:
     """Add a user (prompts for the password unless --password-stdin)."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     from simyard.domain.users import UserExists, create_user
     from simyard.wiring import open_database
 
@@ -75,29 +73,129 @@ def users_add(
         with database.sessions() as db, db.begin():
             create_user(db=db, name=name, email=email, password=password, is_admin=admin)
     except ValidationFailed as exc:
-        for problem in exc.problems:
-            err_console.print(f"[red]✗[/red] {problem}")
-        raise typer.Exit(2) from None
+        raise _refused(exc) from None
     except UserExists as exc:
         err_console.print(f"[red]✗[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(f"[green]✓[/green] user {name} added" + (" (admin)" if admin else ""))
 
 
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def _refused(exc: ValidationFailed) -> typer.Exit:
+    for problem in exc.problems:
+        err_console.print("[red]✗[/red]", Text(str(problem)))
+    return typer.Exit(2)
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: str,
+    temporary: Annotated[
+        bool, typer.Option("--temporary", help="The user must change it at the next login.")
+    ] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Set user NAME's password; every session of theirs ends."""
+    password = _read_password(password_stdin)
+    from simyard.domain.users import get_user, set_password
+    from simyard.wiring import open_database
+
+    database = open_database(Settings())
+    try:
+        with database.sessions() as db, db.begin():
+            user = get_user(db=db, name=name)
+            if user is None:
+                err_console.print(f"[red]✗[/red] no user {name!r}")
+                raise typer.Exit(1)
+            set_password(db=db, user=user, password=password, temporary=temporary)
+    except ValidationFailed as exc:
+        raise _refused(exc) from None
+    note = " (temporary: to be changed at the next login)" if temporary else ""
+    console.print(f"[green]✓[/green] password of {name} set{note}; their sessions ended")
+
+
 @tokens_app.command("create")
-def tokens_create(name: str) -> None:
+def tokens_create(
+    name: str,
+    scope: Annotated[
+        str, typer.Option("--scope", help="run: the user's full rights; read: GET requests only.")
+    ] = "run",
+    expires_in: Annotated[
+        int | None, typer.Option("--expires-in", help="Days until the token stops working.")
+    ] = None,
+    label: Annotated[str, typer.Option("--label", help="What the token is for.")] = "operator",
+) -> None:
     """Print a new API token for user NAME."""
+    import datetime as dt
+
+    from simyard.domain.tables import utcnow
     from simyard.domain.users import create_token, get_user
+    from simyard.wiring import open_database
+
+    expires = None if expires_in is None else utcnow() + dt.timedelta(days=expires_in)
+    database = open_database(Settings())
+    try:
+        with database.sessions() as db, db.begin():
+            user = get_user(db=db, name=name)
+            if user is None:
+                err_console.print(f"[red]✗[/red] no user {name!r}")
+                raise typer.Exit(1)
+            token = create_token(db=db, user=user, name=label, scope=scope, expires_at=expires)
+    except ValidationFailed as exc:
+        raise _refused(exc) from None
+    print(token)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's tokens.")] = None,
+) -> None:
+    """List API tokens: id, user, label, scope, created, last used, expiry (never the token)."""
+    from rich.table import Table
+
+    from simyard.domain.users import get_user, list_tokens
+    from simyard.wiring import open_database
+
+    database = open_database(Settings())
+    table = Table("id", "user", "label", "scope", "starts", "created", "last used", "expires")
+    with database.sessions() as db:
+        owner = None
+        if user is not None and (owner := get_user(db=db, name=user)) is None:
+            err_console.print(f"[red]✗[/red] no user {user!r}")
+            raise typer.Exit(1)
+        for row in list_tokens(db=db, user=owner):
+            table.add_row(
+                str(row.id), row.user.name, Text(row.name), row.scope, row.prefix + "…",
+                _when(row.created_at), _when(row.last_used_at), _when(row.expires_at) or "never",
+            )  # fmt: skip
+    console.print(table)
+
+
+def _when(moment: Any) -> str:
+    return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: int) -> None:
+    """Revoke token TOKEN_ID (see tokens list); it stops working at once."""
+    from simyard.domain.users import revoke_token
     from simyard.wiring import open_database
 
     database = open_database(Settings())
     with database.sessions() as db, db.begin():
-        user = get_user(db=db, name=name)
-        if user is None:
-            err_console.print(f"[red]✗[/red] no user {name!r}")
+        row = revoke_token(db=db, token_id=token_id, by=None)
+        if row is None:
+            err_console.print(f"[red]✗[/red] no token {token_id}")
             raise typer.Exit(1)
-        token = create_token(db=db, user=user, name="operator")
-    print(token)
+        owner = row.user.name
+    console.print(f"[green]✓[/green] token {token_id} of {owner} revoked")
 
 
 def prepare_demo(settings: Settings) -> str:

@@ -34,6 +34,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def aware(when: dt.datetime) -> dt.datetime:
+    """A time read back from the database, in UTC (SQLite forgets the zone)."""
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, dt.datetime: DateTime(timezone=True)}
 
@@ -50,6 +55,10 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # Quota: at most this many of the user's tasks run at once (None: only the slots limit).
     max_running: Mapped[int | None]
+    # An admin set a temporary password: the user must choose their own at the next login.
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class ApiToken(Base):
@@ -62,6 +71,24 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None]
+    scope: Mapped[str] = mapped_column(String(8), default="run", server_default="run")
+    expires_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
+class BrowserSession(Base):
+    """A logged-in browser: the cookie holds a random id, the database only its sha256."""
+
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    client: Mapped[str] = mapped_column(String(200), default="")
 
     user: Mapped[User] = relationship()
 

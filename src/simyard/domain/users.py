@@ -12,7 +12,8 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from simyard.domain.tables import ApiToken, User, utcnow
+from simyard.domain.sessions import end_user_sessions
+from simyard.domain.tables import ApiToken, User, aware, utcnow
 from simyard.errors import Problem, SimyardError, ValidationFailed
 
 TOKEN_PREFIX = "sy_"  # noqa: S105 - a marker, not a secret
@@ -73,24 +74,105 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(*, db: Session, user: User, name: str = "cli") -> str:
+TOKEN_SCOPES = ("run", "read")  # run: the user's full rights; read: GET requests only
+
+
+def create_token(
+    *,
+    db: Session,
+    user: User,
+    name: str = "cli",
+    scope: str = "run",
+    expires_at: dt.datetime | None = None,
+) -> str:
     """A new API token for ``user``; the plain token is returned once and never stored."""
+    problems = []
+    if scope not in TOKEN_SCOPES:
+        problems.append(Problem("scope", f"use one of: {', '.join(TOKEN_SCOPES)}"))
+    if not name.strip() or len(name) > 100:
+        problems.append(Problem("name", "give the token a name of up to 100 characters"))
+    if expires_at is not None and aware(expires_at) <= utcnow():
+        problems.append(Problem("expires_at", "must lie in the future"))
+    if problems:
+        raise ValidationFailed(problems)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    db.add(ApiToken(user_id=user.id, name=name, token_hash=_token_hash(token), prefix=token[:8]))
+    db.add(
+        ApiToken(
+            user_id=user.id,
+            name=name.strip(),
+            token_hash=_token_hash(token),
+            prefix=token[:8],
+            scope=scope,
+            expires_at=expires_at,
+        )
+    )
     db.flush()
     return token
 
 
-def user_for_token(*, db: Session, token: str) -> User | None:
-    """The enabled user owning ``token``, or None."""
+def token_for(*, db: Session, token: str) -> ApiToken | None:
+    """The live token row (not expired, its user enabled), noting when it was last used."""
     row = db.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(token)))
     if row is None or row.user.disabled:
         return None
     now = utcnow()
-    last = row.last_used_at
-    if last is None or (now - (last if last.tzinfo else last.replace(tzinfo=dt.UTC))).seconds > 60:
+    if row.expires_at is not None and aware(row.expires_at) <= now:
+        return None
+    if row.last_used_at is None or (now - aware(row.last_used_at)).total_seconds() > 60:
         row.last_used_at = now
-    return row.user
+    return row
+
+
+def list_tokens(*, db: Session, user: User | None = None) -> list[ApiToken]:
+    """The tokens of ``user`` (every user's when None), newest first."""
+    query = select(ApiToken).order_by(ApiToken.id.desc())
+    if user is not None:
+        query = query.where(ApiToken.user_id == user.id)
+    return list(db.scalars(query))
+
+
+def revoke_token(*, db: Session, token_id: int, by: User | None) -> ApiToken | None:
+    """Revoke a token of ``by`` (any user's token when ``by`` is an admin, or None: the
+    operator); None when there is no such token ``by`` may see."""
+    row = db.get(ApiToken, token_id)
+    if row is None or (by is not None and row.user_id != by.id and not by.is_admin):
+        return None
+    db.delete(row)
+    db.flush()
+    return row
+
+
+def change_password(*, db: Session, user: User, current: str, new: str) -> None:
+    """The user's own change: the current password must match; ends the other sessions
+    (the caller keeps its own by ending them itself with ``keep``)."""
+    valid = user.password_hash is not None and _hasher.verify(current, user.password_hash)
+    problems = [] if valid else [Problem("current_password", "this is not your password")]
+    problems += _new_password_problems(new, user, current)
+    if problems:
+        raise ValidationFailed(problems)
+    user.password_hash = hash_password(new)
+    user.must_change_password = False
+    db.flush()
+
+
+def set_password(*, db: Session, user: User, password: str, temporary: bool = False) -> None:
+    """An operator or admin sets the password; ``temporary``: it must be changed at the next
+    login. Every session of the user ends."""
+    if problems := _new_password_problems(password, user, None):
+        raise ValidationFailed(problems)
+    user.password_hash = hash_password(password)
+    user.must_change_password = temporary
+    end_user_sessions(db=db, user=user)
+
+
+def _new_password_problems(new: str, user: User, current: str | None) -> list[Problem]:
+    if len(new) < 8:
+        return [Problem("new_password", "must be at least 8 characters")]
+    if new == current:
+        return [Problem("new_password", "must differ from the current password")]
+    if new.strip().lower() == user.name.lower():
+        return [Problem("new_password", "must not be your user name")]
+    return []
 
 
 def get_user(*, db: Session, name: str) -> User | None:
@@ -98,8 +180,13 @@ def get_user(*, db: Session, name: str) -> User | None:
 
 
 def set_disabled(*, db: Session, user: User, disabled: bool) -> None:
-    """Disable or enable an account; a disabled user can neither log in nor use a token."""
+    """Disable or enable an account. Disabling ends the user's sessions and revokes their
+    tokens at once (open streams notice within a poll); their runs are the caller's choice."""
     user.disabled = disabled
+    if disabled:
+        end_user_sessions(db=db, user=user)
+        for row in list_tokens(db=db, user=user):
+            db.delete(row)
     db.flush()
 
 

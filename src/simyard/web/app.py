@@ -11,22 +11,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 
-from simyard.web.pages import admin, auth, models, newrun, run, runs, settings, sweeps
-from simyard.web.pages.common import LoginRequired
+from simyard.web.pages import account, admin, auth, models, newrun, run, runs, settings, sweeps
+from simyard.web.pages.common import LoginRequired, PasswordChangeRequired
+from simyard.web.session import PASSWORD_PAGE
 from simyard.web.templating import templates
+from simyard.web.vendor import API_DOCS_PAGE, plotly_js, plotly_styles, swagger_ui_assets
 from simyard.wiring import Platform, secret_key
 
 STATIC = Path(__file__).parent / "static"
-
-
-def plotly_js() -> Path | None:
-    """plotly.js as shipped inside the ``plotly`` wheel (served by simyard, never a CDN)."""
-    try:
-        import plotly
-    except ImportError:  # pragma: no cover - a dependency; plots show as tables without it
-        return None
-    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    return path if path.is_file() else None
 
 
 def mount_web(app: FastAPI, platform: Platform) -> None:
@@ -37,11 +29,11 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
         session_cookie="simyard_session",
         same_site="lax",
         https_only=platform.settings.base_url.startswith("https://"),
-        max_age=14 * 24 * 3600,
+        max_age=int(platform.settings.session_max_age),
     )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, models, runs, run, newrun, sweeps, admin, settings):
+    for module in (auth, account, models, runs, run, newrun, sweeps, admin, settings):
         app.include_router(module.router, include_in_schema=False)
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
@@ -52,9 +44,29 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
         return FileResponse(path, media_type="text/javascript",
                             headers={"Cache-Control": "public, max-age=604800"})  # fmt: skip
 
+    @app.get("/vendor/plotly.css", include_in_schema=False)
+    def chart_styles() -> Response:
+        return Response(plotly_styles().css, media_type="text/css",
+                        headers={"Cache-Control": "public, max-age=604800"})  # fmt: skip
+
+    swagger = swagger_ui_assets()
+    if swagger is not None:
+        app.mount("/vendor/swagger-ui", StaticFiles(directory=swagger), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> Response:
+        """The API's documentation, rendered in the browser with nothing from the internet."""
+        if swagger is None:
+            raise HTTPException(404, detail="fastapi-offline (Swagger UI's files) is not installed")
+        return HTMLResponse(API_DOCS_PAGE)
+
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(f"/login?next={exc.next_url}", status_code=303)
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def to_password_page(request: Request, exc: PasswordChangeRequired) -> Response:
+        return RedirectResponse(PASSWORD_PAGE, status_code=303)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -1,17 +1,30 @@
-"""Browser sessions: a signed cookie naming the user, and a CSRF token for every form and fetch."""
+"""Browser sessions: a server-side session (see domain/sessions.py) whose random id travels in
+a signed cookie, beside the CSRF token for every form and fetch.
+
+The signed cookie only carries the session id, the CSRF token and one-time notices; who
+is logged in is decided by the session row in the database, so logging out, expiry, a
+password change or disabling the user ends the session even for a copied cookie.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import secrets
+from typing import TYPE_CHECKING
 
 from fastapi import HTTPException, Request, status
 from sqlalchemy.orm import Session
 
-from simyard.domain.tables import User
+from simyard.domain.sessions import end_session, open_session, session_for
+from simyard.domain.tables import BrowserSession, User
+
+if TYPE_CHECKING:
+    from simyard.config import Settings
 
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
+PASSWORD_PAGE = "/account/password"  # noqa: S105 - a page's address, not a password
 
 
 def csrf_token(request: Request) -> str:
@@ -32,24 +45,46 @@ def check_csrf(request: Request, sent: str | None) -> None:
         )
 
 
-def log_in(request: Request, user: User) -> None:
-    request.session.clear()
-    request.session["user_id"] = user.id
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.platform.settings
+    return settings
+
+
+def log_in(request: Request, db: Session, user: User) -> None:
+    """Open a new session for ``user`` (a new id, whatever this browser had before)."""
+    log_out(request, db)
+    client = request.client.host if request.client else ""
+    agent = request.headers.get("user-agent", "")
+    secret = open_session(
+        db=db,
+        user=user,
+        max_age=dt.timedelta(seconds=_settings(request).session_max_age),
+        client=f"{client} {agent}".strip(),
+    )
+    request.session["sid"] = secret
     csrf_token(request)
 
 
-def log_out(request: Request) -> None:
+def log_out(request: Request, db: Session) -> None:
+    """End this browser's session, on the server too."""
+    secret = request.session.get("sid")
+    if isinstance(secret, str):
+        end_session(db=db, secret=secret)
     request.session.clear()
+
+
+def current_session(request: Request, db: Session) -> BrowserSession | None:
+    """This browser's live session, or None."""
+    if "session" not in request.scope:
+        return None
+    secret = request.session.get("sid")
+    if not isinstance(secret, str):
+        return None
+    idle = dt.timedelta(seconds=_settings(request).session_idle_timeout)
+    return session_for(db=db, secret=secret, idle=idle)
 
 
 def session_user(request: Request, db: Session) -> User | None:
     """The logged-in, enabled user of this browser session, or None."""
-    if "session" not in request.scope:
-        return None
-    user_id = request.session.get("user_id")
-    if not isinstance(user_id, int):
-        return None
-    user = db.get(User, user_id)
-    if user is None or user.disabled:
-        return None
-    return user
+    found = current_session(request, db)
+    return None if found is None else found.user

@@ -16,6 +16,7 @@ from simyard.domain.tables import User
 from simyard.manifest.units import format_size
 from simyard.notify.base import shown_target
 from simyard.web.session import CSRF_FIELD, csrf_token
+from simyard.web.vendor import GLOBAL_STYLE_ID, plotly_styles
 
 TEMPLATES = Path(__file__).parent / "templates"
 # CommonMark with raw HTML switched off: a model description cannot inject markup or script.
@@ -53,7 +54,10 @@ def when(value: dt.datetime | None) -> str:
 
 templates = Jinja2Templates(directory=str(TEMPLATES))
 templates.env.filters.update(markdown=markdown, size=format_size, when=when)
-templates.env.globals.update(duration=duration, csrf_field=CSRF_FIELD, shown_target=shown_target)
+templates.env.globals.update(
+    duration=duration, csrf_field=CSRF_FIELD, shown_target=shown_target,
+    plotly_styles=plotly_styles, plotly_global_style=GLOBAL_STYLE_ID,
+)  # fmt: skip
 
 
 def render(

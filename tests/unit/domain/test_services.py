@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from simyard.db.session import NestedTransaction, make_engine, session_factory, upgrade_schema
 from simyard.domain.registry import ModelVersionConflict, register_model
-from simyard.domain.tables import ApiToken, User
-from simyard.domain.users import authenticate, create_token, create_user, user_for_token
+from simyard.domain.sessions import open_session, session_for
+from simyard.domain.tables import ApiToken, BrowserSession, User, utcnow
+from simyard.domain.users import authenticate, create_token, create_user, token_for
 from simyard.engine.bundles import make_bundle
 from simyard.errors import ValidationFailed
 from simyard.storage.file import FileStore
@@ -51,10 +53,10 @@ def test_token_is_stored_hashed_and_finds_its_user(sessions: sessionmaker[Sessio
         user = create_user(db=db, name="ben", email="ben@example.org", password=None)
         token = create_token(db=db, user=user)
     with sessions() as db, db.begin():
-        found = user_for_token(db=db, token=token)
+        found = token_for(db=db, token=token)
         assert found is not None
-        assert found.name == "ben"
-        assert user_for_token(db=db, token=token + "x") is None
+        assert found.user.name == "ben"
+        assert token_for(db=db, token=token + "x") is None
         stored = db.scalar(select(ApiToken.token_hash))
         assert stored is not None
         assert token not in stored
@@ -138,3 +140,36 @@ def test_a_transaction_committed_in_another_thread_does_not_block_the_first_thre
     assert in_worker(other_request) == 1  # it waited for the lock; it was not refused
     first.close()
     pool.shutdown()
+
+
+def test_an_expired_token_finds_no_one(sessions: sessionmaker[Session]) -> None:
+    with sessions() as db, db.begin():
+        user = create_user(db=db, name="eve", email="eve@example.org", password=None)
+        token = create_token(
+            db=db, user=user, scope="read", expires_at=utcnow() + dt.timedelta(days=1)
+        )
+    with sessions() as db, db.begin():
+        row = token_for(db=db, token=token)
+        assert row is not None
+        assert row.scope == "read"
+        row.expires_at = utcnow() - dt.timedelta(seconds=1)
+    with sessions() as db, db.begin():
+        assert token_for(db=db, token=token) is None
+
+
+def test_a_session_ends_at_its_absolute_expiry_even_while_used(
+    sessions: sessionmaker[Session],
+) -> None:
+    idle = dt.timedelta(hours=1)
+    with sessions() as db, db.begin():
+        user = create_user(db=db, name="sam", email="sam@example.org", password=None)
+        secret = open_session(db=db, user=user, max_age=dt.timedelta(hours=2))
+    with sessions() as db, db.begin():
+        found = session_for(db=db, secret=secret, idle=idle)
+        assert found is not None
+        found.expires_at = utcnow() - dt.timedelta(seconds=1)
+        found.last_seen_at = utcnow()
+    with sessions() as db, db.begin():
+        assert session_for(db=db, secret=secret, idle=idle) is None
+        assert db.scalar(select(BrowserSession)) is None  # removed on sight
+        assert session_for(db=db, secret="forged", idle=idle) is None

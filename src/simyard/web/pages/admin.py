@@ -10,9 +10,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from simyard.api.deps import PlatformDep, RowId
+from simyard.domain.runs import cancel_run
 from simyard.domain.states import TaskRunState
 from simyard.domain.tables import Run, TaskRun, User
-from simyard.domain.users import UserExists, create_user, set_admin, set_disabled, set_quota
+from simyard.domain.users import (
+    UserExists,
+    create_user,
+    set_admin,
+    set_disabled,
+    set_password,
+    set_quota,
+)
 from simyard.errors import Problem, ValidationFailed
 from simyard.web.pages.common import AdminPageUser, Csrf, PageDb
 from simyard.web.session import check_csrf
@@ -92,16 +100,47 @@ Target = Annotated[User, Depends(_target)]
 def change_disabled(
     request: Request,
     db: PageDb,
+    platform: PlatformDep,
     user: AdminPageUser,
     target: Target,
     disabled: Annotated[bool, Form()] = False,
+    runs: Annotated[str, Form()] = "leave",
     csrf_token: Csrf = "",
 ) -> Response:
+    """Disable (their sessions, tokens and streams end at once; their unfinished runs are
+    cancelled or left to finish, as the admin chose) or enable an account."""
     check_csrf(request, csrf_token)
     if target.id == user.id and disabled:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="you cannot disable yourself")
     set_disabled(db=db, user=target, disabled=disabled)
-    return _back_to_users(request, f"{'Disabled' if disabled else 'Enabled'} {target.name}")
+    if not disabled:
+        return _back_to_users(request, f"Enabled {target.name}")
+    cancelled = 0
+    if runs == "cancel":
+        unfinished = select(Run).where(Run.user_id == target.id)
+        cancelled = sum(cancel_run(db=db, run=run) for run in db.scalars(unfinished))
+        platform.dispatcher.wake()
+    what = f"{cancelled} unfinished run(s) cancelled" if runs == "cancel" else "runs left to finish"
+    return _back_to_users(request, f"Disabled {target.name}: logged out everywhere, {what}")
+
+
+@router.post("/admin/users/{user_id}/password")
+def set_temporary_password(
+    request: Request,
+    db: PageDb,
+    user: AdminPageUser,
+    target: Target,
+    password: Annotated[str, Form()] = "",
+    csrf_token: Csrf = "",
+) -> Response:
+    """Set a temporary password, to be changed by the user at the next login."""
+    check_csrf(request, csrf_token)
+    try:
+        set_password(db=db, user=target, password=password, temporary=True)
+    except ValidationFailed as exc:
+        errors = {f"password-{target.id}": p.message for p in exc.problems}
+        return _users_page(request, db, user, errors=errors, status_code=422)
+    return _back_to_users(request, f"Set a temporary password for {target.name}")
 
 
 @router.post("/admin/users/{user_id}/admin")

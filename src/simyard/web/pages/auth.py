@@ -43,12 +43,16 @@ def login(
             request, "login.html", None, status_code=401, next=_safe_next(next),
             username=username, error="Wrong username or password.",
         )  # fmt: skip
-    log_in(request, user)
+    log_in(request, db, user)
+    if user.must_change_password:
+        return RedirectResponse("/account/password", status_code=303)
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request, csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = "") -> Response:
+def logout(
+    request: Request, db: PageDb, csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = ""
+) -> Response:
     check_csrf(request, csrf_token)
-    log_out(request)
+    log_out(request, db)
     return RedirectResponse("/login", status_code=303)

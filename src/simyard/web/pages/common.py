@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from simyard.api.deps import get_platform
 from simyard.domain.tables import User
-from simyard.web.session import CSRF_FIELD, session_user
+from simyard.web.session import CSRF_FIELD, PASSWORD_PAGE, session_user
 from simyard.wiring import Platform
 
 
@@ -32,11 +32,18 @@ PageDb = Annotated[Session, Depends(page_db)]
 
 
 def page_user(request: Request, db: PageDb) -> User:
+    """The logged-in user; a user with a temporary password sees only the page to change it."""
     user = session_user(request, db)
     if user is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(quote(target, safe="/?=&"))
+    if user.must_change_password and request.url.path != PASSWORD_PAGE:
+        raise PasswordChangeRequired()
     return user
+
+
+class PasswordChangeRequired(Exception):
+    """Raised by a page dependency; answered with a redirect to the password page."""
 
 
 PageUser = Annotated[User, Depends(page_user)]

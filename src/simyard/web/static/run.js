@@ -137,8 +137,7 @@
       text.textContent = "";
     } else {
       bar.hidden = false;
-      bar.setAttribute("aria-valuenow", String(Math.round(task.progress)));
-      bar.firstElementChild.style.width = `${task.progress.toFixed(1)}%`;
+      bar.value = task.progress;
       const left = timeLeft(task);
       text.textContent = `${Math.round(task.progress)} %${left ? ` · ${left}` : ""}`;
     }
