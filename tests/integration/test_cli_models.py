@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,18 @@ def test_independent_tasks_run_in_parallel(make_model: MakeModel, tmp_path: Path
     (a_start, a_end), (b_start, b_end) = json.loads((out / "join" / "joined.json").read_text())
     assert a_start < b_end, "a and b did not overlap"
     assert b_start < a_end, "a and b did not overlap"
+
+
+def test_without_a_terminal_every_task_says_how_it_ended(
+    toy: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, forcing = toy
+    done = simyard("models", "test", model, "-i", f"forcing={forcing}")  # stdout is a pipe
+    assert done.returncode == 0, done.stdout + done.stderr
+    for task in ("prep", "simulate", "report"):
+        assert f"{task} running" in done.stdout
+        assert re_finished(task).search(done.stdout), done.stdout
+
+
+def re_finished(task: str) -> re.Pattern[str]:
+    return re.compile(rf"{task} succeeded in [0-9.]+ s")

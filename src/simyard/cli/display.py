@@ -36,6 +36,8 @@ class TaskDisplay:
     def __init__(self, console: Console, manifest: Manifest) -> None:
         self.console = console
         self.statuses = {name: TaskStatus(name) for name in manifest.task_order()}
+        # The runner updates one TaskStatus object in place: remember what was shown.
+        self.shown: dict[str, TaskState] = {}
         self.started: dict[str, float] = {}
         self.lock = threading.Lock()
         self.live: Live | None = None
@@ -56,7 +58,8 @@ class TaskDisplay:
     def update(self, status: TaskStatus) -> None:
         """Called by the runner on every change of a task."""
         with self.lock:
-            previous = self.statuses[status.name].state
+            previous = self.shown.get(status.name, TaskState.pending)
+            self.shown[status.name] = status.state
             self.statuses[status.name] = status
             if status.state is TaskState.running and status.name not in self.started:
                 self.started[status.name] = time.monotonic()

@@ -65,7 +65,14 @@ def client(server: str | None) -> Client:
     return Client(url, token)
 
 
-def fail(exc: Exception, code: int = 1) -> typer.Exit:
+def fail(exc: Exception, code: int = 1, *, as_json: bool = False) -> typer.Exit:
+    """Print why a command was refused (stderr; with ``as_json`` also the problems as JSON
+    on stdout, so a script reading stdout gets an answer) and the exit code to leave with."""
+    if as_json:
+        problems = exc.problems if isinstance(exc, ValidationFailed) else [exc]
+        warnings = exc.warnings if isinstance(exc, ValidationFailed) else []
+        print(json.dumps({"errors": [_as_dict(p) for p in problems],
+                          "warnings": [_as_dict(w) for w in warnings]}))  # fmt: skip
     if isinstance(exc, ValidationFailed):
         for problem in exc.problems:
             err_console.print(refused_line(problem), soft_wrap=True)
@@ -75,6 +82,12 @@ def fail(exc: Exception, code: int = 1) -> typer.Exit:
         return typer.Exit(2)
     err_console.print(refused_line(exc), soft_wrap=True)
     return typer.Exit(code)
+
+
+def _as_dict(problem: object) -> dict[str, str]:
+    field = getattr(problem, "field", "")
+    message = getattr(problem, "message", None)
+    return {"field": str(field), "message": str(message if message is not None else problem)}
 
 
 def login(
@@ -153,19 +166,20 @@ def run(
         params: dict[str, Any] = dict(parse_assignments(param or [], "NAME=VALUE"))
         inputs = {k: Path(v) for k, v in parse_assignments(input_ or [], "SLOT=FILE").items()}
     except typer.BadParameter as exc:
-        raise fail(exc, 2) from None
+        raise fail(exc, 2, as_json=as_json) from None
     for slot, path in inputs.items():
         if not path.is_file():
-            raise fail(ValidationFailed([_problem(f"inputs.{slot}", f"{path}: no such file")]))
+            missing = ValidationFailed([_problem(f"inputs.{slot}", f"{path}: no such file")])
+            raise fail(missing, as_json=as_json)
     with client(server) as api:
         if param_file is not None:
             params = {**_params_from_file(api, model, param_file), **params}
         try:
             created = api.create_run(model, params, inputs, notify=notify)
         except (ValidationFailed, ClientError) as exc:
-            raise fail(exc) from None
+            raise fail(exc, as_json=as_json) from None
         for warning in created.get("warnings", []):
-            err_console.print(warning_line("params", warning["field"], warning["message"]))
+            err_console.print(warning_line(warning["field"], warning["message"]))
         if not (wait or follow):
             if as_json:
                 print(json.dumps(created))
@@ -375,6 +389,8 @@ def runs_logs(
             if not tasks:
                 raise ClientError(f"run {run_id} has no task {task!r}")
             for name in tasks:
+                if len(tasks) > 1:  # which task's log this is, as tail does for several files
+                    console.print(Text(f"==> {name} <==", style="bold"))
                 if follow:
                     for line in api.follow_log(run_id, name):
                         console.out(terminal_safe(line))
