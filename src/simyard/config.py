@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     max_request_size: Size = 16 * 2**20  # any body but a multipart upload (JSON, forms)
     max_upload_request_size: Size = 4 * 2**30  # a multipart body, every file in it together
     max_unpacked_size: Size = 4 * 2**30  # no archive input unpacks to more, whatever its slot says
+    # Single sign-on with OpenID Connect (docs/security.md); off while oidc_issuer is unset.
+    oidc_issuer: str | None = None  # discovery at ISSUER/.well-known/openid-configuration
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_groups_claim: str = "groups"  # the claim listing the user's groups
+    oidc_admin_group: str | None = None  # its members are admins (checked at every SSO login)
+    oidc_create_users: bool = True  # an unknown user signing in gets an account
+    local_passwords: bool = True  # false: only SSO logs in; API tokens are made on /account
 
     @classmethod
     def settings_customise_sources(

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field
 
-from simyard.api.deps import DbDep, RowId, UserDep, problems_response
+from simyard.api.deps import DbDep, PlatformDep, RowId, UserDep, problems_response
 from simyard.domain.tables import ApiToken, utcnow
 from simyard.domain.users import authenticate, create_token, list_tokens, revoke_token
 from simyard.errors import ValidationFailed
@@ -47,8 +47,14 @@ def token_out(row: ApiToken) -> TokenOut:
 
 
 @router.post("/tokens", status_code=201, responses={422: {"description": "refused"}})
-def new_token(body: Credentials, db: DbDep) -> Any:
+def new_token(body: Credentials, db: DbDep, platform: PlatformDep) -> Any:
     """Exchange a user name and password for a new API token (shown once)."""
+    if not platform.settings.local_passwords:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="passwords are switched off on this server (single sign-on): "
+            "create a token on your Account page (/account) and set SIMYARD_TOKEN",
+        )
     user = authenticate(db=db, name=body.username, password=body.password)
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="wrong user name or password")

@@ -15,16 +15,20 @@ from simyard.web.templating import render
 router = APIRouter()
 
 
-def _safe_next(target: str) -> str:
-    # Only a path on this site: never an open redirect to another host.
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+def safe_next(target: str) -> str:
+    """Only a path on this site: never an open redirect to another host."""
+    # A browser reads a backslash as a slash and drops tabs and newlines, so "/\\evil.example"
+    # and "/\t/evil.example" would leave the site as "//evil.example" does.
+    local = target.startswith("/") and not target.startswith("//")
+    plain = "\\" not in target and not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)
+    return target if local and plain else "/"
 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, db: PageDb, next: str = "/") -> Response:
     if session_user(request, db) is not None:
-        return RedirectResponse(_safe_next(next), status_code=303)
-    return render(request, "login.html", None, next=_safe_next(next))
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render(request, "login.html", None, next=safe_next(next))
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -37,16 +41,21 @@ def login(
     next: Annotated[str, Form()] = "/",
 ) -> Response:
     check_csrf(request, csrf_token)
+    if not request.app.state.platform.settings.local_passwords:
+        return render(
+            request, "login.html", None, status_code=403, next=safe_next(next),
+            error="Passwords are switched off on this server: log in with single sign-on.",
+        )  # fmt: skip
     user = authenticate(db=db, name=username, password=password)
     if user is None:
         return render(
-            request, "login.html", None, status_code=401, next=_safe_next(next),
+            request, "login.html", None, status_code=401, next=safe_next(next),
             username=username, error="Wrong username or password.",
         )  # fmt: skip
     log_in(request, db, user)
     if user.must_change_password:
         return RedirectResponse("/account/password", status_code=303)
-    return RedirectResponse(_safe_next(next), status_code=303)
+    return RedirectResponse(safe_next(next), status_code=303)
 
 
 @router.post("/logout")
