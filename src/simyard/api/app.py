@@ -14,6 +14,7 @@ from simyard.api import files, health, models, paramfiles, runs, sweeps, tokens,
 from simyard.api.bodylimit import BodyLimits, BodySizeLimit, BodyTooLarge, too_large_body
 from simyard.api.deps import problems_response
 from simyard.api.headers import SecurityHeaders
+from simyard.api.schemas import API_ERRORS
 from simyard.errors import Problem
 from simyard.web.app import mount_web
 from simyard.wiring import Platform
@@ -45,7 +46,7 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     routers = (models, paramfiles, runs, sweeps, files, tokens, users)
     for router in (module.router for module in routers):
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(router, prefix="/api/v1", responses=API_ERRORS)
     app.include_router(health.router)
     mount_web(app, platform)
 

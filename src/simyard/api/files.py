@@ -16,13 +16,18 @@ from sqlalchemy import select
 from simyard.api.deps import ByteOffset, Cursor, DbDep, PlatformDep, RowId, UserDep
 from simyard.api.runs import load_run
 from simyard.domain.states import TaskRunState
-from simyard.domain.tables import Event, Run, StoredFile, TaskRun, User
+from simyard.domain.tables import Event, Run, StoredFile, TaskRun, User, aware
 from simyard.wiring import Platform
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["logs and outputs"])
 
 CHUNK = 1 << 16
 FOLLOW_POLL_SECONDS = 0.05
+
+
+def answers(media_type: str, what: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI declaration of a success that is no JSON (errors stay JSON)."""
+    return {200: {"description": what, "content": {media_type: {}}}}
 
 
 def _task(run: Run, task: str) -> TaskRun:
@@ -42,7 +47,7 @@ def _log_source(platform: Platform, db: Any, task_run: TaskRun) -> tuple[str, An
     return "live", platform.dispatcher.live_logs.path(task_run.id, max(task_run.attempt, 1))
 
 
-@router.get("/logs/{task}")
+@router.get("/logs/{task}", responses=answers("text/plain", "The bytes of the log asked for"))
 def read_log(
     run_id: RowId,
     task: str,
@@ -75,7 +80,7 @@ def read_log(
     )
 
 
-@router.get("/logs/{task}/follow")
+@router.get("/logs/{task}/follow", responses=answers("text/event-stream", "The log's lines"))
 async def follow_log(
     run_id: RowId, task: str, user: UserDep, platform: PlatformDep
 ) -> StreamingResponse:
@@ -175,7 +180,7 @@ def _outputs(db: Any, run: Run) -> list[tuple[str, StoredFile]]:
     return [(names.get(f.task_run_id or 0, ""), f) for f in files]
 
 
-@router.get("/outputs.zip")
+@router.get("/outputs.zip", responses=answers("application/zip", "Every output, as a zip"))
 def download_all(
     run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep
 ) -> StreamingResponse:
@@ -225,7 +230,9 @@ def download_all(
     )
 
 
-@router.get("/outputs/{task}/{path:path}")
+@router.get(
+    "/outputs/{task}/{path:path}", responses=answers("application/octet-stream", "The file")
+)
 def download_output(
     run_id: RowId, task: str, path: str, db: DbDep, user: UserDep, platform: PlatformDep
 ) -> StreamingResponse:
@@ -264,7 +271,10 @@ def _events_after(db: Any, run_id: int, after: int) -> list[dict[str, Any]]:
     rows = db.scalars(
         select(Event).where(Event.run_id == run_id, Event.id > after).order_by(Event.id)
     )
-    return [{"id": e.id, "kind": e.kind, "at": e.created_at.isoformat(), **e.payload} for e in rows]
+    return [
+        {"id": e.id, "kind": e.kind, "at": aware(e.created_at).isoformat(), **e.payload}
+        for e in rows
+    ]
 
 
 @router.get("/events")
@@ -274,7 +284,7 @@ def list_events(run_id: RowId, db: DbDep, user: UserDep, after: Cursor = 0) -> l
     return _events_after(db, run_id, after)
 
 
-@router.get("/events/follow")
+@router.get("/events/follow", responses=answers("text/event-stream", "The run's events"))
 async def follow_events(run_id: RowId, user: UserDep, platform: PlatformDep) -> StreamingResponse:
     """The run's events as server-sent events, ending after the run's final state."""
 

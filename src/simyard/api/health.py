@@ -20,7 +20,7 @@ def healthz(platform: PlatformDep) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics")
+@router.get("/metrics", responses={200: {"content": {"text/plain": {}}}})
 def metrics(platform: PlatformDep) -> Response:
     """Runs and task runs by state, and executor slots."""
     registry = CollectorRegistry()

@@ -21,7 +21,7 @@ from simyard.api.deps import (
     problems_response,
 )
 from simyard.api.runrequest import read_run_request, upload_scratch
-from simyard.api.schemas import RunOut, SweepOut, run_out
+from simyard.api.schemas import REFUSED, RunOut, SweepOut, run_out
 from simyard.domain import runs as run_service
 from simyard.domain.registry import find_version, model_dir_of
 from simyard.domain.tables import ModelVersion, User
@@ -169,16 +169,14 @@ async def submit(
         return result
 
 
-@router.post(
-    "", response_model=RunOut, status_code=201, responses={422: {"description": "refused"}}
-)
+@router.post("", response_model=RunOut, status_code=201, responses={422: REFUSED})
 async def create_run(request: Request, platform: PlatformDep, user: UserDep) -> Any:
     """Start a run: JSON ``{"model", "version"?, "params"}`` or a multipart form whose file
     fields are named ``inputs.<slot>`` and whose ``params`` field holds a JSON object."""
     return await submit(request, platform, user, True, RunSubmission)
 
 
-@router.post("/validate", responses={422: {"description": "refused"}})
+@router.post("/validate", responses={422: REFUSED})
 async def validate_run(request: Request, platform: PlatformDep, user: UserDep) -> Any:
     """Check a run request exactly as creating it would, without creating anything."""
     return await submit(request, platform, user, False, RunSubmission)

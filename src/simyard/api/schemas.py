@@ -3,13 +3,48 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from simyard.domain.states import RunState
 from simyard.domain.sweeps import counts as sweep_counts
-from simyard.domain.tables import ModelVersion, Run, StoredFile, Sweep
+from simyard.domain.tables import ModelVersion, Run, StoredFile, Sweep, aware
+
+# A time in an answer: always with its zone (RFC 3339 "date-time", as the document says),
+# also where SQLite gave it back without one.
+Timestamp = Annotated[dt.datetime, AfterValidator(aware)]
+
+
+class ProblemOut(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemsOut(BaseModel):
+    """A refusal (SPEC.md, "HTTP API"): every problem and warning, each naming its field."""
+
+    errors: list[ProblemOut]
+    warnings: list[ProblemOut]
+
+
+class DetailOut(BaseModel):
+    """Any other error: what went wrong, in words."""
+
+    detail: str
+
+
+REFUSED: dict[str, Any] = {"model": ProblemsOut, "description": "Refused: every problem, named"}
+# What any API operation may answer besides its own successes, declared once for all.
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": DetailOut, "description": "A body that cannot be read as what it claims"},
+    401: {"model": DetailOut, "description": "No valid token or session"},
+    403: {"model": DetailOut, "description": "Not allowed for this user or token"},
+    404: {"model": DetailOut, "description": "No such thing, or not yours to see"},
+    413: {"model": ProblemsOut, "description": "The body is over the server's size limit"},
+    422: REFUSED,
+    429: {"description": "Too many requests: try again after Retry-After seconds"},
+}
 
 
 class TaskOut(BaseModel):
@@ -18,9 +53,9 @@ class TaskOut(BaseModel):
     attempt: int
     exit_code: int | None
     progress: float | None
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    heartbeat_at: dt.datetime | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    heartbeat_at: Timestamp | None
     failure_kind: str | None
     failure_summary: str | None
 
@@ -45,9 +80,9 @@ class RunOut(BaseModel):
     state: str
     owner: str
     params: dict[str, Any]
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     tasks: list[TaskOut]
     outputs: list[OutputOut]
     metrics: dict[str, Any] | None
@@ -69,8 +104,8 @@ class SweepOut(BaseModel):
     axes: dict[str, list[Any]]
     state: str  # running | finished
     counts: dict[str, int]
-    created_at: dt.datetime
-    finished_at: dt.datetime | None
+    created_at: Timestamp
+    finished_at: Timestamp | None
     runs: list[RunOut] = []
     warnings: list[dict[str, str]] = []
 
@@ -81,7 +116,7 @@ class ModelOut(BaseModel):
     title: str
     description: str
     content_hash: str
-    created_at: dt.datetime
+    created_at: Timestamp
     parameters_schema: dict[str, Any]
     inputs: dict[str, Any]
     tasks: list[str]

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from simyard.api.deps import DbDep, PlatformDep, RowId, UserDep
 from simyard.api.runs import Submission, notify_choice, submit
-from simyard.api.schemas import SweepOut, sweep_out
+from simyard.api.schemas import REFUSED, SweepOut, sweep_out
 from simyard.domain import runs as run_service
 from simyard.domain import sweeps as sweep_service
 from simyard.domain.registry import manifest_of
@@ -73,9 +73,7 @@ def checked_warnings(checked: list[Any]) -> list[Problem]:
     return list(dict.fromkeys(w for run_input in checked for w in run_input.warnings))
 
 
-@router.post(
-    "", response_model=SweepOut, status_code=201, responses={422: {"description": "refused"}}
-)
+@router.post("", response_model=SweepOut, status_code=201, responses={422: REFUSED})
 async def create_sweep(request: Request, platform: PlatformDep, user: UserDep) -> Any:
     """Start a sweep: JSON ``{"model", "version"?, "params", "axes": {name: [values]},
     "mode": "grid"|"zip"}``, or a multipart form with the same fields (``params`` and
@@ -87,7 +85,7 @@ async def create_sweep(request: Request, platform: PlatformDep, user: UserDep) -
     )  # fmt: skip
 
 
-@router.post("/validate", responses={422: {"description": "refused"}})
+@router.post("/validate", responses={422: REFUSED})
 async def validate_sweep(request: Request, platform: PlatformDep, user: UserDep) -> Any:
     """Check a sweep request exactly as creating it would; answers how many runs it makes."""
     return await submit(

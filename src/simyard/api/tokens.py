@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field
 
 from simyard.api.deps import DbDep, PlatformDep, RowId, UserDep, problems_response
+from simyard.api.schemas import Timestamp
 from simyard.domain.tables import ApiToken, utcnow
 from simyard.domain.users import authenticate, create_token, list_tokens, revoke_token
 from simyard.errors import ValidationFailed
@@ -34,9 +35,9 @@ class TokenOut(BaseModel):
     user: str
     prefix: str
     scope: str
-    created_at: dt.datetime
-    last_used_at: dt.datetime | None
-    expires_at: dt.datetime | None
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    expires_at: Timestamp | None
 
 
 def token_out(row: ApiToken) -> TokenOut:

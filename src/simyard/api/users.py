@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from simyard.api.deps import DbDep, PlatformDep, UserDep, problems_response
+from simyard.api.schemas import REFUSED
 from simyard.domain.tables import NotificationSettings
 from simyard.errors import Problem
 
@@ -55,7 +56,7 @@ def get_notifications(user: UserDep, db: DbDep) -> dict[str, Any]:
     return _prefs_out(db.get(NotificationSettings, user.id))
 
 
-@router.put("/users/me/notifications", responses={422: {"description": "refused"}})
+@router.put("/users/me/notifications", responses={422: REFUSED})
 def set_notifications(
     body: NotificationPrefs, user: UserDep, db: DbDep, platform: PlatformDep
 ) -> Any:

@@ -66,21 +66,28 @@ class UidLease:
         _make_lock_dir(users.lock_dir)
         # Lowest free uid first: the lock files stay as few as attempts ever ran at once.
         for uid in range(users.first, users.first + users.count):
-            fd = os.open(users.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                # flock, not fcntl's POSIX locks: those are per process, and the engine runs
-                # several attempts in threads of one process (``simyard models test``).
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            lease = cls._try(users, uid)
+            if lease is None:
                 continue
-            lease = cls(uid, fd)
             _kill_leftovers(uid)
             return lease
         raise EngineError(
             f"all {users.count} model uids from {users.first} are in use; "
             "raise SIMYARD_MODEL_UID_COUNT"
         )
+
+    @classmethod
+    def _try(cls, users: ModelUsers, uid: int) -> UidLease | None:
+        """The lease of ``uid``, or None when a live engine holds it."""
+        fd = os.open(users.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            # flock, not fcntl's POSIX locks: those are per process, and the engine runs
+            # several attempts in threads of one process (``simyard models test``).
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(uid, fd)
 
     def release(self) -> None:
         """Free the uid (the caller has killed every process of it)."""
@@ -160,6 +167,31 @@ def _kill_leftovers(uid: int) -> None:
     from simyard.engine.proctree import ProcessTree
 
     ProcessTree(None, None, uid=uid).kill()
+
+
+def kill_unleased_processes(users: ModelUsers) -> None:
+    """Kill every process that runs as one of ``users`` while no engine leases its uid.
+
+    Those are a dead engine's leftovers (a server killed with -9): a live engine holds
+    the lease of its uid until the attempt's last process is dead. Each uid is leased
+    while its processes are killed, so no new attempt can start as it meanwhile.
+    """
+    if not engine_is_root():
+        return
+    from simyard.engine.proctree import ProcessTable
+
+    table = ProcessTable.read(with_uids=True)
+    last = users.first + users.count
+    uids = {e.uid for e in table.entries.values() if e.uid is not None and e.alive}
+    candidates = sorted(uid for uid in uids if users.first <= uid < last)
+    if not candidates:
+        return
+    _make_lock_dir(users.lock_dir)
+    for uid in candidates:
+        lease = UidLease._try(users, uid)
+        if lease is not None:
+            with lease:
+                _kill_leftovers(uid)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,8 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_adopter: int | None = None  # this process, once it adopts its models' orphans
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,24 @@ def die_with_parent() -> None:
     """Ask the kernel to kill this process when its parent dies (a lost worker or server)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def adopt_orphans() -> None:
+    """Make this process the reaper of every orphan below it (``PR_SET_CHILD_SUBREAPER``).
+
+    For a process that runs one task attempt at a time (the local executor's child): a
+    daemon that double-forks and leaves its session is then still this process's
+    descendant, so the attempt's process tree includes it and kills it with the rest.
+    """
+    global _adopter
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
+        _adopter = os.getpid()
+
+
+def adopting_process() -> int | None:
+    """This process's pid when it adopts orphans and runs one attempt only, else None."""
+    return _adopter if _adopter == os.getpid() else None
 
 
 def apply_rlimits(limits: Limits, *, own_uid: bool = False) -> None:

@@ -6,6 +6,7 @@ process of its tree is left alive when :func:`run_command` returns.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -21,6 +22,7 @@ from simyard.engine.hostuser import ModelUsers, UidLease, check_reachable_by_mod
 from simyard.engine.limits import (
     ControlGroup,
     Limits,
+    adopting_process,
     apply_rlimits,
     die_with_parent,
     folder_size,
@@ -149,7 +151,10 @@ def _run(
     assert proc.stdout is not None
     reader = threading.Thread(target=_pump, args=(proc.stdout.fileno(), capture), daemon=True)
     reader.start()
-    tree = ProcessTree(proc.pid, group, uid=lease.uid if lease is not None else None)
+    adopter = adopting_process()
+    tree = ProcessTree(
+        proc.pid, group, uid=lease.uid if lease is not None else None, adopter=adopter
+    )
     stopped, peak = _watch(proc, tree, spec, cancel, started)
     # The main process is gone (or was stopped): nothing of its tree may outlive it. A run
     # over a limit gets no grace: a fork bomb or a memory eater would use it to grow.
@@ -158,6 +163,8 @@ def _run(
     else:
         tree.kill()
     returncode = proc.wait()
+    if adopter is not None:
+        _reap_adopted(tree)
     reader.join(timeout=5)
     proc.stdout.close()
     oom = group.oom_killed() if group is not None else False
@@ -176,6 +183,15 @@ def _run(
         duration=time.monotonic() - started,
         peak_memory=peak,
     )
+
+
+def _reap_adopted(tree: ProcessTree) -> None:
+    """Reap the dead orphans this process adopted: a zombie still counts as a process of
+    its user (RLIMIT_NPROC) until its parent waits for it."""
+    for entry in tree.members():
+        if not entry.alive:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(entry.pid, os.WNOHANG)
 
 
 def _pump(fd: int, capture: LogCapture) -> None:

@@ -5,7 +5,8 @@ its cost grows with the host's process count, not with the tree's depth times it
 (walking the children of every known process, as psutil does, took seconds per look
 under a fork bomb). A process is in the tree if it descends from the root, shares the
 root's session, sits in the run's control group, was seen in the tree before (a
-daemonising child), or runs as the uid leased for the run (see hostuser.py).
+daemonising child), runs as the uid leased for the run (see hostuser.py), or was
+adopted by the attempt's own process (a subreaper running one attempt, see limits.py).
 
 Killing a tree that may still be forking is done in two steps: SIGSTOP to every member,
 pass after pass until a look finds none left running (a stopped process cannot fork),
@@ -21,6 +22,7 @@ import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -124,15 +126,29 @@ class ProcessTree:
     """Every process a task run started: tracked so that all of it can be measured and killed.
 
     ``root_pid`` None with a ``uid`` is every process of that uid (a lease's leftovers).
+    ``adopter``: a process whose children all belong to the run (orphans it adopted).
     """
 
     def __init__(
-        self, root_pid: int | None, group: ControlGroup | None, *, uid: int | None = None
+        self,
+        root_pid: int | None,
+        group: ControlGroup | None,
+        *,
+        uid: int | None = None,
+        adopter: int | None = None,
     ) -> None:
         self.root_pid = root_pid
         self.group = group
         self.uid = uid
+        self.adopter = adopter
         self._known: dict[int, int] = {}  # pid -> start time, seen in the tree before
+
+    @classmethod
+    def of(cls, entries: Iterable[ProcessEntry]) -> ProcessTree:
+        """The tree of these processes and everything below them."""
+        tree = cls(None, None)
+        tree._known = {e.pid: e.start_time for e in entries}
+        return tree
 
     def members(self, table: ProcessTable | None = None) -> list[ProcessEntry]:
         """The processes of the tree in ``table`` (read now when not given)."""
@@ -146,6 +162,8 @@ class ProcessTree:
             seeds |= self.group.pids()
         if self.uid is not None:
             seeds |= {e.pid for e in entries.values() if e.uid == self.uid}
+        if self.adopter is not None:
+            seeds |= set(table.children.get(self.adopter, ()))
         found = [entries[p] for p in table.with_descendants(seeds) if p != os.getpid()]
         self._known = {e.pid: e.start_time for e in found}
         return found
@@ -193,6 +211,20 @@ class ProcessTree:
     def _alive(self) -> bool:
         table = ProcessTable.read(with_uids=self.uid is not None)
         return any(e.alive for e in self.members(table))
+
+
+def working_below(folder: Path) -> list[ProcessEntry]:
+    """Living processes whose current directory is ``folder`` or below it."""
+    below = []
+    root = str(folder)
+    for entry in ProcessTable.read().entries.values():
+        try:
+            cwd = os.readlink(f"/proc/{entry.pid}/cwd")
+        except OSError:
+            continue
+        if entry.alive and (cwd == root or cwd.startswith(root + "/")):
+            below.append(entry)
+    return below
 
 
 def _same(entry: ProcessEntry | None, start_time: int) -> bool:

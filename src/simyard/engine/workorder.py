@@ -4,18 +4,29 @@
 worker): fetch the model bundle (cached by hash) and the files, run the task through
 :func:`~simyard.engine.task.run_task`, and store outputs, diagnostics and the log under
 the attempt's own prefix, so that a late result of a lost attempt overwrites nothing.
+
+The attempt's folder (``run<ID>/<task>.a<N>`` below the work root) is removed when the
+attempt ends, however it ends; while it runs, its engine holds an exclusive ``flock``
+on ``<task>.a<N>.lock`` beside it. The lock dies with its holder, so a folder whose lock
+is free belongs to a dead attempt: :func:`sweep_dead_attempts` kills what still runs in
+it and removes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import os
 import shutil
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from simyard.engine.bundles import stored_model_dir
+from simyard.engine.proctree import ProcessTree, working_below
 from simyard.engine.result import OutputFile, TaskOutcome
 from simyard.engine.task import EngineOptions, LineCallback, ProgressCallback, TaskRequest, run_task
 from simyard.errors import EngineError
@@ -74,6 +85,108 @@ class WorkResult:
     progress: float | None = None
 
 
+LOCK_SUFFIX = ".lock"
+
+
+def attempt_dir_of(work_root: Path, order: WorkOrder) -> Path:
+    """The folder of ``order``'s attempt below ``work_root``."""
+    return work_root / f"run{order.run_id}" / f"{order.task}.a{order.attempt}"
+
+
+def _lock_path(attempt_dir: Path) -> Path:
+    return attempt_dir.with_name(attempt_dir.name + LOCK_SUFFIX)
+
+
+def _take_lock(attempt_dir: Path, *, wait: bool) -> int | None:
+    """A descriptor holding the attempt's lock; None when another process holds it.
+
+    The lock file is removed by whoever ends the attempt, so after taking the lock its
+    name is checked to still name the locked file (else a second holder could lock a
+    new file of the same name).
+    """
+    path = _lock_path(attempt_dir)
+    while True:
+        fd = None
+        for _ in range(10):  # a sweep may remove the empty run folder in between
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                break
+        if fd is None:
+            raise EngineError(f"cannot make the lock file of {attempt_dir.name}")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _end_attempt(attempt_dir: Path, lock_fd: int) -> None:
+    """Remove the attempt's folder, its lock file and an emptied run folder; unlock."""
+    try:
+        shutil.rmtree(attempt_dir, ignore_errors=True)
+        _lock_path(attempt_dir).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            attempt_dir.parent.rmdir()  # only when no other attempt of the run is there
+    finally:
+        os.close(lock_fd)
+
+
+@contextlib.contextmanager
+def attempt_folder(attempt_dir: Path, *, keep: bool = False) -> Iterator[Path]:
+    """Hold the attempt's lock while it runs; remove its folder when it ends (unless ``keep``)."""
+    fd = _take_lock(attempt_dir, wait=True)
+    assert fd is not None
+    try:
+        if attempt_dir.exists():
+            shutil.rmtree(attempt_dir)
+        yield attempt_dir
+    finally:
+        if keep:
+            _lock_path(attempt_dir).unlink(missing_ok=True)
+            os.close(fd)
+        else:
+            _end_attempt(attempt_dir, fd)
+
+
+def sweep_dead_attempts(work_root: Path, only: Iterable[Path] | None = None) -> list[Path]:
+    """Kill the processes left in folders of attempts that no live engine holds, and remove
+    those folders; ``only`` limits the look to these attempt folders. The removed ones."""
+    candidates: set[Path] = set(only) if only is not None else set()
+    run_dirs: list[Path] = []
+    if only is None:
+        with contextlib.suppress(OSError):
+            run_dirs = [d for d in work_root.iterdir() if d.name.startswith("run") and d.is_dir()]
+        for run_dir in run_dirs:
+            with contextlib.suppress(OSError):
+                candidates |= {
+                    run_dir / e.name.removesuffix(LOCK_SUFFIX) for e in run_dir.iterdir()
+                }
+    removed = []
+    for attempt_dir in sorted(candidates):
+        if not attempt_dir.exists() and not _lock_path(attempt_dir).exists():
+            continue
+        fd = _take_lock(attempt_dir, wait=False)
+        if fd is None:
+            continue  # a live engine runs this attempt
+        leftovers = working_below(attempt_dir)
+        if leftovers:
+            ProcessTree.of(leftovers).kill()
+        _end_attempt(attempt_dir, fd)
+        removed.append(attempt_dir)
+    for run_dir in run_dirs:  # emptied, or left empty by a failed fetch of an older version
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
+    return removed
+
+
 def _local_copy(store: Store, key: str, scratch: Path) -> Path:
     """A stored file on this machine: the store's own file, or a copy in this attempt's scratch.
 
@@ -123,9 +236,22 @@ def execute_work_order(
     """
     # This worker's own folders are data too (other runs, the shared cache): hidden from models.
     options = replace(options, hidden_dirs=(*options.hidden_dirs, work_root, cache_root))
-    attempt_dir = work_root / f"run{order.run_id}" / f"{order.task}.a{order.attempt}"
-    if attempt_dir.exists():
-        shutil.rmtree(attempt_dir)
+    with attempt_folder(attempt_dir_of(work_root, order), keep=keep_workdir) as attempt_dir:
+        return _execute_in(
+            order, attempt_dir, store, cache_root, options, cancel, on_line, on_progress
+        )
+
+
+def _execute_in(
+    order: WorkOrder,
+    attempt_dir: Path,
+    store: Store,
+    cache_root: Path,
+    options: EngineOptions,
+    cancel: threading.Event | None,
+    on_line: LineCallback | None,
+    on_progress: ProgressCallback | None,
+) -> WorkResult:
     scratch = attempt_dir / "fetched"
     try:
         model_dir = stored_model_dir(
@@ -161,9 +287,6 @@ def execute_work_order(
         log = StoredOutput("log.txt", log_key, result.log_path.stat().st_size, "")
     except (StorageError, OSError) as exc:
         raise EngineError(f"cannot store the outputs of the task: {exc}") from exc
-    finally:
-        if not keep_workdir:
-            shutil.rmtree(attempt_dir, ignore_errors=True)
     failure = result.failure
     return WorkResult(
         task_run_id=order.task_run_id,

@@ -1,8 +1,14 @@
 """The local executor: each attempt runs the engine in its own child process on this machine.
 
-Children are started from a forkserver (a clean, pre-imported process), report lines,
-progress, heartbeats and their result through one queue, and die with the server: a
-child gets SIGTERM when its parent goes, stops its model's process tree and exits.
+Children are started from a forkserver (a clean, pre-imported process) and report lines,
+progress, heartbeats and their result through one queue. They die with the server, not
+only with the forkserver: each child watches the server's pidfd and, the moment the
+server is gone, kills its whole process tree (it adopts orphans, so a daemon cannot
+leave it) and exits, so a restarted server never retries a task beside its old attempt.
+(The forkserver cannot be the watcher: it stays alive while any child holds its
+"alive" pipe, which every child does.) As belt and braces, a starting executor kills
+what a dead engine left: processes of model uids no live engine leases, and processes
+in working folders of attempts no live engine holds, whose folders it then removes.
 """
 
 from __future__ import annotations
@@ -11,20 +17,47 @@ import contextlib
 import ctypes
 import multiprocessing as mp
 import os
+import select
 import signal
 import socket
 import threading
+import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from simyard.engine.hostuser import kill_unleased_processes
+from simyard.engine.limits import adopt_orphans
+from simyard.engine.proctree import ProcessTree, read_stat
 from simyard.engine.task import EngineOptions
-from simyard.engine.workorder import WorkOrder, execute_work_order
+from simyard.engine.workorder import (
+    WorkOrder,
+    attempt_dir_of,
+    execute_work_order,
+    sweep_dead_attempts,
+)
 from simyard.errors import SimyardError
-from simyard.executors.base import AttemptReporter, EventKind, Executor, ExecutorEvent, drain
+from simyard.executors.base import (
+    AttemptReporter,
+    EventKind,
+    Executor,
+    ExecutorEvent,
+    drain,
+)
 from simyard.storage.base import Store
 
 _PR_SET_PDEATHSIG = 1
+# Imported once by the forkserver, so an attempt child imports nothing. "__main__" makes
+# the forkserver import the parent's main module once (the ``simyard`` console script
+# and the CLI behind it): a child whose __main__ is already that file does not run it
+# again, where without it every child re-imports the whole CLI before its first line.
+FORKSERVER_PRELOAD = [
+    "__main__",
+    "simyard.engine.workorder",
+    "simyard.executors.local",
+    "simyard.storage.file",
+]
+SERVER_POLL_SECONDS = 0.2  # how often a child looks for its server where pidfds do not exist
 
 
 class LocalExecutor(Executor):
@@ -45,20 +78,38 @@ class LocalExecutor(Executor):
         self._cache_root = cache_root
         self._options = options
         self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(
-            ["simyard.engine.workorder", "simyard.executors.local", "simyard.storage.file"]
-        )
+        self._ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+        server = read_stat(os.getpid())
+        self._server = (os.getpid(), server.start_time if server is not None else 0)
+        self.sweep_leftovers()
         self._queue: Any = self._ctx.Queue()
         self._children: dict[tuple[int, int], BaseProcess] = {}
+        self._folders: dict[tuple[int, int], Path] = {}  # the attempts' working folders
         self._finished: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
 
+    def sweep_leftovers(self) -> None:
+        """Kill and remove what dead attempts left on this machine (a killed server's)."""
+        kill_unleased_processes(self._options.model_users())
+        sweep_dead_attempts(self._work_root)
+
     def submit(self, order: WorkOrder) -> None:
-        args = (order, self._queue, self._store, self._work_root, self._cache_root, self._options)
+        args = (
+            order,
+            self._queue,
+            self._store,
+            self._work_root,
+            self._cache_root,
+            self._options,
+            self._server,
+        )
         child = self._ctx.Process(target=_child_main, args=args, daemon=False)
         child.start()
         with self._lock:
             self._children[(order.task_run_id, order.attempt)] = child
+            self._folders[(order.task_run_id, order.attempt)] = attempt_dir_of(
+                self._work_root, order
+            )
 
     def cancel(self, task_run_id: int, attempt: int) -> None:
         with self._lock:
@@ -84,6 +135,7 @@ class LocalExecutor(Executor):
                     continue
                 child.join()
                 del self._children[key]
+                folder = self._folders.pop(key)
                 if key in self._finished:
                     self._finished.discard(key)
                     continue
@@ -95,6 +147,9 @@ class LocalExecutor(Executor):
                     lost.extend(late)
                     continue
                 lost.extend(late)
+                # Killed from outside: its models may live on, and its folder stays behind.
+                kill_unleased_processes(self._options.model_users())
+                sweep_dead_attempts(self._work_root, only=[folder])
                 reason = f"the worker process exited with code {child.exitcode} before finishing"
                 lost.append(ExecutorEvent(key[0], key[1], EventKind.lost, {"reason": reason}))
         return lost
@@ -127,10 +182,14 @@ def _child_main(
     work_root: Path,
     cache_root: Path,
     options: EngineOptions,
+    server: tuple[int, int],
 ) -> None:
     """Runs in the child process: execute the order, report everything through ``events``."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    with contextlib.suppress(OSError, AttributeError):
+        adopt_orphans()
+    _die_with_server(*server)
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     key = (order.task_run_id, order.attempt)
@@ -161,3 +220,32 @@ def _child_main(
         send(EventKind.result, {"result": result})
     events.close()
     events.join_thread()
+
+
+def _die_with_server(pid: int, start_time: int) -> None:
+    """Watch the server (``pid`` started at ``start_time``); once it is gone, kill every
+    process below this one and exit at once: no result to report, nobody to hear it."""
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        pidfd = None
+
+    def server_alive() -> bool:
+        entry = read_stat(pid)
+        return entry is not None and entry.alive and entry.start_time == start_time
+
+    if not server_alive():  # gone before the pidfd was opened (or the pid was reused)
+        os._exit(1)
+
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while server_alive():
+                time.sleep(SERVER_POLL_SECONDS)
+        ProcessTree(os.getpid(), None, adopter=os.getpid()).kill()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="simyard-server-watch", daemon=True).start()

@@ -1,0 +1,98 @@
+"""What a dead engine left is found and removed: processes of unleased model uids, and the
+folders of attempts no live engine holds, with what still runs in them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from simyard.engine.hostuser import ModelUsers, UidLease, kill_unleased_processes
+from simyard.engine.workorder import attempt_folder, sweep_dead_attempts
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="model uids need a root engine")
+
+
+def gone(proc: subprocess.Popen[bytes], within: float = 5.0) -> bool:
+    try:
+        proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def sleeper(cwd: Path, *prefix: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*prefix, "sleep", "300"], cwd=cwd, start_new_session=True)
+
+
+def test_a_dead_attempts_folder_is_removed_with_what_runs_in_it(tmp_path: Path) -> None:
+    dead = tmp_path / "run7" / "simulate.a1"
+    (dead / "work").mkdir(parents=True)
+    (dead / "work" / "big.bin").write_bytes(b"0" * 1000)
+    (tmp_path / "run7" / "simulate.a1.lock").touch()  # its engine died: nobody holds it
+    left = sleeper(dead / "work")
+    try:
+        assert sweep_dead_attempts(tmp_path) == [dead]
+        assert gone(left), "a process of the dead attempt survived the sweep"
+        assert list(tmp_path.iterdir()) == []  # the emptied run folder went too
+    finally:
+        left.kill()
+
+
+def test_a_live_attempts_folder_and_processes_are_left_alone(tmp_path: Path) -> None:
+    live = tmp_path / "run8" / "simulate.a2"
+    with attempt_folder(live) as folder:
+        (folder / "work").mkdir(parents=True)
+        running = sleeper(folder / "work")
+        try:
+            assert sweep_dead_attempts(tmp_path) == []
+            assert running.poll() is None
+            assert (folder / "work").is_dir()
+        finally:
+            running.kill()
+            running.wait()
+    assert not live.exists() and not (tmp_path / "run8").exists()  # removed when it ended
+
+
+def test_an_empty_folder_of_a_failed_fetch_is_removed_when_the_attempt_ends(
+    tmp_path: Path,
+) -> None:
+    attempt = tmp_path / "run9" / "prep.a1"
+    with pytest.raises(OSError), attempt_folder(attempt) as folder:
+        (folder / "fetched").mkdir(parents=True)
+        raise OSError("the store is unreachable")
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_root
+def test_processes_of_an_unleased_model_uid_are_killed_leased_ones_kept(tmp_path: Path) -> None:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv is not installed")
+    lock_dir = tmp_path / "uids"
+    users = ModelUsers(first=3_900_000_000, count=2, lock_dir=lock_dir)
+    lock_dir.mkdir(mode=0o700)
+    as_uid = [setpriv, "--reuid=3900000000", "--regid=3900000000", "--clear-groups", "--"]
+    orphan = sleeper(Path("/"), *as_uid)
+    with UidLease._try(users, 3_900_000_001) as lease:  # type: ignore[union-attr]
+        assert lease is not None
+        kept = sleeper(Path("/"), *[a.replace("3900000000", "3900000001") for a in as_uid])
+        try:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not all(
+                p.pid in psutil.pids() and psutil.Process(p.pid).uids().real >= users.first
+                for p in (orphan, kept)
+            ):
+                time.sleep(0.02)
+            kill_unleased_processes(users)
+            assert gone(orphan), "a process of a uid no engine leases survived"
+            assert kept.poll() is None, "a process of a leased uid was killed"
+        finally:
+            for proc in (orphan, kept):
+                proc.kill()
+                proc.wait()
