@@ -108,3 +108,5 @@ def test_kill_9_of_the_server_kills_its_attempts_before_the_retry(
         run = server.wait_for_run(run_id, timeout=180)
         assert run["state"] == "succeeded"
         assert run["tasks"][0]["attempt"] == 2  # retried once, after the old attempt died
+    # The killed attempts' working folders were swept at start, the retries' removed.
+    assert list((server.home / "work").iterdir()) == []

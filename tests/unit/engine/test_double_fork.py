@@ -1,4 +1,4 @@
-"""A model that ignores SIGTERM and double-forks a ``setsid`` daemon: timeout and cancel kill it all.
+"""A model that ignores SIGTERM and double-forks a ``setsid`` daemon: timeout and cancel kill it.
 
 The daemon's parent exits at once, so the daemon is nobody's child in the run's tree and
 has left its session and process group; it ignores SIGTERM and changes to ``/``, as real
