@@ -36,6 +36,8 @@ from tests.integration.test_malformed_requests import server as server  # the fi
 pytestmark = pytest.mark.slow
 
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 15}  # per operation
+# A password login is slow on purpose (hashing, throttling after failures): fewer of them.
+FEWER = {"POST /api/v1/tokens": 5}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -62,8 +64,10 @@ def fuzz_operation(
 ) -> str | None:
     """Fuzz one operation in one mode; the failure report, or None."""
 
+    label = f"{operation.method.upper()} {operation.path}"
+
     @settings(
-        max_examples=EXAMPLES[mode],
+        max_examples=min(EXAMPLES[mode], FEWER.get(label, EXAMPLES[mode])),
         deadline=None,
         database=None,
         derandomize=True,  # the same requests on every run: a failure can be reproduced
@@ -79,7 +83,7 @@ def fuzz_operation(
     except Unsatisfiable:  # nothing to make invalid: an operation without parameters
         return None
     except (Exception, BaseExceptionGroup) as exc:  # the checks' failures, a transport error
-        return f"{operation.method.upper()} {operation.path} ({mode.value}):\n{exc}"
+        return f"{label} ({mode.value}):\n{exc}"
     return None
 
 
@@ -103,19 +107,24 @@ def test_fuzzing_the_api_finds_no_server_error_and_no_undeclared_answer(server: 
     # Token revocation last, in case it still revokes something the others need.
     operations.sort(key=lambda op: op.method.upper() == "DELETE")
     started = time.monotonic()
-    failures = [
-        failure
-        for operation in operations
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-        if (failure := fuzz_operation(operation, mode, send, keep)) is not None
-    ]
+    failures: list[str] = []
+    spent: dict[str, float] = {}
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            begun = time.monotonic()
+            if (failure := fuzz_operation(operation, mode, send, keep)) is not None:
+                failures.append(failure)
+            label = f"{operation.method.upper()} {operation.path}"
+            spent[label] = spent.get(label, 0.0) + time.monotonic() - begun
     took = time.monotonic() - started
+    slowest = sorted(spent.items(), key=lambda item: -item[1])[:3]
 
     statuses = {code: sent.count(code) for code in sorted(set(sent))}
     print(  # the figures this test exists to show
         f"\nfuzzed {len(operations)} operations with {len(sent)} requests in {took:.1f} s "
         f"({server.env.get('SIMYARD_DATABASE_URL', 'sqlite').split(':')[0]}); "
-        f"answers by status: {statuses}"
+        f"answers by status: {statuses}; slowest: "
+        + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in slowest)
     )
     assert not failures, f"{len(failures)} operations failed:\n\n" + "\n\n".join(failures)
     assert len(sent) > 5 * len(operations)  # every operation was exercised, most many times

@@ -193,3 +193,21 @@ def test_a_well_formed_request_still_runs(server: Server) -> None:
         answer = api.post("/runs/validate", json={"model": "probe", "params": {"days": 5}})
     assert answer.status_code == 200, answer.text
     assert json.loads(answer.text)["errors"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/models/probe", {"version": "1\x00"}, "version"),
+        ("/models/pro%00be/manifest", {}, "name"),
+        ("/runs", {"model": "probe\x00", "state": "queued"}, "model"),
+        ("/runs", {"state": "\x00"}, "state"),
+    ],
+)
+def test_a_nul_character_in_a_parameter_is_refused(
+    server: Server, path: str, params: dict[str, str], field: str
+) -> None:
+    with server.http() as api:
+        answer = api.get(path, params=params)
+
+    assert refused_naming(answer, field) == "must not contain a NUL character"

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from simyard import __version__
 from simyard.api import files, health, models, paramfiles, runs, sweeps, tokens, users
 from simyard.api.bodylimit import BodyLimits, BodySizeLimit, BodyTooLarge, too_large_body
-from simyard.api.deps import problems_response
+from simyard.api.deps import problems_response, refuse_nul_characters
 from simyard.api.headers import SecurityHeaders
 from simyard.api.schemas import API_ERRORS
 from simyard.errors import Problem
@@ -46,7 +46,12 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     routers = (models, paramfiles, runs, sweeps, files, tokens, users)
     for router in (module.router for module in routers):
-        app.include_router(router, prefix="/api/v1", responses=API_ERRORS)
+        app.include_router(
+            router,
+            prefix="/api/v1",
+            responses=API_ERRORS,
+            dependencies=[Depends(refuse_nul_characters)],
+        )
     app.include_router(health.router)
     mount_web(app, platform)
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from annotated_types import Ge, Le
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,24 @@ MAX_OFFSET = 2**63 - 1
 RowId = Annotated[int, Ge(1), Le(MAX_ID)]
 Cursor = Annotated[int, Ge(0), Le(MAX_ID)]  # "after this id"; 0: from the start
 ByteOffset = Annotated[int, Ge(0), Le(MAX_OFFSET)]
+
+
+def refuse_nul_characters(request: Request) -> None:
+    """A 422 naming the path or query parameter that holds a NUL character.
+
+    No name, version or state holds one, and PostgreSQL refuses to compare text with one
+    (an error, not "not found"): refused here once for every operation.
+    """
+    found = [("path", k, v) for k, v in request.path_params.items()]
+    found += [("query", k, v) for k, v in request.query_params.multi_items()]
+    bad = [(where, name) for where, name, value in found if "\x00" in str(value) + name]
+    if bad:
+        raise RequestValidationError(
+            [
+                {"loc": (where, name), "msg": "must not contain a NUL character", "type": "nul"}
+                for where, name in bad
+            ]
+        )
 
 
 def get_platform(request: Request) -> Platform:
