@@ -39,6 +39,7 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _OOM_WORDS = re.compile(r"MemoryError|std::bad_alloc|Cannot allocate memory|[Oo]ut of memory")
 _EFBIG_WORDS = re.compile(r"File too large|File size limit exceeded")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+_DISK_WORDS = "It wrote more than its disk limit of"
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ def prepare_workdir(request: TaskRequest, options: EngineOptions) -> StagedFiles
     except EngineError:
         raise
     except Exception as exc:
-        raise EngineError(f"cannot prepare the working directory: {exc}") from exc
+        reason = relative_paths(str(exc), workdir)
+        raise EngineError(f"cannot prepare the working directory: {reason}") from exc
     return staged
 
 
@@ -262,8 +264,7 @@ def _execute(
         disk=(resources.disk if resources else None) or options.max_disk,
         file_size=(resources.file_size if resources else None) or options.max_file_size,
     )
-    if bwrap and limits.processes is not None:
-        limits = Limits(limits.memory, limits.processes + 3, limits.disk, limits.file_size)
+    enforced = enforced_limits(limits, sandboxed=bwrap is not None)
     tmpdir = workdir.with_name(workdir.name + ".tmp")
     tmpdir.mkdir(exist_ok=True)
     argv = [substitute(arg, request.params) for arg in spec.command]
@@ -281,7 +282,7 @@ def _execute(
         argv=argv,
         workdir=workdir,
         env=env,
-        limits=limits,
+        limits=enforced,
         timeout=spec.timeout,
         kill_grace=options.kill_grace,
         bwrap=bwrap,
@@ -300,7 +301,8 @@ def _execute(
         argv[0] = resolve_program(argv[0], workdir, env["PATH"])
         outcome = run_command(command, capture, cancel=cancel, on_start=on_start)
     except EngineError as exc:
-        capture.feed(f"simyard: {exc}\n".encode())
+        reason = relative_paths(str(exc), workdir)
+        capture.feed(f"simyard: {reason}\n".encode())
         capture.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
         return TaskResult(
@@ -310,7 +312,7 @@ def _execute(
             log_path=request.log_path,
             started_at=started_at,
             finished_at=dt.datetime.now(dt.UTC),
-            failure=Failure(FailureKind.model_error, str(exc)),
+            failure=Failure(FailureKind.model_error, reason),
         )
     capture.close()
     shutil.rmtree(tmpdir, ignore_errors=True)
@@ -323,7 +325,10 @@ def _execute(
         state = TaskOutcome.timed_out
     else:
         state = TaskOutcome.failed
-    outputs = collect_outputs(workdir, spec.outputs) if failure is None or spec.outputs else []
+    # A run stopped for its disk limit made files past that limit: none of them is stored.
+    over_disk = failure is not None and failure.reason.startswith(_DISK_WORDS)
+    keep = (failure is None or spec.outputs) and not over_disk
+    outputs = collect_outputs(workdir, spec.outputs) if keep else []
     return TaskResult(
         task=request.task,
         outcome=state,
@@ -341,6 +346,30 @@ def _execute(
         copied_bytes=staged.copied_bytes,
         shared_bytes=staged.shared_bytes,
     )
+
+
+def enforced_limits(limits: Limits, *, sandboxed: bool) -> Limits:
+    """The limits the kernel and the watchdog apply for the manifest's ``limits``.
+
+    No single file may outgrow the disk limit (RLIMIT_FSIZE stops its writes at once,
+    where the once-a-second look at the folder would let it grow for a second). The
+    sandbox's own processes (bubblewrap's two and setpriv) do not count against the run.
+    """
+    file_size = limits.file_size
+    if limits.disk is not None and (file_size is None or limits.disk < file_size):
+        file_size = limits.disk
+    processes = limits.processes
+    if sandboxed and processes is not None:
+        processes += 3
+    return Limits(limits.memory, processes, limits.disk, file_size)
+
+
+def relative_paths(text: str, workdir: Path) -> str:
+    """``text`` with the working directory's absolute paths shown relative to it: a
+    modeller knows the files of the run, not where this server keeps them."""
+    for root in dict.fromkeys((str(workdir.resolve()), str(workdir))):
+        text = text.replace(root + "/", "").replace(root, ".")
+    return text
 
 
 def resolve_program(program: str, workdir: Path, path: str) -> str:
@@ -366,11 +395,13 @@ def classify(
     workdir: Path,
 ) -> Failure | None:
     """Decide whether the task failed, and why, from how its process ended and what it said."""
-    quotes = [q.text() for q in capture.error_quotes]
-    tail = capture.tail_text()
+    quotes = [relative_paths(q.text(), workdir) for q in capture.error_quotes]
+    tail = relative_paths(capture.tail_text(), workdir)
 
     def failed(kind: FailureKind, reason: str) -> Failure:
         return Failure(kind, reason, quotes, tail)
+
+    disk_reason = (FailureKind.resource_limit, f"{_DISK_WORDS} {format_size(limits.disk or 0)}.")
 
     stop_reasons = {
         StopReason.cancelled: (FailureKind.cancelled, "It was stopped on request."),
@@ -386,10 +417,7 @@ def classify(
             FailureKind.resource_limit,
             f"It started more than its limit of {limits.processes} processes.",
         ),
-        StopReason.disk: (
-            FailureKind.resource_limit,
-            f"It wrote more than its disk limit of {format_size(limits.disk or 0)}.",
-        ),
+        StopReason.disk: disk_reason,
     }
     if outcome.stopped is not None:
         return failed(*stop_reasons[outcome.stopped])
@@ -398,10 +426,13 @@ def classify(
     if outcome.process_limit_hit and outcome.returncode != 0:
         return failed(*stop_reasons[StopReason.processes])
     # Python and many runtimes ignore SIGXFSZ and see the write fail with EFBIG instead.
+    file_limit = enforced_limits(limits, sandboxed=False).file_size
     if outcome.signal == signal.SIGXFSZ or (
-        outcome.returncode != 0 and limits.file_size is not None and _EFBIG_WORDS.search(tail)
+        outcome.returncode != 0 and file_limit is not None and _EFBIG_WORDS.search(tail)
     ):
-        size = format_size(limits.file_size or 0)
+        if file_limit != limits.file_size:  # the disk limit, applied to each file
+            return failed(*disk_reason)
+        size = format_size(file_limit or 0)
         return failed(FailureKind.resource_limit, f"It wrote a file larger than {size}.")
     if outcome.returncode != 0 and _OOM_WORDS.search(tail) and limits.memory is not None:
         return failed(*stop_reasons[StopReason.memory])
