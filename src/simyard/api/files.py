@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,6 +24,8 @@ router = APIRouter(prefix="/runs/{run_id}", tags=["logs and outputs"])
 
 CHUNK = 1 << 16
 FOLLOW_POLL_SECONDS = 0.05
+FOLLOW_TAIL = 1 << 16  # bytes of the stored log's end sent when the live copy missed it
+_CUT_MARKER = re.compile(rb"\n\[simyard: (\d+) bytes of output cut here; the end follows\]\n")
 
 
 def answers(media_type: str, what: str) -> dict[int | str, dict[str, Any]]:
@@ -85,7 +88,11 @@ async def follow_log(
     run_id: RowId, task: str, user: UserDep, platform: PlatformDep
 ) -> StreamingResponse:
     """The task's live log as server-sent events (``data:`` one line each), ending with an
-    ``event: end`` once the task has finished and every line was sent."""
+    ``event: end`` once the task has finished and every line was sent.
+
+    The live copy is capped and a flood is thinned on its way; when the task has ended
+    and the live copy did not reach the log's real end, the stream finishes with a line
+    saying how much it skipped and the stored log's last lines."""
 
     def check() -> None:
         with platform.sessions() as db:
@@ -109,6 +116,7 @@ async def follow_log(
         offset = 0
         partial = b""
         attempt = None
+        last_line = b""
         while True:
             found = await run_in_threadpool(where_is_it)
             if found is None:
@@ -129,10 +137,18 @@ async def follow_log(
             *complete, partial = chunk.split(b"\n")
             for line in complete:
                 yield "data: " + json.dumps(line.decode("utf-8", "replace")) + "\n\n"
+            if complete:
+                last_line = complete[-1]
             if not data:
                 if final:
                     if partial:
                         yield "data: " + json.dumps(partial.decode("utf-8", "replace")) + "\n\n"
+                        last_line = partial
+                    ending = await run_in_threadpool(
+                        _missed_ending, platform, task_run_id, last_line, offset
+                    )
+                    for line in ending:
+                        yield "data: " + json.dumps(line.decode("utf-8", "replace")) + "\n\n"
                     state = await run_in_threadpool(_task_state, platform, run_id, task)
                     yield f"event: end\ndata: {json.dumps(state)}\n\n"
                     return
@@ -162,6 +178,56 @@ def list_outputs(run_id: RowId, db: DbDep, user: UserDep) -> list[dict[str, Any]
         }
         for f in files
     ]
+
+
+def _missed_ending(
+    platform: Platform, task_run_id: int, last_sent: bytes, sent: int
+) -> list[bytes]:
+    """The lines a follower still needs once the task has ended: none when the live copy
+    ended where the stored log ends, else a line saying how many bytes were not shown
+    live, then the stored log's last lines (up to FOLLOW_TAIL bytes of them)."""
+    with platform.sessions() as db:
+        stored = db.scalar(
+            select(StoredFile).where(
+                StoredFile.task_run_id == task_run_id, StoredFile.kind == "log"
+            )
+        )
+        key = stored.key if stored is not None else None
+    if key is None:
+        return []
+    size = platform.store.stat(key).size
+    with platform.store.open(key) as handle:
+        start = max(0, size - FOLLOW_TAIL)
+        handle.seek(start)
+        tail = handle.read(FOLLOW_TAIL)
+        cut = _cut_bytes(handle, size, platform.settings.max_log_size)
+    lines = tail.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if start > 0 and lines:
+        lines.pop(0)  # a piece of a line
+    if not lines or lines[-1].rstrip(b"\r") == last_sent.rstrip(b"\r"):
+        return []
+    shown = sum(len(line) + 1 for line in lines)
+    total = size + cut if cut is not None else None
+    if total is None:
+        return [b"[simyard: part of the log was not shown live; its last lines follow]", *lines]
+    skipped = max(0, total - sent - shown)
+    return [
+        b"[simyard: %d bytes of the log not shown live; its last lines follow]" % skipped,
+        *lines,
+    ]
+
+
+def _cut_bytes(handle: Any, size: int, cap: int) -> int | None:
+    """How many bytes the engine cut from the middle of a stored log of at most ``cap``
+    bytes (its marker sits at the half of a cut log); 0 when it was not cut, None when
+    it was but the marker is not where it should be."""
+    if size < cap - 8192:  # a cut log fills its cap, less the part of a line it drops
+        return 0
+    handle.seek(max(0, cap // 2 - 8192))
+    match = _CUT_MARKER.search(handle.read(16384))
+    return int(match.group(1)) - len(match.group(0)) if match is not None else None
 
 
 def _task_state(platform: Platform, run_id: int, task: str) -> str:
