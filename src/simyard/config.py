@@ -22,7 +22,10 @@ from simyard.errors import SimyardError
 from simyard.manifest.units import Size
 
 if TYPE_CHECKING:
+    from simyard.domain.ratelimit import LoginRule, RunRate
     from simyard.engine.task import EngineOptions
+
+RUN_RATE_PATTERN = r"^\s*(\d+\s*/\s*(second|minute|hour|day)\s*)?$"  # "60/minute", or ""
 
 
 class Settings(BaseSettings):
@@ -68,6 +71,19 @@ class Settings(BaseSettings):
     max_request_size: Size = 16 * 2**20  # any body but a multipart upload (JSON, forms)
     max_upload_request_size: Size = 4 * 2**30  # a multipart body, every file in it together
     max_unpacked_size: Size = 4 * 2**30  # no archive input unpacks to more, whatever its slot says
+    # Failed logins (form and POST /api/v1/tokens): this many attempts are free per account
+    # (per client address: the second number), then each waits login_delay seconds, doubled
+    # per further failure up to login_max_delay (see docs/security.md, "Rate limits").
+    login_free_attempts: int = Field(default=5, ge=1)
+    login_free_attempts_per_address: int = Field(default=20, ge=1)
+    login_delay: float = Field(default=1.0, gt=0)
+    login_max_delay: float = Field(default=900.0, gt=0)
+    # Runs (a sweep counts once) a user may create: "N/second|minute|hour|day"; "": no limit.
+    run_rate: str = Field(default="120/minute", pattern=RUN_RATE_PATTERN)
+    # Proxies whose X-Forwarded-For names the client (addresses or networks, comma-separated);
+    # empty: the client is the connecting address, whatever a header says.
+    trusted_proxies: str = ""
+    audit_retention_days: int = Field(default=365, ge=1)  # older audit entries are deleted
     # Single sign-on with OpenID Connect (docs/security.md); off while oidc_issuer is unset.
     oidc_issuer: str | None = None  # discovery at ISSUER/.well-known/openid-configuration
     oidc_client_id: str | None = None
@@ -138,6 +154,23 @@ class Settings(BaseSettings):
                     f"{setting} puts server data in {folder}, which the sandbox cannot hide "
                     f"from models: {problem}. Choose a folder of its own, e.g. /var/lib/simyard"
                 )
+
+    def login_rule(self) -> LoginRule:
+        """How failed logins are throttled (domain/ratelimit.py)."""
+        from simyard.domain.ratelimit import LoginRule
+
+        return LoginRule(
+            free_per_account=self.login_free_attempts,
+            free_per_address=self.login_free_attempts_per_address,
+            delay=self.login_delay,
+            max_delay=self.login_max_delay,
+        )
+
+    def run_rate_limit(self) -> RunRate | None:
+        """How many runs a user may create per period; None: no limit."""
+        from simyard.domain.ratelimit import RunRate
+
+        return RunRate.parse(self.run_rate)
 
     def engine_options(self) -> EngineOptions:
         """The engine's share of the settings."""

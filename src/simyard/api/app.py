@@ -10,12 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from simyard import __version__
-from simyard.api import files, health, models, paramfiles, runs, sweeps, tokens, users
+from simyard.api import audit, files, health, models, paramfiles, runs, sweeps, tokens, users
 from simyard.api.bodylimit import BodyLimits, BodySizeLimit, BodyTooLarge, too_large_body
 from simyard.api.deps import problems_response, refuse_nul_characters
 from simyard.api.headers import SecurityHeaders
 from simyard.api.schemas import API_ERRORS
 from simyard.errors import Problem
+from simyard.housekeeping import Housekeeping
 from simyard.web.app import mount_web
 from simyard.wiring import Platform
 
@@ -23,15 +24,22 @@ from simyard.wiring import Platform
 def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
     """The app for ``platform``; with ``dispatch`` it runs the dispatcher while it serves."""
 
+    housekeeping = Housekeeping(
+        sessions=platform.sessions,
+        audit_retention_days=platform.settings.audit_retention_days,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if dispatch:
             platform.dispatcher.start()
             platform.outbox.start()
+            housekeeping.start()
         try:
             yield
         finally:
             if dispatch:
+                housekeeping.stop()
                 platform.outbox.stop()
                 platform.dispatcher.stop()
 
@@ -44,7 +52,7 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
     limits = BodyLimits(body=settings.max_request_size, upload=settings.max_upload_request_size)
     app.add_middleware(BodySizeLimit, limits=limits)
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
-    routers = (models, paramfiles, runs, sweeps, files, tokens, users)
+    routers = (models, paramfiles, runs, sweeps, files, tokens, users, audit)
     for router in (module.router for module in routers):
         app.include_router(
             router,

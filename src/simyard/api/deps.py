@@ -48,6 +48,12 @@ def refuse_nul_characters(request: Request) -> None:
         )
 
 
+def client_address(request: Request) -> str:
+    """The client's address: the connecting one, or behind SIMYARD_TRUSTED_PROXIES the one
+    they forwarded (uvicorn resolves it); "" when unknown."""
+    return request.client.host if request.client else ""
+
+
 def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform

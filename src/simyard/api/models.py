@@ -8,11 +8,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, UploadFile, status
+from fastapi import APIRouter, HTTPException, Request, UploadFile, status
 from fastapi.responses import JSONResponse
 
-from simyard.api.deps import AdminDep, DbDep, PlatformDep, UserDep, problems_response
+from simyard.api.deps import (
+    AdminDep,
+    DbDep,
+    PlatformDep,
+    UserDep,
+    client_address,
+    problems_response,
+)
 from simyard.api.schemas import ModelOut, parameters_schema
+from simyard.domain.audit import AuditAction, record
 from simyard.domain.registry import (
     ModelVersionConflict,
     find_version,
@@ -57,7 +65,9 @@ def get_model(name: str, db: DbDep, user: UserDep, version: str | None = None) -
 
 
 @router.post("", response_model=ModelOut, status_code=201, responses={200: {"model": ModelOut}})
-def add_model(bundle: UploadFile, db: DbDep, admin: AdminDep, platform: PlatformDep) -> Any:
+def add_model(
+    bundle: UploadFile, db: DbDep, admin: AdminDep, platform: PlatformDep, request: Request
+) -> Any:
     """Register a model version from a tar or zip of its folder (admin only).
 
     The same content again answers 200; the same version with other content 409.
@@ -81,6 +91,13 @@ def add_model(bundle: UploadFile, db: DbDep, admin: AdminDep, platform: Platform
             return problems_response(exc.problems)
         except ModelVersionConflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    if created:
+        record(
+            db=db, actor=admin.name, action=AuditAction.model_registered,
+            target=f"model {version.name} {version.version}", client=client_address(request),
+            detail={"model": version.name, "version": version.version,
+                    "content_hash": version.content_hash},
+        )  # fmt: skip
     db.commit()
     shaped = model_out(version)
     if not created:

@@ -23,6 +23,7 @@ from simyard.api.deps import (
 from simyard.api.runrequest import read_run_request, upload_scratch
 from simyard.api.schemas import REFUSED, RunOut, SweepOut, run_out
 from simyard.domain import runs as run_service
+from simyard.domain.ratelimit import retry_after, spend_run
 from simyard.domain.registry import find_version, model_dir_of
 from simyard.domain.tables import ModelVersion, User
 from simyard.errors import Problem, ValidationFailed
@@ -60,6 +61,22 @@ def resolve_model(
         return problems_response([Problem("model", f"no model {what!r} is registered")])
     model_dir = model_dir_of(version, store=platform.store, cache_root=platform.cache_root)
     return version, model_dir
+
+
+def over_run_rate(db: Session, platform: Platform, user: User) -> JSONResponse | None:
+    """Count one run (or sweep) against the user's SIMYARD_RUN_RATE; a 429 answer naming
+    the limit, with Retry-After, when it is spent."""
+    rate = platform.settings.run_rate_limit()
+    if rate is None:
+        return None
+    wait = spend_run(db=db, rate=rate, user_id=user.id)
+    if wait is None:
+        return None
+    seconds = retry_after(wait)
+    message = f"you may create at most {rate.text} (runs and sweeps); try again in {seconds} s"
+    refused = problems_response([Problem("run_rate", message)], status_code=429)
+    refused.headers["Retry-After"] = seconds
+    return refused
 
 
 class Submission(ABC):
@@ -106,6 +123,8 @@ class Submission(ABC):
             warnings = problem_dicts(warned)
             if not create:
                 return JSONResponse({"errors": [], "warnings": warnings, **self.validated(checked)})
+            if (refused := over_run_rate(db, self.platform, user)) is not None:
+                return refused
             created_id = self.create(db, user, version, checked)
         self.platform.dispatcher.wake()
         with self.platform.sessions() as db:
@@ -224,8 +243,10 @@ def cancel_run(run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -
 @router.post("/{run_id}/rerun", response_model=RunOut, status_code=201)
 def rerun(
     run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep, from_failed: bool = False
-) -> RunOut:
+) -> Any:
     run = load_run(db, user, run_id)
+    if (refused := over_run_rate(db, platform, user)) is not None:
+        return refused
     new_id = run_service.rerun(db=db, run=run, user=user, from_failed=from_failed).id
     db.commit()
     platform.dispatcher.wake()

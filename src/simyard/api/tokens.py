@@ -9,13 +9,23 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from simyard.api.deps import DbDep, PlatformDep, RowId, UserDep, problems_response
+from simyard.api.deps import (
+    DbDep,
+    PlatformDep,
+    RowId,
+    UserDep,
+    client_address,
+    problems_response,
+)
 from simyard.api.schemas import Timestamp
-from simyard.domain.tables import ApiToken, utcnow
-from simyard.domain.users import authenticate, create_token, list_tokens, revoke_token
+from simyard.domain.audit import AuditAction, record
+from simyard.domain.logins import Throttled, password_login
+from simyard.domain.ratelimit import retry_after
+from simyard.domain.tables import ApiToken, User, utcnow
+from simyard.domain.users import create_token, list_tokens, revoke_token
 from simyard.errors import ValidationFailed
 
 router = APIRouter(tags=["users and tokens"])
@@ -47,16 +57,33 @@ def token_out(row: ApiToken) -> TokenOut:
     )  # fmt: skip
 
 
-@router.post("/tokens", status_code=201, responses={422: {"description": "refused"}})
-def new_token(body: Credentials, db: DbDep, platform: PlatformDep) -> Any:
-    """Exchange a user name and password for a new API token (shown once)."""
+@router.post(
+    "/tokens",
+    status_code=201,
+    responses={422: {"description": "refused"}, 429: {"description": "too many failed logins"}},
+)
+def new_token(body: Credentials, db: DbDep, platform: PlatformDep, request: Request) -> Any:
+    """Exchange a user name and password for a new API token (shown once). Failed attempts
+    are throttled per account and per address: 429 with Retry-After (seconds)."""
     if not platform.settings.local_passwords:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail="passwords are switched off on this server (single sign-on): "
             "create a token on your Account page (/account) and set SIMYARD_TOKEN",
         )
-    user = authenticate(db=db, name=body.username, password=body.password)
+    client = client_address(request)
+    user = password_login(
+        db=db, rule=platform.settings.login_rule(), name=body.username,
+        password=body.password, client=client, via="api",
+    )  # fmt: skip
+    if isinstance(user, Throttled):
+        wait = retry_after(user.seconds)
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many failed logins for this account or from this address: "
+            f"try again in {wait} seconds",
+            headers={"Retry-After": wait},
+        )
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="wrong user name or password")
     if user.must_change_password:
@@ -72,7 +99,19 @@ def new_token(body: Credentials, db: DbDep, platform: PlatformDep) -> Any:
         )
     except ValidationFailed as exc:
         return problems_response(exc.problems)
+    _record_created(db, user, client, body.token_name[:100], body.scope, expires)
     return {"token": token, "user": user.name, "scope": body.scope, "expires_at": expires}
+
+
+def _record_created(
+    db: DbDep, user: User, client: str, label: str, scope: str, expires: dt.datetime | None
+) -> None:
+    record(
+        db=db, actor=user.name, action=AuditAction.token_created, account=user.name,
+        target=f"token {label!r}", client=client,
+        detail={"label": label, "scope": scope,
+                "expires_at": expires.isoformat() if expires else None},
+    )  # fmt: skip
 
 
 @router.get("/tokens", response_model=list[TokenOut])
@@ -84,8 +123,13 @@ def get_tokens(db: DbDep, user: UserDep, all_users: bool = False) -> list[TokenO
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def delete_token(token_id: RowId, db: DbDep, user: UserDep) -> Response:
+def delete_token(token_id: RowId, db: DbDep, user: UserDep, request: Request) -> Response:
     """Revoke one of your tokens (an admin: anyone's); it stops working at once."""
-    if revoke_token(db=db, token_id=token_id, by=user) is None:
+    row = revoke_token(db=db, token_id=token_id, by=user)
+    if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no token {token_id}")
+    record(
+        db=db, actor=user.name, action=AuditAction.token_revoked, account=row.user.name,
+        target=f"token {token_id} {row.name!r}", client=client_address(request),
+    )  # fmt: skip
     return Response(status_code=204)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from simyard.api.deps import DbDep, PlatformDep, UserDep, problems_response
+from simyard.api.deps import DbDep, PlatformDep, UserDep, client_address, problems_response
 from simyard.api.schemas import REFUSED
+from simyard.domain.audit import AuditAction, notification_detail, record
 from simyard.domain.tables import NotificationSettings
 from simyard.errors import Problem
 
@@ -58,7 +59,7 @@ def get_notifications(user: UserDep, db: DbDep) -> dict[str, Any]:
 
 @router.put("/users/me/notifications", responses={422: REFUSED})
 def set_notifications(
-    body: NotificationPrefs, user: UserDep, db: DbDep, platform: PlatformDep
+    body: NotificationPrefs, user: UserDep, db: DbDep, platform: PlatformDep, request: Request
 ) -> Any:
     """Set your channels; a URL the outbound policy refuses (loopback, private, ...) is a 422."""
     problems = [
@@ -84,4 +85,9 @@ def set_notifications(
     row.apprise_urls = [u.strip() for u in body.apprise_urls if u.strip()]
     db.add(row)
     db.flush()
+    record(
+        db=db, actor=user.name, action=AuditAction.notifications_changed, account=user.name,
+        client=client_address(request),
+        detail=notification_detail(row, signing_changed=body.webhook_secret is not None),
+    )  # fmt: skip
     return _prefs_out(row)

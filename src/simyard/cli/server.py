@@ -65,13 +65,18 @@ def users_add(
 ) -> None:
     """Add a user (prompts for the password unless --password-stdin)."""
     password = _read_password(password_stdin)
+    from simyard.domain.audit import OPERATOR, AuditAction, record
     from simyard.domain.users import UserExists, create_user
     from simyard.wiring import open_database
 
     database = open_database(Settings())
     try:
         with database.sessions() as db, db.begin():
-            create_user(db=db, name=name, email=email, password=password, is_admin=admin)
+            added = create_user(db=db, name=name, email=email, password=password, is_admin=admin)
+            record(
+                db=db, actor=OPERATOR, action=AuditAction.user_added, account=added.name,
+                target=f"user {added.name}", detail={"email": added.email, "admin": admin},
+            )  # fmt: skip
     except ValidationFailed as exc:
         raise _refused(exc) from None
     except UserExists as exc:
@@ -104,6 +109,7 @@ def users_passwd(
 ) -> None:
     """Set user NAME's password; every session of theirs ends."""
     password = _read_password(password_stdin)
+    from simyard.domain.audit import OPERATOR, AuditAction, record
     from simyard.domain.users import get_user, set_password
     from simyard.wiring import open_database
 
@@ -115,6 +121,10 @@ def users_passwd(
                 err_console.print(f"[red]✗[/red] no user {name!r}")
                 raise typer.Exit(1)
             set_password(db=db, user=user, password=password, temporary=temporary)
+            record(
+                db=db, actor=OPERATOR, action=AuditAction.password_set, account=user.name,
+                target=f"user {user.name}", detail={"temporary": temporary},
+            )  # fmt: skip
     except ValidationFailed as exc:
         raise _refused(exc) from None
     note = " (temporary: to be changed at the next login)" if temporary else ""
@@ -135,6 +145,7 @@ def tokens_create(
     """Print a new API token for user NAME."""
     import datetime as dt
 
+    from simyard.domain.audit import OPERATOR, AuditAction, record
     from simyard.domain.tables import utcnow
     from simyard.domain.users import create_token, get_user
     from simyard.wiring import open_database
@@ -148,6 +159,12 @@ def tokens_create(
                 err_console.print(f"[red]✗[/red] no user {name!r}")
                 raise typer.Exit(1)
             token = create_token(db=db, user=user, name=label, scope=scope, expires_at=expires)
+            record(
+                db=db, actor=OPERATOR, action=AuditAction.token_created, account=user.name,
+                target=f"token {label!r}",
+                detail={"label": label, "scope": scope,
+                        "expires_at": expires.isoformat() if expires else None},
+            )  # fmt: skip
     except ValidationFailed as exc:
         raise _refused(exc) from None
     print(token)
@@ -185,6 +202,7 @@ def _when(moment: Any) -> str:
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: int) -> None:
     """Revoke token TOKEN_ID (see tokens list); it stops working at once."""
+    from simyard.domain.audit import OPERATOR, AuditAction, record
     from simyard.domain.users import revoke_token
     from simyard.wiring import open_database
 
@@ -195,11 +213,16 @@ def tokens_revoke(token_id: int) -> None:
             err_console.print(f"[red]✗[/red] no token {token_id}")
             raise typer.Exit(1)
         owner = row.user.name
+        record(
+            db=db, actor=OPERATOR, action=AuditAction.token_revoked, account=owner,
+            target=f"token {token_id} {row.name!r}",
+        )  # fmt: skip
     console.print(f"[green]✓[/green] token {token_id} of {owner} revoked")
 
 
 def prepare_demo(settings: Settings) -> str:
     """Register the example models and (re)set the demo admin's password; the password."""
+    from simyard.domain.audit import OPERATOR, AuditAction, record
     from simyard.domain.registry import register_model
     from simyard.domain.users import create_user, get_user, hash_password
     from simyard.storage.registry import open_store
@@ -225,6 +248,12 @@ def prepare_demo(settings: Settings) -> str:
                 err_console.print(f"[red]✗[/red] example {folder.name}: {exc}")
                 continue
             if created:
+                record(
+                    db=db, actor=OPERATOR, action=AuditAction.model_registered,
+                    target=f"model {version.name} {version.version}",
+                    detail={"model": version.name, "version": version.version,
+                            "content_hash": version.content_hash, "via": "serve --demo"},
+                )  # fmt: skip
                 console.print(f"  registered {version.name} {version.version}")
     return password
 
@@ -259,4 +288,9 @@ def serve(
     else:
         console.print(f"simyard is serving at {url}  (data: {settings.home.resolve()})")
     platform = build_platform(settings)
-    uvicorn.run(create_app(platform), host=host, port=port, log_level="warning")
+    # The client's address is the connecting one unless it is a trusted proxy (docs/security.md).
+    proxies = settings.trusted_proxies.strip()
+    uvicorn.run(
+        create_app(platform), host=host, port=port, log_level="warning",
+        proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,
+    )  # fmt: skip

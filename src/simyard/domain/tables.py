@@ -300,3 +300,38 @@ class DispatcherLease(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[dt.datetime]
+
+
+class RateCounter(Base):
+    """One rate limit's count for one key (an account, a client address, a user's runs),
+    shared by every server on the database (see domain/ratelimit.py)."""
+
+    __tablename__ = "rate_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    # Seconds since the epoch (plain numbers: the same arithmetic on SQLite and PostgreSQL).
+    counted_at: Mapped[float] = mapped_column(Float, default=0.0)  # when count last rose
+    blocked_until: Mapped[float] = mapped_column(Float, default=0.0)  # no attempt before
+
+
+class AuditEntry(Base):
+    """A security event: who did what to whom, from where, when (see domain/audit.py).
+    Never a secret: no password, token, webhook secret or full webhook URL."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_actor", "actor", "id"),
+        Index("ix_audit_log_account", "account", "id"),
+        Index("ix_audit_log_action", "action", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))  # a user name, "operator" or "anonymous"
+    action: Mapped[str] = mapped_column(String(40))
+    account: Mapped[str | None] = mapped_column(String(64))  # the user it concerns, if any
+    target: Mapped[str] = mapped_column(String(200), default="")
+    client: Mapped[str] = mapped_column(String(64), default="")  # the client's address
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -11,7 +11,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 
-from simyard.web.pages import account, admin, auth, models, newrun, run, runs, settings, sweeps
+from simyard.web.pages import (
+    account,
+    admin,
+    audit,
+    auth,
+    models,
+    newrun,
+    run,
+    runs,
+    settings,
+    sweeps,
+)
 from simyard.web.pages.common import LoginRequired, PasswordChangeRequired
 from simyard.web.session import PASSWORD_PAGE
 from simyard.web.templating import templates
@@ -33,7 +44,7 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
     )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, account, models, runs, run, newrun, sweeps, admin, settings):
+    for module in (auth, account, models, runs, run, newrun, sweeps, admin, audit, settings):
         app.include_router(module.router, include_in_schema=False)
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from simyard.api.deps import RowId
+from simyard.api.deps import RowId, client_address
+from simyard.domain.audit import AuditAction, record
 from simyard.domain.sessions import end_user_sessions, list_sessions
 from simyard.domain.tables import User, utcnow
 from simyard.domain.users import (
@@ -83,7 +84,12 @@ def set_own_password(
     if errors:
         return render(request, "password.html", user, nav="account", errors=errors,
                       status_code=422)  # fmt: skip
-    end_user_sessions(db=db, user=user, keep=current_session(request, db))
+    ended = end_user_sessions(db=db, user=user, keep=current_session(request, db))
+    record(
+        db=db, actor=user.name, action=AuditAction.password_changed, account=user.name,
+        target=f"user {user.name}", client=client_address(request),
+        detail={"other_sessions_ended": ended},
+    )  # fmt: skip
     return RedirectResponse("/account?notice=password", status_code=303)
 
 
@@ -93,7 +99,11 @@ def end_other_sessions(
 ) -> Response:
     """Log out everywhere else (this browser stays logged in)."""
     check_csrf(request, csrf_token)
-    end_user_sessions(db=db, user=user, keep=current_session(request, db))
+    ended = end_user_sessions(db=db, user=user, keep=current_session(request, db))
+    record(
+        db=db, actor=user.name, action=AuditAction.sessions_ended, account=user.name,
+        client=client_address(request), detail={"sessions_ended": ended},
+    )  # fmt: skip
     return RedirectResponse("/account?notice=sessions", status_code=303)
 
 
@@ -124,6 +134,12 @@ def new_token(
             errors = {p.field: p.message for p in exc.problems}
     if errors:
         return _account_page(request, db, user, errors=errors, status_code=422)
+    record(
+        db=db, actor=user.name, action=AuditAction.token_created, account=user.name,
+        target=f"token {label.strip()!r}", client=client_address(request),
+        detail={"label": label.strip(), "scope": scope,
+                "expires_at": expires.isoformat() if expires else None},
+    )  # fmt: skip
     return _account_page(request, db, user, new_token=token)
 
 
@@ -133,6 +149,11 @@ def revoke(
 ) -> Response:
     """Revoke one of the user's tokens."""
     check_csrf(request, csrf_token)
-    if revoke_token(db=db, token_id=token_id, by=user) is None:
+    row = revoke_token(db=db, token_id=token_id, by=user)
+    if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such token")
+    record(
+        db=db, actor=user.name, action=AuditAction.token_revoked, account=row.user.name,
+        target=f"token {token_id} {row.name!r}", client=client_address(request),
+    )  # fmt: skip
     return RedirectResponse("/account?notice=revoked", status_code=303)

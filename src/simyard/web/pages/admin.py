@@ -9,7 +9,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from simyard.api.deps import PlatformDep, RowId
+from simyard.api.deps import PlatformDep, RowId, client_address
+from simyard.domain.audit import AuditAction, record
 from simyard.domain.runs import cancel_run
 from simyard.domain.states import TaskRunState
 from simyard.domain.tables import Run, TaskRun, User
@@ -74,9 +75,14 @@ def add_user(
     typed = {"name": name, "email": email, "is_admin": is_admin}
     errors: dict[str, str] = {}
     try:  # an empty password is refused like a short one: every account needs one here
-        create_user(
+        added = create_user(
             db=db, name=name.strip(), email=email.strip(), password=password, is_admin=is_admin
         )
+        record(
+            db=db, actor=user.name, action=AuditAction.user_added, account=added.name,
+            target=f"user {added.name}", client=client_address(request),
+            detail={"email": added.email, "admin": added.is_admin},
+        )  # fmt: skip
     except ValidationFailed as exc:
         errors = {p.field: p.message for p in exc.problems}
     except UserExists:
@@ -114,14 +120,28 @@ def change_disabled(
         raise HTTPException(status.HTTP_409_CONFLICT, detail="you cannot disable yourself")
     set_disabled(db=db, user=target, disabled=disabled)
     if not disabled:
+        _record_change(request, db, user, target, AuditAction.user_enabled)
         return _back_to_users(request, f"Enabled {target.name}")
     cancelled = 0
     if runs == "cancel":
         unfinished = select(Run).where(Run.user_id == target.id)
         cancelled = sum(cancel_run(db=db, run=run) for run in db.scalars(unfinished))
         platform.dispatcher.wake()
+    choice = "cancel" if runs == "cancel" else "leave"
+    _record_change(
+        request, db, user, target, AuditAction.user_disabled, runs=choice, cancelled=cancelled
+    )
     what = f"{cancelled} unfinished run(s) cancelled" if runs == "cancel" else "runs left to finish"
     return _back_to_users(request, f"Disabled {target.name}: logged out everywhere, {what}")
+
+
+def _record_change(
+    request: Request, db: Session, admin: User, target: User, action: AuditAction, **detail: Any
+) -> None:
+    record(
+        db=db, actor=admin.name, action=action, account=target.name, target=f"user {target.name}",
+        client=client_address(request), detail=detail,
+    )  # fmt: skip
 
 
 @router.post("/admin/users/{user_id}/password")
@@ -140,6 +160,7 @@ def set_temporary_password(
     except ValidationFailed as exc:
         errors = {f"password-{target.id}": p.message for p in exc.problems}
         return _users_page(request, db, user, errors=errors, status_code=422)
+    _record_change(request, db, user, target, AuditAction.password_set, temporary=True)
     return _back_to_users(request, f"Set a temporary password for {target.name}")
 
 
@@ -157,6 +178,8 @@ def change_admin(
         # Otherwise the last admin could lock everyone out of these pages.
         raise HTTPException(status.HTTP_409_CONFLICT, detail="you cannot remove your own admin")
     set_admin(db=db, user=target, is_admin=is_admin)
+    granted = AuditAction.admin_granted if is_admin else AuditAction.admin_removed
+    _record_change(request, db, user, target, granted)
     word = "Made admin:" if is_admin else "Removed admin from"
     return _back_to_users(request, f"{word} {target.name}")
 
@@ -180,6 +203,8 @@ def change_quota(
         errors = {f"quota-{target.id}": exc.problems[0].message}
         typed = {f"quota-{target.id}": text}
         return _users_page(request, db, user, errors=errors, typed=typed, status_code=422)
+    _record_change(request, db, user, target, AuditAction.quota_changed,
+                   max_running=int(text) if text else None)  # fmt: skip
     told = f"at most {text} task(s) at once" if text else "no quota"
     return _back_to_users(request, f"{target.name}: {told}")
 

@@ -7,7 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from simyard.domain.users import authenticate
+from simyard.api.deps import client_address
+from simyard.domain.audit import AuditAction, record
+from simyard.domain.logins import Throttled, password_login
+from simyard.domain.ratelimit import retry_after
 from simyard.web.pages.common import PageDb
 from simyard.web.session import CSRF_FIELD, check_csrf, log_in, log_out, session_user
 from simyard.web.templating import render
@@ -46,7 +49,20 @@ def login(
             request, "login.html", None, status_code=403, next=safe_next(next),
             error="Passwords are switched off on this server: log in with single sign-on.",
         )  # fmt: skip
-    user = authenticate(db=db, name=username, password=password)
+    rule = request.app.state.platform.settings.login_rule()
+    user = password_login(
+        db=db, rule=rule, name=username, password=password, client=client_address(request),
+        via="form",
+    )  # fmt: skip
+    if isinstance(user, Throttled):
+        wait = retry_after(user.seconds)
+        refused = render(
+            request, "login.html", None, status_code=429, next=safe_next(next), username=username,
+            error=f"Too many failed logins for this account or from your address: try again "
+            f"in {wait} seconds.",
+        )  # fmt: skip
+        refused.headers["Retry-After"] = wait
+        return refused
     if user is None:
         return render(
             request, "login.html", None, status_code=401, next=safe_next(next),
@@ -63,5 +79,8 @@ def logout(
     request: Request, db: PageDb, csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = ""
 ) -> Response:
     check_csrf(request, csrf_token)
+    if (user := session_user(request, db)) is not None:
+        record(db=db, actor=user.name, action=AuditAction.logout, account=user.name,
+               client=client_address(request))  # fmt: skip
     log_out(request, db)
     return RedirectResponse("/login", status_code=303)

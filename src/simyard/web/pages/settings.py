@@ -8,7 +8,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from simyard.api.deps import PlatformDep
+from simyard.api.deps import PlatformDep, client_address
+from simyard.domain.audit import AuditAction, notification_detail, record
 from simyard.domain.tables import Delivery, NotificationSettings
 from simyard.web.pages.common import AdminPageUser, PageDb, PageUser
 from simyard.web.session import CSRF_FIELD, check_csrf
@@ -67,6 +68,11 @@ def save_settings(
         prefs.webhook_secret = webhook_secret
     prefs.apprise_urls = urls
     db.add(prefs)
+    record(
+        db=db, actor=user.name, action=AuditAction.notifications_changed, account=user.name,
+        client=client_address(request),
+        detail=notification_detail(prefs, signing_changed=bool(webhook_secret)),
+    )  # fmt: skip
     return RedirectResponse("/settings?saved=true", status_code=303)
 
 
