@@ -93,6 +93,23 @@ class BrowserSession(Base):
     user: Mapped[User] = relationship()
 
 
+class ExternalIdentity(Base):
+    """A user's account at an OpenID Connect provider: (issuer, subject) names it for good,
+    whatever its email or user name becomes."""
+
+    __tablename__ = "external_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
 class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("name", "version"),)

@@ -24,6 +24,7 @@ from simyard.web.pages import (
     sweeps,
 )
 from simyard.web.pages.common import LoginRequired, PasswordChangeRequired
+from simyard.web.pages.sso import mount_sso
 from simyard.web.session import PASSWORD_PAGE
 from simyard.web.templating import templates
 from simyard.web.vendor import API_DOCS_PAGE, plotly_js, plotly_styles, swagger_ui_assets
@@ -46,6 +47,7 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (auth, account, models, runs, run, newrun, sweeps, admin, audit, settings):
         app.include_router(module.router, include_in_schema=False)
+    mount_sso(app, platform.settings)  # single sign-on with OpenID Connect
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def chart_library() -> Response:
