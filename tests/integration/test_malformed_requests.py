@@ -211,3 +211,10 @@ def test_a_nul_character_in_a_parameter_is_refused(
         answer = api.get(path, params=params)
 
     assert refused_naming(answer, field) == "must not contain a NUL character"
+
+
+def test_a_user_name_with_a_nul_character_is_a_failed_login(server: Server) -> None:
+    with httpx.Client(base_url=server.url + "/api/v1", timeout=30) as anonymous:
+        answer = anonymous.post("/tokens", json={"username": "ad\x00min", "password": "x"})
+
+    assert answer.status_code == 401, answer.text

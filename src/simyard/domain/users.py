@@ -58,7 +58,7 @@ def create_user(
 
 def authenticate(*, db: Session, name: str, password: str) -> User | None:
     """The user when name and password match and the account is enabled; else None."""
-    user = db.scalar(select(User).where(User.name == name))
+    user = get_user(db=db, name=name)
     if user is None or user.password_hash is None or user.disabled:
         _hasher.hash(password)  # spend the same time whether or not the user exists
         return None
@@ -176,6 +176,10 @@ def _new_password_problems(new: str, user: User, current: str | None) -> list[Pr
 
 
 def get_user(*, db: Session, name: str) -> User | None:
+    """The user of this name; None for a name no user can have (PostgreSQL would refuse
+    to compare text holding a NUL character)."""
+    if "\x00" in name:
+        return None
     return db.scalar(select(User).where(User.name == name))
 
 
