@@ -36,6 +36,7 @@ of ``spend_run``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -122,7 +123,11 @@ def run_spent(state: Count, *, now: float, rate: RunRate) -> Count | float:
 
 
 def account_key(name: str) -> str:
-    return f"login:account:{name}"[:KEY_LENGTH]
+    """The key of an account's count: its name, or for anything a user name cannot be (a NUL,
+    which PostgreSQL text cannot hold; a name too long) the name's sha256."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+        name = "sha256:" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"login:account:{name}"
 
 
 def address_key(address: str) -> str:

@@ -13,6 +13,7 @@ from simyard.domain.ratelimit import (
     Count,
     LoginRule,
     RunRate,
+    account_key,
     login_attempt,
     login_succeeded,
     prune_counters,
@@ -116,3 +117,11 @@ def test_prune_removes_quiet_counters_only(sessions: sessionmaker[Session]) -> N
         assert prune_counters(db=db, now=FORGET_AFTER * 2 + 10) == 1
     with sessions() as db:
         assert {row.key for row in db.query(RateCounter)} == {"blocking", "recent"}
+
+
+def test_a_name_no_user_can_have_is_counted_under_its_hash() -> None:
+    assert account_key("ann.b-2") == "login:account:ann.b-2"
+    odd = account_key("ad\x00min")
+    assert odd.startswith("login:account:sha256:")
+    assert "\x00" not in odd
+    assert len(account_key("x" * 10_000)) <= 200

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from simyard.api.deps import RowId
+from simyard.api.deps import RowId, refuse_nul_characters
 from simyard.domain.audit import AuditAction, list_entries
 from simyard.web.pages.common import AdminPageUser, PageDb
 from simyard.web.templating import render
@@ -25,7 +25,11 @@ def _moment(text: str) -> dt.datetime | None:
         return None
 
 
-@router.get("/admin/audit", response_class=HTMLResponse)
+@router.get(
+    "/admin/audit",
+    response_class=HTMLResponse,
+    dependencies=[Depends(refuse_nul_characters)],  # PostgreSQL cannot compare text with one
+)
 def audit_page(
     request: Request,
     db: PageDb,
