@@ -86,3 +86,19 @@ def test_notification_detail_keeps_no_path_secret_or_chat_token() -> None:
         "webhook_signing": "changed",
         "chat": ["tgram://…"],
     }
+
+
+def test_housekeeping_prunes_old_entries_and_idle_counters(
+    sessions: sessionmaker[Session],
+) -> None:
+    from simyard.domain.tables import RateCounter
+    from simyard.housekeeping import prune_once
+
+    with sessions() as db, db.begin():
+        record(db=db, actor="a", action=AuditAction.logout).at = utcnow() - dt.timedelta(days=9)
+        record(db=db, actor="b", action=AuditAction.logout)
+        db.add(RateCounter(key="login:address:x", count=2, counted_at=0.0, blocked_until=0.0))
+    assert prune_once(sessions=sessions, audit_retention_days=7) == (1, 1)
+    with sessions() as db:
+        assert [e.actor for e in db.query(AuditEntry)] == ["b"]
+        assert db.query(RateCounter).count() == 0
