@@ -11,6 +11,10 @@
 //
 // The default development interactions give a login page (any password is accepted; the
 // login names the account) and a consent page. An account not in OIDC_ACCOUNTS is refused.
+// Plain http on 127.0.0.1 is allowed as it is: oidc-provider refuses http redirect URIs of
+// web clients only for the implicit flow, and this client uses the code flow (with PKCE).
+// The fixture sets NODE_ENV=development; the start-up warnings about development-only keys,
+// storage and interactions are expected here.
 import { Provider } from "oidc-provider";
 
 function required(name) {
@@ -55,8 +59,7 @@ const provider = new Provider(issuer, {
       },
     };
   },
-  // Loopback and plain http are this test's whole world: keep the cookies unsigned-key
-  // warnings quiet with a fixed key, nothing else.
+  // Signs the provider's own cookies (its login session and interaction state).
   cookies: { keys: ["simyard-test-only-cookie-key"] },
 });
 
