@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 
 from simyard.errors import Problem, SimyardError, ValidationFailed
+from simyard.schemas import RunOut, SweepOut
+from simyard.sdk import Run, Sweep
 
 
 class ClientError(SimyardError):
@@ -36,12 +38,37 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 class Client:
-    """Talks to one simyard server with one API token."""
+    """Talks to one simyard server with one API token.
+
+    Two families of methods: ``run``, ``sweep``, ``get``, ``get_sweep_of`` give typed
+    :class:`simyard.sdk.Run` / :class:`simyard.sdk.Sweep` objects for Python users; the
+    others answer the API's JSON as dicts (the command line prints those).
+    """
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_login(cls, url: str | None = None) -> Client:
+        """A client for ``url``, SIMYARD_URL or the server of the last ``simyard login``,
+        with SIMYARD_TOKEN or the token that login stored."""
+        from simyard.config import Settings
+
+        settings = Settings()
+        try:
+            saved = json.loads(settings.credentials_file.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        saved = saved if isinstance(saved, dict) else {}
+        url = url or settings.url or saved.get("url")
+        if not url:
+            raise ClientError("no server: run `simyard login URL` or set SIMYARD_URL")
+        token = settings.token.get_secret_value() if settings.token else None
+        if token is None and str(saved.get("url", "")).rstrip("/") == url.rstrip("/"):
+            token = saved.get("token")
+        return cls(url, token)
 
     def close(self) -> None:
         self.http.close()
@@ -163,7 +190,7 @@ class Client:
         path = "/sweeps/validate" if validate else "/sweeps"
         return dict(self._post_with_files(path, fields, files))
 
-    def sweep(self, sweep_id: int) -> dict[str, Any]:
+    def get_sweep(self, sweep_id: int) -> dict[str, Any]:
         return dict(self._request("GET", f"/sweeps/{sweep_id}"))
 
     def cancel_sweep(self, sweep_id: int) -> dict[str, Any]:
@@ -177,7 +204,7 @@ class Client:
         query = {k: v for k, v in {"state": state, "model": model, "limit": limit}.items() if v}
         return list(self._request("GET", "/runs", params=query))
 
-    def run(self, run_id: int) -> dict[str, Any]:
+    def get_run(self, run_id: int) -> dict[str, Any]:
         return dict(self._request("GET", f"/runs/{run_id}"))
 
     def cancel(self, run_id: int) -> dict[str, Any]:
@@ -224,3 +251,49 @@ class Client:
             with open(dest, "wb") as out:
                 for chunk in response.iter_bytes():
                     out.write(chunk)
+
+    # -------------------------------------------------------------- typed, for Python users
+
+    def run(
+        self,
+        model: str,
+        params: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, str | Path] | None = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        notify: bool | None = None,
+    ) -> Run:
+        """Start a run of ``model`` (``name`` or ``name@version``); with ``wait``, return
+        once it has ended. ValidationFailed names every problem when it is refused."""
+        files = {slot: Path(path) for slot, path in (inputs or {}).items()}
+        created = self.create_run(model, params or {}, files, notify=notify)
+        run = Run(self, RunOut.model_validate(created))
+        return run.wait(timeout) if wait else run
+
+    def get(self, run_id: int) -> Run:
+        """The run with this id."""
+        return Run(self, RunOut.model_validate(self.get_run(run_id)))
+
+    def sweep(
+        self,
+        model: str,
+        axes: Mapping[str, list[Any]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, str | Path] | None = None,
+        *,
+        mode: str = "grid",
+        table: str | Path | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+        notify: bool | None = None,
+    ) -> Sweep:
+        """Start a sweep: ``axes`` combined by ``mode`` (grid or zip), or a CSV ``table``;
+        with ``wait``, return once every run has ended."""
+        files = {slot: Path(path) for slot, path in (inputs or {}).items()}
+        created = self.create_sweep(
+            model, params or {}, axes, mode=mode, table=Path(table) if table else None,
+            inputs=files, notify=notify,
+        )  # fmt: skip
+        sweep = Sweep(self, SweepOut.model_validate(created))
+        return sweep.wait(timeout) if wait else sweep

@@ -1,38 +1,32 @@
-"""The JSON shapes of the API (the same object ``simyard run --json`` prints)."""
+"""The API's answers filled from the tables (the shapes themselves live in simyard.schemas),
+and the error answers every operation may give."""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated, Any
-
-from pydantic import AfterValidator, BaseModel
+from typing import Any
 
 from simyard.domain.states import RunState
 from simyard.domain.sweeps import counts as sweep_counts
-from simyard.domain.tables import ModelVersion, Run, StoredFile, Sweep, aware
+from simyard.domain.tables import ModelVersion, Run, StoredFile, Sweep
+from simyard.schemas import (
+    DetailOut,
+    ErrorOut,
+    ModelOut,
+    OutputOut,
+    ProblemOut,
+    ProblemsOut,
+    RunOut,
+    SweepOut,
+    TaskOut,
+    Timestamp,
+)
 
-# A time in an answer: always with its zone (RFC 3339 "date-time", as the document says),
-# also where SQLite gave it back without one.
-Timestamp = Annotated[dt.datetime, AfterValidator(aware)]
-
-
-class ProblemOut(BaseModel):
-    field: str
-    message: str
-
-
-class ProblemsOut(BaseModel):
-    """A refusal (SPEC.md, "HTTP API"): every problem and warning, each naming its field."""
-
-    errors: list[ProblemOut]
-    warnings: list[ProblemOut]
-
-
-class DetailOut(BaseModel):
-    """Any other error: what went wrong, in words."""
-
-    detail: str
-
+# The shapes, as the routers have always imported them from here.
+__all__ = [
+    "API_ERRORS", "REFUSED", "DetailOut", "ErrorOut", "ModelOut", "OutputOut", "ProblemOut",
+    "ProblemsOut", "RunOut", "SweepOut", "TaskOut", "Timestamp", "parameters_schema",
+    "run_out", "sweep_out",
+]  # fmt: skip
 
 REFUSED: dict[str, Any] = {"model": ProblemsOut, "description": "Refused: every problem, named"}
 # What any API operation may answer besides its own successes, declared once for all.
@@ -45,81 +39,6 @@ API_ERRORS: dict[int | str, dict[str, Any]] = {
     422: REFUSED,
     429: {"description": "Too many requests: try again after Retry-After seconds"},
 }
-
-
-class TaskOut(BaseModel):
-    name: str
-    state: str
-    attempt: int
-    exit_code: int | None
-    progress: float | None
-    started_at: Timestamp | None
-    finished_at: Timestamp | None
-    heartbeat_at: Timestamp | None
-    failure_kind: str | None
-    failure_summary: str | None
-
-
-class OutputOut(BaseModel):
-    task: str
-    path: str
-    size: int
-    sha256: str
-
-
-class ErrorOut(BaseModel):
-    kind: str | None
-    task: str | None
-    summary: str | None
-
-
-class RunOut(BaseModel):
-    id: int
-    model: str
-    version: str
-    state: str
-    owner: str
-    params: dict[str, Any]
-    created_at: Timestamp
-    started_at: Timestamp | None
-    finished_at: Timestamp | None
-    tasks: list[TaskOut]
-    outputs: list[OutputOut]
-    metrics: dict[str, Any] | None
-    error: ErrorOut | None
-    queue_position: int | None = None
-    rerun_of: int | None = None
-    sweep_id: int | None = None
-    notify: bool | None = None  # the run's own choice; None: the owner's settings
-    warnings: list[dict[str, str]] = []
-
-
-class SweepOut(BaseModel):
-    id: int
-    model: str
-    version: str
-    owner: str
-    mode: str
-    base_params: dict[str, Any]
-    axes: dict[str, list[Any]]
-    state: str  # running | finished
-    counts: dict[str, int]
-    created_at: Timestamp
-    finished_at: Timestamp | None
-    runs: list[RunOut] = []
-    warnings: list[dict[str, str]] = []
-
-
-class ModelOut(BaseModel):
-    name: str
-    version: str
-    title: str
-    description: str
-    content_hash: str
-    created_at: Timestamp
-    parameters_schema: dict[str, Any]
-    inputs: dict[str, Any]
-    tasks: list[str]
 
 
 def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = None) -> RunOut:

@@ -43,26 +43,13 @@ def show_metric(value: object) -> str:
     return "(no value)" if value is None else str(value)
 
 
-def _credentials(settings: Settings) -> dict[str, str]:
-    try:
-        data = json.loads(settings.credentials_file.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def client(server: str | None) -> Client:
     """A client for the server named by --server, SIMYARD_URL or the last login."""
-    settings = Settings()
-    saved = _credentials(settings)
-    url = server or settings.url or saved.get("url")
-    if not url:
-        err_console.print("[red]✗[/red] no server: run `simyard login URL` or set SIMYARD_URL")
-        raise typer.Exit(2)
-    token = settings.token.get_secret_value() if settings.token else None
-    if token is None and saved.get("url", "").rstrip("/") == url.rstrip("/"):
-        token = saved.get("token")
-    return Client(url, token)
+    try:
+        return Client.from_login(server)
+    except ClientError as exc:
+        err_console.print(refused_line(exc))
+        raise typer.Exit(2) from None
 
 
 def fail(exc: Exception, code: int = 1, *, as_json: bool = False) -> typer.Exit:
@@ -131,7 +118,7 @@ def wait_for(api: Client, run_id: int, *, follow: bool, quiet: bool) -> dict[str
     shown: dict[str, str] = {}
     offsets: dict[str, int] = {}
     while True:
-        run = api.run(run_id)
+        run = api.get_run(run_id)
         for task in run["tasks"]:
             if follow and task["state"] not in ("pending", "queued", "skipped", "cached"):
                 data, offsets[task["name"]] = api.log(
@@ -191,7 +178,7 @@ def run(
                 )
             return
         final = wait_for(api, created["id"], follow=follow, quiet=as_json)
-        final = api.run(created["id"])
+        final = api.get_run(created["id"])
     if as_json:
         print(json.dumps(final))
     else:
@@ -276,7 +263,7 @@ def _wait_for_sweep(api: Client, sweep_id: int, *, quiet: bool) -> dict[str, Any
     """Poll until every run of the sweep has ended, telling the counts when they change."""
     told: dict[str, int] = {}
     while True:
-        found = api.sweep(sweep_id)
+        found = api.get_sweep(sweep_id)
         if not quiet and found["counts"] != told:
             told = found["counts"]
             err_console.print("  " + ", ".join(f"{n} {s}" for s, n in sorted(told.items())))
@@ -363,7 +350,7 @@ def runs_show(run_id: int, as_json: JsonOption = False, server: ServerOption = N
     """One run: state, tasks, metrics, failure summary."""
     with client(server) as api:
         try:
-            found = api.run(run_id)
+            found = api.get_run(run_id)
         except ClientError as exc:
             raise fail(exc) from None
     if as_json:
@@ -384,7 +371,7 @@ def runs_logs(
     """A run's logs (one task's with --task)."""
     with client(server) as api:
         try:
-            found = api.run(run_id)
+            found = api.get_run(run_id)
             tasks = [t["name"] for t in found["tasks"] if task in (None, t["name"])]
             if not tasks:
                 raise ClientError(f"run {run_id} has no task {task!r}")

@@ -1,0 +1,111 @@
+"""The JSON shapes the API answers with: the same objects ``simyard run --json`` prints.
+
+Plain pydantic models, light to import: the server shapes its answers with them
+(api/schemas.py fills them from the tables) and the Python client reads answers into them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel
+
+from simyard.times import aware
+
+# A time in an answer: always with its zone (RFC 3339 "date-time", as the document says),
+# also where SQLite gave it back without one.
+Timestamp = Annotated[dt.datetime, AfterValidator(aware)]
+
+
+class ProblemOut(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemsOut(BaseModel):
+    """A refusal (SPEC.md, "HTTP API"): every problem and warning, each naming its field."""
+
+    errors: list[ProblemOut]
+    warnings: list[ProblemOut]
+
+
+class DetailOut(BaseModel):
+    """Any other error: what went wrong, in words."""
+
+    detail: str
+
+
+class TaskOut(BaseModel):
+    name: str
+    state: str
+    attempt: int
+    exit_code: int | None
+    progress: float | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    heartbeat_at: Timestamp | None
+    failure_kind: str | None
+    failure_summary: str | None
+
+
+class OutputOut(BaseModel):
+    task: str
+    path: str
+    size: int
+    sha256: str
+
+
+class ErrorOut(BaseModel):
+    kind: str | None
+    task: str | None
+    summary: str | None
+
+
+class RunOut(BaseModel):
+    id: int
+    model: str
+    version: str
+    state: str
+    owner: str
+    params: dict[str, Any]
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    tasks: list[TaskOut]
+    outputs: list[OutputOut]
+    metrics: dict[str, Any] | None
+    error: ErrorOut | None
+    queue_position: int | None = None
+    rerun_of: int | None = None
+    sweep_id: int | None = None
+    notify: bool | None = None  # the run's own choice; None: the owner's settings
+    warnings: list[dict[str, str]] = []
+
+
+class SweepOut(BaseModel):
+    id: int
+    model: str
+    version: str
+    owner: str
+    mode: str
+    base_params: dict[str, Any]
+    axes: dict[str, list[Any]]
+    state: str  # running | finished
+    counts: dict[str, int]
+    created_at: Timestamp
+    finished_at: Timestamp | None
+    runs: list[RunOut] = []
+    warnings: list[dict[str, str]] = []
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    title: str
+    description: str
+    content_hash: str
+    created_at: Timestamp
+    parameters_schema: dict[str, Any]
+    inputs: dict[str, Any]
+    tasks: list[str]
