@@ -211,3 +211,20 @@ def test_with_local_passwords_off_only_single_sign_on_lets_people_in(
     expect(who(page)).to_have_text("boss · admin")
     page.get_by_role("link", name="Account").click()
     expect(page.get_by_role("heading", name="Account", level=1)).to_be_visible()
+
+
+def test_the_providers_answer_replayed_in_another_browser_signs_nobody_in(
+    server: Server, new_page: NewPage
+) -> None:
+    page = sso_page(new_page, server)
+    answers: list[str] = []
+    page.on("request", lambda r: answers.append(r.url) if "/login/sso/callback" in r.url else None)
+    sign_in_at_provider(page, "ana")
+    expect(who(page)).to_have_text("ana")
+    assert len(answers) == 1
+
+    thief = sso_page(new_page, server)  # the code and state, without the browser they belong to
+    thief.goto(answers[0])
+    expect(thief.get_by_role("alert")).to_contain_text("Single sign-on failed")
+    thief.goto(server.url + "/runs")
+    expect(thief).to_have_url(server.url + "/login?next=/runs")
