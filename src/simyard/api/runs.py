@@ -145,6 +145,7 @@ class RunSubmission(Submission):
             params=self.fields.get("params", {}),
             uploads=self.uploads,
             max_input_size=self.platform.settings.max_input_size,
+            max_unpacked_size=self.platform.settings.max_unpacked_size,
         )
         return checked, checked.warnings
 

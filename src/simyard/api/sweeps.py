@@ -44,6 +44,7 @@ class SweepSubmission(Submission):
             plan=plan,
             uploads=self.uploads,
             max_input_size=self.platform.settings.max_input_size,
+            max_unpacked_size=self.platform.settings.max_unpacked_size,
         )
         return (plan, checked), checked_warnings(checked)
 
