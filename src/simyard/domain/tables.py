@@ -27,16 +27,8 @@ from simyard.domain.states import (
     check_run_transition,
     check_task_transition,
 )
-
-
-def utcnow() -> dt.datetime:
-    """Now, timezone-aware in UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
-def aware(when: dt.datetime) -> dt.datetime:
-    """A time read back from the database, in UTC (SQLite forgets the zone)."""
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+from simyard.times import aware as aware  # re-exported: the tables' times
+from simyard.times import utcnow as utcnow
 
 
 class Base(DeclarativeBase):
