@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import multiprocessing as mp
 import os
 import select
@@ -22,6 +23,7 @@ import signal
 import socket
 import threading
 import time
+from multiprocessing import context, forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -47,17 +49,47 @@ from simyard.executors.base import (
 from simyard.storage.base import Store
 
 _PR_SET_PDEATHSIG = 1
-# Imported once by the forkserver, so an attempt child imports nothing. "__main__" makes
-# the forkserver import the parent's main module once (the ``simyard`` console script
-# and the CLI behind it): a child whose __main__ is already that file does not run it
-# again, where without it every child re-imports the whole CLI before its first line.
-FORKSERVER_PRELOAD = [
-    "__main__",
-    "simyard.engine.workorder",
-    "simyard.executors.local",
-    "simyard.storage.file",
-]
+# Imported once by the forkserver, so that an attempt child imports nothing of its own.
+FORKSERVER_PRELOAD = ["simyard.engine.workorder", "simyard.executors.local", "simyard.storage.file"]
 SERVER_POLL_SECONDS = 0.2  # how often a child looks for its server where pidfds do not exist
+
+
+class _AttemptPopen(popen_forkserver.Popen):
+    """Starts an attempt child without the server's ``__main__``.
+
+    multiprocessing tells every child to re-run the parent's main module, so that objects
+    defined there can be unpickled. Started by the ``simyard`` console script, that is the
+    whole CLI: ~0.25 s of imports per attempt (the forkserver's "__main__" preload does not
+    help: Python 3.11 never hands it the path). An attempt's target and arguments live in
+    importable modules, so the child needs nothing of ``__main__``.
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        # CPython's own _launch (3.11-3.13), with the main module left out of the data.
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
+        buf = io.BytesIO()
+        context.set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            context.set_spawning_popen(None)
+        fds = self._fds  # type: ignore[attr-defined]  # set by Popen.__init__, untyped
+        self.sentinel, w = forkserver.connect_to_new_process(fds)
+        parent_w = os.dup(w)  # the child watches it as its parent's sentinel
+        close_fds = util.close_fds  # type: ignore[attr-defined]  # untyped in typeshed
+        self.finalizer = util.Finalize(self, close_fds, (parent_w, self.sentinel))
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _AttemptProcess(context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _AttemptPopen:
+        return _AttemptPopen(process_obj)
 
 
 class LocalExecutor(Executor):
@@ -83,6 +115,7 @@ class LocalExecutor(Executor):
         self._server = (os.getpid(), server.start_time if server is not None else 0)
         self.sweep_leftovers()
         self._queue: Any = self._ctx.Queue()
+        self._deadline: Any = self._ctx.Value("d", float("inf"), lock=False)  # see fence()
         self._children: dict[tuple[int, int], BaseProcess] = {}
         self._folders: dict[tuple[int, int], Path] = {}  # the attempts' working folders
         self._finished: set[tuple[int, int]] = set()
@@ -102,8 +135,9 @@ class LocalExecutor(Executor):
             self._cache_root,
             self._options,
             self._server,
+            self._deadline,
         )
-        child = self._ctx.Process(target=_child_main, args=args, daemon=False)
+        child = _AttemptProcess(target=_child_main, args=args, daemon=False)
         child.start()
         with self._lock:
             self._children[(order.task_run_id, order.attempt)] = child
@@ -117,6 +151,9 @@ class LocalExecutor(Executor):
         if child is not None and child.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)
+
+    def fence(self, deadline: float) -> None:
+        self._deadline.value = deadline  # shared memory: every child reads it each 50 ms
 
     def poll(self, timeout: float) -> list[ExecutorEvent]:
         events = drain(self._queue, timeout)
@@ -183,8 +220,12 @@ def _child_main(
     cache_root: Path,
     options: EngineOptions,
     server: tuple[int, int],
+    deadline: Any = None,
 ) -> None:
-    """Runs in the child process: execute the order, report everything through ``events``."""
+    """Runs in the child process: execute the order, report everything through ``events``.
+
+    Past ``deadline`` (the server's lease, see Executor.fence) the attempt stops itself.
+    """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     with contextlib.suppress(OSError, AttributeError):
@@ -198,7 +239,12 @@ def _child_main(
         events.put(ExecutorEvent(key[0], key[1], kind, payload))
 
     send(EventKind.started, {"worker": f"local:{socket.gethostname()}:{os.getpid()}"})
-    with AttemptReporter(send) as reporter:
+
+    def past_deadline() -> None:
+        if deadline is not None and time.time() > deadline.value and not cancel.is_set():
+            cancel.set()
+
+    with AttemptReporter(send, tick=past_deadline) as reporter:
         try:
             result = execute_work_order(
                 order,
