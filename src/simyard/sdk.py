@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from simyard.schemas import OutputOut, RunOut, SweepOut, TaskOut
 
@@ -28,23 +28,50 @@ class TimedOut(TimeoutError):
     """``wait(timeout=...)`` ran out before the run or sweep ended."""
 
 
-class Run:
-    """One run on the server."""
+class _Watched:
+    """What a run and a sweep share: the server's answer, read again by ``refresh``,
+    waited for by ``wait`` until ``done``."""
 
-    def __init__(self, client: Client, data: RunOut) -> None:
+    kind = ""
+
+    def __init__(self, client: Client, data: Any) -> None:
         self.client = client
         self.data = data
 
-    def __repr__(self) -> str:
-        return f"<Run {self.id} {self.data.model} {self.data.version} {self.state}>"
-
     @property
     def id(self) -> int:
-        return self.data.id
+        return int(self.data.id)
 
     @property
     def state(self) -> str:
-        return self.data.state
+        return str(self.data.state)
+
+    @property
+    def done(self) -> bool:
+        raise NotImplementedError
+
+    def refresh(self) -> Self:
+        """Read it again from the server."""
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = None, poll: float = 0.5) -> Self:
+        """Wait until it has ended (TimedOut after ``timeout`` seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.refresh().done:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimedOut(f"{self.kind} {self.id} is still {self.state} after {timeout} s")
+            time.sleep(poll)
+        return self
+
+
+class Run(_Watched):
+    """One run on the server."""
+
+    kind = "run"
+    data: RunOut
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.data.model} {self.data.version} {self.state}>"
 
     @property
     def done(self) -> bool:
@@ -67,18 +94,8 @@ class Run:
         """The failure summary in words, when the run failed."""
         return self.data.error.summary if self.data.error else None
 
-    def refresh(self) -> Run:
-        """Read the run again from the server."""
+    def refresh(self) -> Self:
         self.data = RunOut.model_validate(self.client.get_run(self.id))
-        return self
-
-    def wait(self, timeout: float | None = None, poll: float = 0.5) -> Run:
-        """Wait until the run has ended (TimedOut after ``timeout`` seconds)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.refresh().done:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimedOut(f"run {self.id} is still {self.state} after {timeout} s")
-            time.sleep(poll)
         return self
 
     def cancel(self) -> Run:
@@ -111,40 +128,26 @@ class Run:
         return written
 
 
-class Sweep:
-    """One sweep on the server, with its runs."""
+class Sweep(_Watched):
+    """One sweep on the server, with its runs; its state is ``running`` until every run
+    has ended, then ``finished``."""
 
-    def __init__(self, client: Client, data: SweepOut) -> None:
-        self.client = client
-        self.data = data
+    kind = "sweep"
+    data: SweepOut
 
     def __repr__(self) -> str:
         return f"<Sweep {self.id} {self.data.model} {self.state} {self.data.counts}>"
 
     @property
-    def id(self) -> int:
-        return self.data.id
-
-    @property
-    def state(self) -> str:
-        """``running`` until every run has ended, then ``finished``."""
-        return self.data.state
+    def done(self) -> bool:
+        return self.state == "finished"
 
     @property
     def runs(self) -> list[Run]:
         return [Run(self.client, run) for run in self.data.runs]
 
-    def refresh(self) -> Sweep:
+    def refresh(self) -> Self:
         self.data = SweepOut.model_validate(self.client.get_sweep(self.id))
-        return self
-
-    def wait(self, timeout: float | None = None, poll: float = 1.0) -> Sweep:
-        """Wait until every run of the sweep has ended (TimedOut after ``timeout`` s)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.refresh().state != "finished":
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimedOut(f"sweep {self.id} is still running after {timeout} s")
-            time.sleep(poll)
         return self
 
     def records(self) -> list[dict[str, Any]]:

@@ -54,14 +54,17 @@ def _safe_url(settings: Settings) -> str:
     return scheme + sep + rest
 
 
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+
+
 @users_app.command("add")
 def users_add(
     name: str,
     email: Annotated[str, typer.Option("--email", help="The user's email address.")],
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
-    ] = False,
+    password_stdin: PasswordStdin = False,
 ) -> None:
     """Add a user (prompts for the password unless --password-stdin)."""
     password = _read_password(password_stdin)
@@ -91,6 +94,17 @@ def _read_password(from_stdin: bool) -> str:
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
+def _existing_user(db: Any, name: str) -> Any:
+    """The user NAME; exit 1 saying so when there is none."""
+    from simyard.domain.users import get_user
+
+    user = get_user(db=db, name=name)
+    if user is None:
+        err_console.print(f"[red]✗[/red] no user {name!r}")
+        raise typer.Exit(1)
+    return user
+
+
 def _refused(exc: ValidationFailed) -> typer.Exit:
     for problem in exc.problems:
         err_console.print("[red]✗[/red]", Text(str(problem)))
@@ -103,23 +117,18 @@ def users_passwd(
     temporary: Annotated[
         bool, typer.Option("--temporary", help="The user must change it at the next login.")
     ] = False,
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
-    ] = False,
+    password_stdin: PasswordStdin = False,
 ) -> None:
     """Set user NAME's password; every session of theirs ends."""
     password = _read_password(password_stdin)
     from simyard.domain.audit import OPERATOR, AuditAction, record
-    from simyard.domain.users import get_user, set_password
+    from simyard.domain.users import set_password
     from simyard.wiring import open_database
 
     database = open_database(Settings())
     try:
         with database.sessions() as db, db.begin():
-            user = get_user(db=db, name=name)
-            if user is None:
-                err_console.print(f"[red]✗[/red] no user {name!r}")
-                raise typer.Exit(1)
+            user = _existing_user(db, name)
             set_password(db=db, user=user, password=password, temporary=temporary)
             record(
                 db=db, actor=OPERATOR, action=AuditAction.password_set, account=user.name,
@@ -147,17 +156,14 @@ def tokens_create(
 
     from simyard.domain.audit import OPERATOR, AuditAction, record
     from simyard.domain.tables import utcnow
-    from simyard.domain.users import create_token, get_user
+    from simyard.domain.users import create_token
     from simyard.wiring import open_database
 
     expires = None if expires_in is None else utcnow() + dt.timedelta(days=expires_in)
     database = open_database(Settings())
     try:
         with database.sessions() as db, db.begin():
-            user = get_user(db=db, name=name)
-            if user is None:
-                err_console.print(f"[red]✗[/red] no user {name!r}")
-                raise typer.Exit(1)
+            user = _existing_user(db, name)
             token = create_token(db=db, user=user, name=label, scope=scope, expires_at=expires)
             record(
                 db=db, actor=OPERATOR, action=AuditAction.token_created, account=user.name,
