@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None  # default: generated into home
     heartbeat_timeout: float = Field(default=60.0, ge=15)  # heartbeats come every 5 s
+    # Seconds the dispatch lease lasts unrenewed; a server that stalls longer stops its attempts.
+    lease_ttl: float = Field(default=10.0, ge=1)
     smtp_url: SecretStr | None = None  # none: mail goes to the outbox page
     mail_from: str | None = None  # default: simyard@<host name>
     # Networks a user's webhook or chat URL may reach although they are loopback, private,

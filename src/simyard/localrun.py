@@ -15,11 +15,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from simyard import taskgraph
 from simyard.engine import EngineOptions, TaskRequest, TaskResult, run_task
 from simyard.engine.result import Failure, FailureKind, TaskOutcome
 from simyard.errors import EngineError
 from simyard.manifest.results import read_metrics
 from simyard.manifest.schema import Manifest
+from simyard.taskgraph import Readiness, Standing
 
 
 class TaskState(StrEnum):
@@ -125,11 +127,13 @@ def run_locally(
             for name, status in statuses.items():
                 if status.state is not TaskState.pending:
                     continue
-                needs = [statuses[d].state for d in manifest.tasks[name].needs]
-                if any(s in _ENDED_BAD for s in needs):
+                ready = taskgraph.readiness(
+                    _standing(statuses[d].state) for d in manifest.tasks[name].needs
+                )
+                if ready is Readiness.skip:
                     status.state = TaskState.skipped
                     changed(status)
-                elif all(s is TaskState.succeeded for s in needs) and not cancel.is_set():
+                elif ready is Readiness.start and not cancel.is_set():
                     status.state = TaskState.running
                     changed(status)
                     running[pool.submit(start, name)] = name
@@ -163,12 +167,13 @@ def run_locally(
     return run
 
 
-_ENDED_BAD = {
-    TaskState.failed,
-    TaskState.timed_out,
-    TaskState.cancelled,
-    TaskState.skipped,
-}
+def _standing(state: TaskState) -> Standing:
+    """A local task's state as the task graph sees it."""
+    if state is TaskState.succeeded:
+        return Standing.ok
+    if state in (TaskState.pending, TaskState.running):
+        return Standing.open
+    return Standing.bad
 
 
 def _record_infrastructure(status: TaskStatus, exc: EngineError, work_root: Path) -> None:

@@ -137,6 +137,7 @@ def build_platform(settings: Settings) -> Platform:
         executor=executor,
         live_logs=live,
         lost_after=settings.heartbeat_timeout,
+        lease_ttl=settings.lease_ttl,
     )
     cache_root = (settings.home / "cache" / "bundles").resolve()
     outbox = make_outbox(settings, database)

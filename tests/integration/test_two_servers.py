@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -61,7 +63,126 @@ def test_the_other_server_takes_over_when_the_dispatching_one_dies(
     for run_id in ids:
         run = follower.wait_for_run(run_id, timeout=180)
         assert run["state"] == "succeeded", run
-    assert dispatching(follower)
+    assert list((follower.home / "live").glob("*.log")), "the follower never dispatched"
     assert time.monotonic() - started < 120
     with httpx.Client(base_url=follower.url) as api:
         assert api.get("/healthz").status_code == 200
+
+
+SLOW = """\
+simyard: 1
+name: slow
+version: "1"
+tasks:
+  crunch:
+    command: [python3, slow.py]
+"""
+SLOW_FILES = {"slow.py": "import time\nfor i in range(60):\n    print(i, flush=True)\n"
+                         "    time.sleep(0.25)\n"}  # fmt: skip
+LEASE_TTL = 4.0
+
+
+@pytest.fixture
+def stalling_pair(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Server, Server]]:
+    """Two servers on one PostgreSQL database with a short dispatch lease."""
+    shared = {"SIMYARD_DATABASE_URL": postgres_url,
+              "SIMYARD_STORAGE_URL": f"file://{tmp_path / 'shared-storage'}",
+              "SIMYARD_LEASE_TTL": str(LEASE_TTL)}  # fmt: skip
+    first_gen = _server(tmp_path / "a", shared)
+    first = next(first_gen)
+    second_gen = _server(tmp_path / "b", shared, add_admin=False)
+    second = next(second_gen)
+    second.tokens = dict(first.tokens)
+    yield first, second
+    for server in (first, second):
+        if server.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server.process.pid, signal.SIGCONT)
+    for gen in (second_gen, first_gen):
+        for _ in gen:
+            pass
+
+
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def model_processes(servers: tuple[Server, ...]) -> dict[int, int]:
+    """pid -> index of the server whose attempt runs this model process (by ancestry)."""
+    roots = {s.process.pid: i for i, s in enumerate(servers) if s.process is not None}
+    found: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"slow.py" not in argv or b"bwrap" in argv[0]:
+            continue
+        pid = ancestor = int(proc.name)
+        while ancestor > 1 and ancestor not in roots:
+            ancestor = _parent(ancestor)
+        if ancestor in roots:
+            found[pid] = roots[ancestor]
+    return found
+
+
+def test_a_stalled_dispatcher_past_its_lease_never_runs_attempts_beside_the_new_holder(
+    stalling_pair: tuple[Server, Server], make_model: MakeModel
+) -> None:
+    servers = stalling_pair
+    first = servers[0]
+    assert first.cli("models", "add", make_model(SLOW, SLOW_FILES)).returncode == 0
+    ids = []
+    for _ in range(2):
+        done = first.cli("run", "slow", "--json")
+        assert done.returncode == 0, done.stderr
+        ids.append(json.loads(done.stdout)["id"])
+    deadline = time.monotonic() + 60
+    while len(running := model_processes(servers)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(running) == 2, running
+    leader_index = next(iter(running.values()))
+    leader, follower = servers[leader_index], servers[1 - leader_index]
+    assert leader.process is not None
+    seen: dict[int, tuple[int, float, float]] = {}  # pid -> (server, first seen, last seen)
+
+    def sample() -> None:
+        now = time.monotonic()
+        for pid, index in model_processes(servers).items():
+            first_seen = seen[pid][1] if pid in seen else now
+            seen[pid] = (index, first_seen, now)
+
+    os.kill(leader.process.pid, signal.SIGSTOP)  # the dispatching server stalls
+    stopped = time.monotonic()
+    while time.monotonic() - stopped < 30:
+        sample()
+        taken_over = [s for s in seen.values() if s[0] != leader_index]
+        if taken_over and time.monotonic() - min(s[1] for s in taken_over) > 2:
+            break
+        time.sleep(0.02)
+    os.kill(leader.process.pid, signal.SIGCONT)  # ... and wakes up without its lease
+    woke = time.monotonic()
+    while time.monotonic() - woke < 3:
+        sample()
+        time.sleep(0.02)
+
+    old = [s for s in seen.values() if s[0] == leader_index]
+    new = [s for s in seen.values() if s[0] != leader_index]
+    assert len(new) == 2, "the other server did not take the attempts over"
+    assert old, "the stalled server's attempts were never seen"
+    # Its models stopped by themselves once its lease could no longer be renewed: the
+    # new holder's attempts started only after the last of them was gone.
+    assert max(s[2] for s in old) < min(s[1] for s in new), seen
+    assert max(s[2] for s in old) - stopped < LEASE_TTL
+    assert all(s[1] < woke for s in old), "the woken server started attempts again"
+    for run_id in ids:
+        run = follower.wait_for_run(run_id, timeout=120)
+        assert run["state"] == "succeeded", run
+        assert [t["attempt"] for t in run["tasks"]] == [2], run  # the stalled one's never counted
+    assert "dispatch lease lost" in (leader.home / "server.log").read_text()

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from simyard import taskgraph
 from simyard.domain.registry import manifest_of
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Event, ModelVersion, Run, StoredFile, TaskRun, User
@@ -19,6 +20,7 @@ from simyard.errors import Problem, SimyardError
 from simyard.manifest.inputs import DEFAULT_MAX_UNPACKED_SIZE
 from simyard.manifest.runinput import RunInput, validate_run_input
 from simyard.storage.base import Store
+from simyard.taskgraph import Readiness, Standing
 
 
 class RunNotFound(SimyardError):
@@ -176,7 +178,7 @@ def queue_run(
                 sha256=given.sha256,
             )
         )
-    _add_task_runs(db, run, manifest.task_order(), {n: t.needs for n, t in manifest.tasks.items()})
+    _add_task_runs(db, run, manifest.task_order(), manifest.needs)
     record_event(db, "run.queued", run)
     return run
 
@@ -192,7 +194,7 @@ def _add_task_runs(db: Session, run: Run, order: list[str], needs: Mapping[str, 
             attempt=0,
         )
         db.add(task_run)
-        if not needs[name]:
+        if taskgraph.readiness(Standing.open for _ in needs[name]) is Readiness.start:
             task_run.set_state(TaskRunState.queued)
     db.flush()
 
@@ -245,10 +247,25 @@ def cancel_run(*, db: Session, run: Run) -> bool:
     """Ask for a run to stop; False when it had ended already.
 
     Task runs that have not started are cancelled at once; running ones are stopped by
-    the dispatcher, which kills their process trees.
+    the dispatcher, which kills their process trees. The run and then its task runs are
+    locked and read fresh — the dispatcher's lock order — so a cancel racing a claim
+    waits for it and sees the task running (then stops it) instead of overwriting it.
     """
+    db.scalar(
+        select(Run)
+        .where(Run.id == run.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
     if RunState(run.state).final:
         return False
+    db.scalars(
+        select(TaskRun)
+        .where(TaskRun.run_id == run.id)
+        .order_by(TaskRun.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
     run.cancel_requested = True
     for task_run in run.task_runs:
         if TaskRunState(task_run.state) in (TaskRunState.pending, TaskRunState.queued):
@@ -289,10 +306,12 @@ def rerun(*, db: Session, run: Run, user: User, from_failed: bool = False) -> Ru
         )
     old_by_name = {t.name: t for t in run.task_runs}
     reusable: set[str] = set()
-    for old in sorted(run.task_runs, key=lambda t: t.position):
-        ok = TaskRunState(old.state).done_ok and all(n in reusable for n in old.needs)
-        if from_failed and ok:
-            reusable.add(old.name)
+    if from_failed:
+        ordered = sorted(run.task_runs, key=lambda t: t.position)
+        reusable = taskgraph.reusable(
+            {t.name: t.needs for t in ordered},
+            {t.name: TaskRunState(t.state).standing for t in ordered},
+        )
     for old in sorted(run.task_runs, key=lambda t: t.position):
         task_run = TaskRun(
             run_id=new.id,
@@ -321,7 +340,10 @@ def rerun(*, db: Session, run: Run, user: User, from_failed: bool = False) -> Ru
                         sha256=stored.sha256,
                     )
                 )
-        elif all(n in reusable for n in old.needs):
+        elif (
+            taskgraph.readiness(Standing.ok if n in reusable else Standing.open for n in old.needs)
+            is Readiness.start
+        ):
             task_run.set_state(TaskRunState.queued)
     db.flush()
     record_event(db, "run.queued", new, rerun_of=run.id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from simyard.errors import SimyardError
+from simyard.taskgraph import Standing
 
 
 class RunState(StrEnum):
@@ -43,6 +44,13 @@ class TaskRunState(StrEnum):
     def done_ok(self) -> bool:
         """Whether dependents may start after this state."""
         return self in (TaskRunState.succeeded, TaskRunState.cached)
+
+    @property
+    def standing(self) -> Standing:
+        """What this state means to the tasks that need it (see simyard.taskgraph)."""
+        if self.done_ok:
+            return Standing.ok
+        return Standing.bad if self.final else Standing.open
 
 
 RUN_TRANSITIONS: dict[RunState, set[RunState]] = {

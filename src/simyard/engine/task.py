@@ -27,7 +27,7 @@ from simyard.engine.process import CommandOutcome, CommandSpec, StopReason, run_
 from simyard.engine.result import Failure, FailureKind, OutputFile, TaskOutcome, TaskResult
 from simyard.engine.sandbox import find_bwrap
 from simyard.engine.workdir import StagedFiles, inside, place_file, place_tree
-from simyard.errors import EngineError
+from simyard.errors import EngineError, Refusal, TaskRefused
 from simyard.manifest.archives import safe_unpack
 from simyard.manifest.inputs import unpacked_limit
 from simyard.manifest.paramfile import render_parameter_file
@@ -114,7 +114,7 @@ def substitute(template: str, params: Mapping[str, Any]) -> str:
             return token[0]
         name = match.group(1)
         if name not in params:
-            raise EngineError(f"placeholder {{{name}}}: no value for parameter {name!r}")
+            raise TaskRefused(f"placeholder {{{name}}}: no value for parameter {name!r}")
         return format_value(params[name])
 
     return _PLACEHOLDER.sub(replace, template)
@@ -145,7 +145,7 @@ def prepare_workdir(request: TaskRequest, options: EngineOptions) -> StagedFiles
                 )
         for rel, source in request.upstream.items():
             place_file(source, inside(workdir, rel), staged, may_link=may_link)
-    except EngineError:
+    except (EngineError, Refusal):  # a refused archive stays a refusal: it is not retried
         raise
     except Exception as exc:
         reason = relative_paths(str(exc), workdir)

@@ -29,7 +29,7 @@ from simyard.engine.bundles import stored_model_dir
 from simyard.engine.proctree import ProcessTree, working_below
 from simyard.engine.result import OutputFile, TaskOutcome
 from simyard.engine.task import EngineOptions, LineCallback, ProgressCallback, TaskRequest, run_task
-from simyard.errors import EngineError
+from simyard.errors import EngineError, TaskRefused
 from simyard.manifest.params import validate_parameters
 from simyard.manifest.schema import Manifest
 from simyard.storage.base import StorageError, Store
@@ -232,7 +232,8 @@ def execute_work_order(
     """Run ``order`` on this machine and store what it produced.
 
     Raises EngineError (or StorageError) for infrastructure failures, which the
-    dispatcher retries; a model failure is a WorkResult like a success.
+    dispatcher retries, and a Refusal (TaskRefused, UnsafeArchive) for what never will
+    run; a model failure is a WorkResult like a success.
     """
     # This worker's own folders are data too (other runs, the shared cache): hidden from models.
     options = replace(options, hidden_dirs=(*options.hidden_dirs, work_root, cache_root))
@@ -266,7 +267,7 @@ def _execute_in(
         raise EngineError(f"cannot fetch the files of the task: {exc}") from exc
     checked = validate_parameters(order.manifest, order.params)
     if not checked.ok:
-        raise EngineError("stored parameters no longer valid: " + str(checked.problems[0]))
+        raise TaskRefused("stored parameters no longer valid: " + str(checked.problems[0]))
     request = TaskRequest(
         manifest=order.manifest,
         model_dir=model_dir,

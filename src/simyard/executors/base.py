@@ -3,7 +3,10 @@
 An executor implements four methods. ``submit`` starts one attempt (a WorkOrder) and
 returns at once; ``cancel`` asks the attempt's process tree to stop; ``poll`` hands
 back what happened since the last call (lines, progress, heartbeats, results, lost
-attempts); ``close`` stops everything. The dispatcher claims an attempt in the
+attempts, refused ones); ``close`` stops everything; ``fence`` (optional) bounds how
+long attempts may outlive the dispatcher's lease. An attempt that failed for the
+platform's sake is ``lost`` (retried); one that raised a :class:`~simyard.errors.Refusal`
+is ``refused`` (final), see :func:`failure_event`. The dispatcher claims an attempt in the
 database before submitting it and ignores events of attempts that are not current.
 """
 
@@ -19,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from simyard.engine.workorder import WorkOrder
+from simyard.errors import Refusal, SimyardError
 
 
 class EventKind(StrEnum):
@@ -27,7 +31,8 @@ class EventKind(StrEnum):
     progress = "progress"  # payload: {"percent": float}
     heartbeat = "heartbeat"  # payload: {}
     result = "result"  # payload: {"result": WorkResult}
-    lost = "lost"  # payload: {"reason": str}; the attempt died without a result
+    lost = "lost"  # payload: {"reason": str}; the attempt died without a result (retried)
+    refused = "refused"  # payload: {"reason": str, "kind": str}; it can never run (final)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,14 @@ class ExecutorEvent:
     attempt: int
     kind: EventKind
     payload: dict[str, Any]
+
+
+def failure_event(task_run_id: int, attempt: int, exc: SimyardError) -> ExecutorEvent:
+    """The event for an attempt that raised ``exc``: lost (retried) or refused (final)."""
+    if isinstance(exc, Refusal):
+        payload = {"reason": str(exc), "kind": exc.failure_kind}
+        return ExecutorEvent(task_run_id, attempt, EventKind.refused, payload)
+    return ExecutorEvent(task_run_id, attempt, EventKind.lost, {"reason": str(exc)})
 
 
 def _no_op() -> None:
@@ -58,6 +71,16 @@ class Executor(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def fence(self, deadline: float) -> None:
+        """Attempts must stop by ``deadline`` (``time.time()``) unless called again later.
+
+        The dispatcher calls this on every renewal of its lease, so an executor whose
+        server stalls (a SIGSTOP, a long pause) kills its attempts itself before another
+        server can take the lease over. Default: nothing; the dispatcher stops them when
+        it wakes up without its lease.
+        """
+        return None
 
 
 def drain(source: Any, timeout: float) -> list[ExecutorEvent]:

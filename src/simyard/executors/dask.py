@@ -23,8 +23,15 @@ from typing import Any
 from simyard.engine.result import FailureKind, TaskOutcome
 from simyard.engine.task import EngineOptions
 from simyard.engine.workorder import WorkOrder, WorkResult, execute_work_order
-from simyard.errors import SimyardError
-from simyard.executors.base import AttemptReporter, EventKind, Executor, ExecutorEvent, drain
+from simyard.errors import Refusal, SimyardError, TaskRefused
+from simyard.executors.base import (
+    AttemptReporter,
+    EventKind,
+    Executor,
+    ExecutorEvent,
+    drain,
+    failure_event,
+)
 from simyard.storage.base import Store
 
 TOPIC = "simyard"
@@ -204,13 +211,15 @@ class DaskExecutor(Executor):
             self._events.put(ExecutorEvent(*key, EventKind.lost, {"reason": reason}))
         elif isinstance(result, WorkResult):
             self._events.put(ExecutorEvent(*key, EventKind.result, {"result": result}))
+        elif isinstance(result, SimyardError):
+            self._events.put(failure_event(*key, result))
         else:
             self._events.put(ExecutorEvent(*key, EventKind.lost, {"reason": str(result)}))
 
 
 def run_on_worker(
     order: WorkOrder, store: Store, options: EngineOptions, work_dir: str
-) -> WorkResult | str:
+) -> WorkResult | TaskRefused | str:
     """Runs on a Dask worker: one attempt, with its lines and heartbeats sent as events."""
     import distributed
 
@@ -253,5 +262,5 @@ def run_on_worker(
                 on_line=reporter.on_line,
                 on_progress=reporter.on_progress,
             )
-        except SimyardError as exc:
-            return f"infrastructure: {exc}"
+        except SimyardError as exc:  # a refusal stays one: the server will not retry it
+            return TaskRefused(str(exc)) if isinstance(exc, Refusal) else f"infrastructure: {exc}"

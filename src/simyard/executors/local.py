@@ -19,6 +19,7 @@ import io
 import multiprocessing as mp
 import os
 import select
+import shutil
 import signal
 import socket
 import threading
@@ -45,6 +46,7 @@ from simyard.executors.base import (
     Executor,
     ExecutorEvent,
     drain,
+    failure_event,
 )
 from simyard.storage.base import Store
 
@@ -230,7 +232,7 @@ def _child_main(
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     with contextlib.suppress(OSError, AttributeError):
         adopt_orphans()
-    _die_with_server(*server)
+    _die_with_server(*server, folder=attempt_dir_of(work_root, order))
     cancel = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: cancel.set())
     key = (order.task_run_id, order.attempt)
@@ -257,20 +259,21 @@ def _child_main(
                 on_progress=reporter.on_progress,
             )
         except SimyardError as exc:
-            failure: str | None = str(exc)
+            failure: SimyardError | None = exc
         else:
             failure = None
     if failure is not None:
-        send(EventKind.lost, {"reason": failure})
+        events.put(failure_event(key[0], key[1], failure))
     else:
         send(EventKind.result, {"result": result})
     events.close()
     events.join_thread()
 
 
-def _die_with_server(pid: int, start_time: int) -> None:
+def _die_with_server(pid: int, start_time: int, *, folder: Path) -> None:
     """Watch the server (``pid`` started at ``start_time``); once it is gone, kill every
-    process below this one and exit at once: no result to report, nobody to hear it."""
+    process below this one, remove the attempt's ``folder`` and exit at once: no result
+    to report, nobody to hear it."""
     try:
         pidfd: int | None = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -292,6 +295,7 @@ def _die_with_server(pid: int, start_time: int) -> None:
             while server_alive():
                 time.sleep(SERVER_POLL_SECONDS)
         ProcessTree(os.getpid(), None, adopter=os.getpid()).kill()
+        shutil.rmtree(folder, ignore_errors=True)  # its lock file goes with the next sweep
         os._exit(1)
 
     threading.Thread(target=watch, name="simyard-server-watch", daemon=True).start()

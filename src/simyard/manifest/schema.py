@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from simyard import taskgraph
 from simyard.manifest.units import Duration, Size
 
 NAME_RE = r"^[a-z0-9][a-z0-9-]*$"
@@ -373,27 +374,13 @@ class Manifest(_Strict):
 
     def task_order(self) -> list[str]:
         """Task names in an order where every task comes after the tasks it needs."""
-        order: list[str] = []
-        done: set[str] = set()
-        remaining = dict(self.tasks)
-        while remaining:
-            ready = [n for n, t in remaining.items() if all(d in done for d in t.needs)]
-            if not ready:  # a cycle; checks.py reports it, keep the declared order here
-                order.extend(remaining)
-                break
-            for name in ready:
-                order.append(name)
-                done.add(name)
-                del remaining[name]
-        return order
+        return taskgraph.task_order(self.needs)
 
     def ancestors(self, task: str) -> list[str]:
         """Every task ``task`` needs, transitively, in graph order (the nearest last)."""
-        found: set[str] = set()
-        stack = list(self.tasks[task].needs)
-        while stack:
-            current = stack.pop()
-            if current not in found and current in self.tasks:
-                found.add(current)
-                stack.extend(self.tasks[current].needs)
-        return [name for name in self.task_order() if name in found]
+        return taskgraph.ancestors(self.needs, task)
+
+    @property
+    def needs(self) -> dict[str, list[str]]:
+        """Each task's ``needs``, in declared order."""
+        return {name: list(task.needs) for name, task in self.tasks.items()}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simyard.engine.task import EngineOptions, TaskRequest, prepare_workdir
-from simyard.errors import EngineError
+from simyard.errors import UnsafeArchive
 from simyard.manifest import load_manifest
 from tests.conftest import MakeModel
 
@@ -43,12 +43,12 @@ def request_with(make_model: MakeModel, tmp_path: Path, data: bytes) -> TaskRequ
     )
 
 
-def test_an_archive_over_20_times_its_slots_max_size_is_not_unpacked(
+def test_an_archive_over_20_times_its_slots_max_size_is_refused_not_unpacked(
     make_model: MakeModel, tmp_path: Path
 ) -> None:
     request = request_with(make_model, tmp_path, os.urandom(30_000))
 
-    with pytest.raises(EngineError, match=r"member 'cells\.bin' unpacks to more than the limit"):
+    with pytest.raises(UnsafeArchive, match=r"member 'cells\.bin' unpacks to more than the limit"):
         prepare_workdir(request, EngineOptions(sandbox="none"))
     assert not (tmp_path / "work/input/grid").exists()
 
@@ -56,7 +56,7 @@ def test_an_archive_over_20_times_its_slots_max_size_is_not_unpacked(
 def test_the_servers_limit_caps_every_slot(make_model: MakeModel, tmp_path: Path) -> None:
     request = request_with(make_model, tmp_path, os.urandom(10_000))
 
-    with pytest.raises(EngineError, match=r"limit of 4\.9 KiB"):
+    with pytest.raises(UnsafeArchive, match=r"limit of 4\.9 KiB"):
         prepare_workdir(request, EngineOptions(sandbox="none", max_unpacked_bytes=5000))
 
 

@@ -1,0 +1,292 @@
+"""The reconcile loop: read a snapshot, let the policy decide, apply, then tell the executor.
+
+One loop, in one thread of the one server holding the dispatch lease. Each pass: read
+(a short transaction), :func:`~simyard.dispatch.policy.plan` (pure), read metrics of
+runs about to finish (storage, no transaction), apply (one short, fenced transaction),
+then submit and cancel on the executor (network, no transaction). Executor events go
+the same way through :func:`~simyard.dispatch.policy.after_events`; an event whose
+write failed is kept and applied again, never dropped. A server whose lease ran out
+(a stall, a SIGSTOP) stops every attempt it handed over at once and reports nothing
+of them; the first pass of a new term retries what the previous holder left running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from simyard.dispatch.apply import Applied, apply_actions, write_progress
+from simyard.dispatch.lease import LeaseTerm
+from simyard.dispatch.livelogs import LiveLogs
+from simyard.dispatch.metrics import RunMetrics
+from simyard.dispatch.policy import Attempt, FinishRun, after_events, plan
+from simyard.dispatch.snapshot import read_event_tasks, read_snapshot
+from simyard.errors import LeaseLost
+from simyard.executors.base import EventKind, Executor, ExecutorEvent
+from simyard.storage.base import Store
+
+log = logging.getLogger("simyard.dispatch")
+
+IDLE_PASS_SECONDS = 1.0
+PROGRESS_WRITE_SECONDS = 0.5
+RESTART_REASON = "server restarted"
+DECISIVE = (EventKind.started, EventKind.result, EventKind.lost, EventKind.refused)
+
+
+class Dispatcher:
+    """Runs the reconcile loop in a thread; ``wake()`` makes it look at the database now."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        store: Store,
+        executor: Executor,
+        live_logs: LiveLogs,
+        lost_after: float = 60.0,
+        lease_ttl: float = 10.0,
+    ) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.executor = executor
+        self.live_logs = live_logs
+        self.lost_after = lost_after
+        self.lease_ttl = lease_ttl
+        self.term = LeaseTerm(lease_ttl)
+        self.metrics = RunMetrics(
+            sessions=sessions, store=store, cache=live_logs.root.parent / "metric-cache"
+        )
+        self.leading = threading.Event()
+        self._stop = threading.Event()
+        self._dirty = threading.Event()
+        self._acting = threading.RLock()  # a pass's apply + executor calls vs. losing the lease
+        self._thread: threading.Thread | None = None
+        self._lease_thread: threading.Thread | None = None
+        self._handed_over: set[Attempt] = set()  # attempts the executor runs for this term
+        self._stop_sent: set[Attempt] = set()
+        self._unapplied: list[ExecutorEvent] = []  # decisive events whose write failed
+        self._progress: dict[int, float] = {}
+        self._progress_written = 0.0
+        self._orphan_reason: str | None = None
+
+    @property
+    def holder(self) -> str | None:
+        return self.term.token
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Dispatch once this server holds the dispatch lease (at once, when it is free)."""
+        self._lease_thread = threading.Thread(
+            target=self._hold_lease, name="simyard-lease", daemon=True
+        )
+        self._lease_thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in (self._thread, self._lease_thread):
+            if thread is not None:
+                thread.join(timeout=30)
+        if self.leading.is_set():
+            try:
+                with self.sessions() as db, db.begin():
+                    self.term.release(db)
+            except Exception:
+                log.exception("could not give the dispatch lease up")
+        self.executor.close()
+
+    def wake(self) -> None:
+        """Something changed in the database (a run was created or cancelled)."""
+        self._dirty.set()
+
+    def take_lease(self) -> bool:
+        """Try to start a term; on success the next pass retries what was left running."""
+        with self.sessions() as db, db.begin():
+            taken = self.term.take(db)
+        if taken:
+            with self._acting:
+                self._handed_over.clear()
+                self._stop_sent.clear()
+                self._unapplied.clear()
+                self._orphan_reason = RESTART_REASON
+                self.leading.set()
+            self.executor.fence(self.term.attempts_deadline)
+        return taken
+
+    def _hold_lease(self) -> None:
+        """Take the lease when it is free, renew it while leading, stop at once if it is lost."""
+        while not self._stop.is_set():
+            try:
+                if self.leading.is_set():
+                    with self.sessions() as db, db.begin():
+                        renewed = self.term.renew(db)
+                    if renewed:
+                        self.executor.fence(self.term.attempts_deadline)
+                    else:
+                        self.lose_lease("its renewal failed")
+                elif self.take_lease():
+                    log.info("this server dispatches now (%s)", self.term.token)
+                    self._thread = threading.Thread(
+                        target=self._loop, name="simyard-dispatcher", daemon=True
+                    )
+                    self._thread.start()
+            except Exception:
+                log.exception("dispatch lease check failed")
+                if self.leading.is_set() and not self.term.valid():
+                    self.lose_lease("it ran out while the database could not be reached")
+            self._stop.wait(self.lease_ttl / 4)
+
+    def lose_lease(self, why: str) -> None:
+        """The term is over: stop every attempt handed over, report none of them."""
+        with self._acting:
+            self.term.end()
+            if not self.leading.is_set():
+                return
+            log.error("dispatch lease lost (%s): stopping this server's attempts", why)
+            self.leading.clear()
+            self.executor.fence(0.0)
+            for key in sorted(self._handed_over):
+                try:
+                    self.executor.cancel(*key)
+                except Exception:
+                    log.exception("could not stop attempt %s", key)
+            self._handed_over.clear()
+            self._stop_sent.clear()
+            self._unapplied.clear()
+            self._progress.clear()
+
+    def _loop(self) -> None:
+        last_pass = 0.0
+        while not self._stop.is_set() and self.leading.is_set():
+            try:
+                if not self.term.valid():
+                    self.lose_lease("it ran out (this server stalled)")
+                    break
+                events = self.executor.poll(timeout=0.005 if self._dirty.is_set() else 0.01)
+                if events or self._unapplied:
+                    self.handle_events(events)
+                now = time.monotonic()
+                if events or self._dirty.is_set() or now - last_pass > IDLE_PASS_SECONDS:
+                    self._dirty.clear()
+                    self.dispatch_once()
+                    last_pass = now
+                if now - self._progress_written > PROGRESS_WRITE_SECONDS:
+                    self._write_progress()
+            except LeaseLost:
+                self.lose_lease("another server holds it")
+            except Exception:  # keep dispatching: one bad row must not stop every run
+                log.exception("dispatcher pass failed")
+                time.sleep(0.5)
+
+    # ------------------------------------------------------------------ one pass
+
+    def dispatch_once(self) -> Applied:
+        """Queue, skip, cancel, claim, retry and finish, as the policy decides."""
+        if not self.term.valid():
+            self.lose_lease("it ran out (this server stalled)")
+            return Applied()
+        with self.sessions() as db, db.begin():
+            snapshot = read_snapshot(
+                db,
+                free_slots=self.executor.slots - len(self._handed_over),
+                handed_over=set(self._handed_over),
+                stop_sent=set(self._stop_sent),
+                lost_after=self.lost_after,
+                orphan_reason=self._orphan_reason,
+            )
+        actions = plan(snapshot)
+        finishing = [a.run_id for a in actions if isinstance(a, FinishRun)]
+        metrics = self.metrics.of_runs(finishing) if finishing else {}
+        with self._acting:
+            try:
+                with self.sessions() as db, db.begin():
+                    self.term.fence(db)
+                    applied = apply_actions(db, actions, metrics)
+            except LeaseLost:
+                self.lose_lease("another server holds it")
+                return Applied()
+            self._orphan_reason = None
+            self._act(applied)
+        return applied
+
+    def _act(self, applied: Applied) -> None:
+        """After the commit: forget ended attempts, stop and submit on the executor."""
+        for key in applied.forgotten:
+            self._handed_over.discard(key)
+            self._stop_sent.discard(key)
+        for key in applied.stops:
+            if key in self._stop_sent:
+                continue
+            self._stop_sent.add(key)
+            try:
+                self.executor.cancel(*key)
+            except Exception:
+                log.exception("could not stop attempt %s", key)
+        failed: list[ExecutorEvent] = []
+        for order in applied.orders:
+            if not self.term.valid():  # lost meanwhile: the next holder runs it
+                break
+            key = (order.task_run_id, order.attempt)
+            self._handed_over.add(key)
+            try:
+                self.executor.submit(order)
+            except Exception as exc:  # the executor refused: an infrastructure failure
+                log.exception("submit failed")
+                failed.append(ExecutorEvent(*key, EventKind.lost, {"reason": str(exc)}))
+        if failed:
+            self._unapplied.extend(failed)
+            self._dirty.set()
+
+    # ------------------------------------------------------------------ events
+
+    def handle_events(self, events: list[ExecutorEvent]) -> None:
+        """Record what the executor reported; events of stale attempts are refused.
+
+        Lines go to the live log and progress is batched; the rest is decided by the
+        policy and written in one fenced transaction. When that write fails the
+        decisive events are kept and tried again on the next turn of the loop.
+        """
+        lines: dict[Attempt, list[str]] = {}
+        for event in events:
+            if event.kind is EventKind.lines:
+                lines.setdefault((event.task_run_id, event.attempt), []).extend(
+                    event.payload["lines"]
+                )
+            elif event.kind is EventKind.progress:
+                self._progress[event.task_run_id] = event.payload["percent"]
+        for (task_run_id, attempt), written in lines.items():
+            self.live_logs.append(task_run_id, attempt, written)
+        batch = [*self._unapplied, *events]
+        if not batch:
+            return
+        with self._acting:
+            if not self.leading.is_set() or not self.term.valid():
+                self._unapplied.clear()
+                return  # a term that ended reports nothing of its attempts
+            try:
+                with self.sessions() as db, db.begin():
+                    self.term.fence(db)
+                    tasks, cancels = read_event_tasks(db, {e.task_run_id for e in batch})
+                    applied = apply_actions(db, after_events(batch, tasks, cancels))
+            except LeaseLost:
+                self.lose_lease("another server holds it")
+                return
+            except Exception:
+                log.exception("recording executor events failed; they are kept and retried")
+                self._unapplied = [e for e in batch if e.kind in DECISIVE]
+                return
+            self._unapplied = []
+            self._act(applied)
+        self._dirty.set()
+
+    def _write_progress(self) -> None:
+        self._progress_written = time.monotonic()
+        if not self._progress:
+            return
+        updates, self._progress = self._progress, {}
+        with self._acting, self.sessions() as db, db.begin():
+            self.term.fence(db)
+            write_progress(db, updates)

@@ -1,0 +1,162 @@
+"""Read what the policy decides from: the runs that need work, as plain data.
+
+Only runs that can change are read: running ones, queued ones asked to stop or with
+cached task runs (a rerun's) — a queued run's waiting tasks need nothing but a claim —
+and the oldest queued task runs, as many as could be claimed. So a pass costs about the
+same with ten or ten thousand runs waiting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from simyard.dispatch.policy import Attempt, Candidate, RunView, Snapshot, TaskView
+from simyard.domain.registry import manifest_of
+from simyard.domain.states import RunState, TaskRunState
+from simyard.domain.tables import ModelVersion, Run, TaskRun, User, utcnow
+from simyard.manifest.schema import Manifest
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def task_view(task_run: TaskRun, now: dt.datetime, retries: int = 0) -> TaskView:
+    """A task run as plain data."""
+    beat = task_run.heartbeat_at or task_run.started_at
+    silent = (now - _aware(beat)).total_seconds() if beat is not None else 0.0
+    return TaskView(
+        id=task_run.id,
+        run_id=task_run.run_id,
+        name=task_run.name,
+        state=TaskRunState(task_run.state),
+        attempt=task_run.attempt,
+        needs=tuple(task_run.needs),
+        worker=task_run.worker,
+        silent_for=silent,
+        retries=retries,
+    )
+
+
+def run_view(run: Run, now: dt.datetime) -> RunView:
+    tasks = sorted(run.task_runs, key=lambda t: t.position)
+    return RunView(
+        id=run.id,
+        user_id=run.user_id,
+        state=RunState(run.state),
+        cancel_requested=bool(run.cancel_requested),
+        tasks=tuple(task_view(t, now) for t in tasks),
+    )
+
+
+def quota_room(db: Session) -> dict[int, int]:
+    """For each user with a quota, how many more of their tasks may start now."""
+    quotas = dict(
+        db.execute(select(User.id, User.max_running).where(User.max_running.is_not(None))).all()
+    )
+    if not quotas:
+        return {}
+    running = dict(
+        db.execute(
+            select(Run.user_id, func.count(TaskRun.id))
+            .join(Run, Run.id == TaskRun.run_id)
+            .where(TaskRun.state == TaskRunState.running, Run.user_id.in_(list(quotas)))
+            .group_by(Run.user_id)
+        ).all()
+    )
+    return {user: (limit or 0) - running.get(user, 0) for user, limit in quotas.items()}
+
+
+def read_snapshot(
+    db: Session,
+    *,
+    free_slots: int,
+    handed_over: Iterable[Attempt] = (),
+    stop_sent: Iterable[Attempt] = (),
+    lost_after: float = 60.0,
+    orphan_reason: str | None = None,
+) -> Snapshot:
+    """The snapshot one pass plans from."""
+    now = utcnow()
+    # Three narrow queries rather than one OR, so each uses an index: a queued run needs
+    # a pass only when asked to stop, or when a rerun made all it has left cached.
+    ids = set(db.scalars(select(Run.id).where(Run.state == RunState.running)))
+    ids |= set(
+        db.scalars(
+            select(Run.id).where(Run.state == RunState.queued, Run.cancel_requested.is_(True))
+        )
+    )
+    ids |= set(
+        db.scalars(
+            select(TaskRun.run_id)
+            .join(Run, Run.id == TaskRun.run_id)
+            .where(TaskRun.state == TaskRunState.cached, Run.state == RunState.queued)
+        )
+    )
+    runs = (
+        db.scalars(
+            select(Run)
+            .where(Run.id.in_(sorted(ids)))
+            .options(selectinload(Run.task_runs))
+            .order_by(Run.id)
+        ).all()
+        if ids
+        else []
+    )
+    room = quota_room(db)
+    candidates: list[Candidate] = []
+    if free_slots > 0:
+        full = [user for user, left in room.items() if left <= 0]
+        query = (
+            select(TaskRun, Run.user_id, Run.cancel_requested)
+            .join(Run, Run.id == TaskRun.run_id)
+            .where(TaskRun.state == TaskRunState.queued)
+            .order_by(TaskRun.queued_at, TaskRun.id)
+            .limit(free_slots * 4)
+        )
+        if full:
+            query = query.where(Run.user_id.not_in(full))
+        for task_run, user_id, cancel in db.execute(query):
+            candidates.append(Candidate(task_view(task_run, now), user_id, bool(cancel)))
+    extra = {} if orphan_reason is None else {"orphan_reason": orphan_reason}
+    return Snapshot(
+        runs=tuple(run_view(r, now) for r in runs),
+        candidates=tuple(candidates),
+        quota_room=room,
+        free_slots=free_slots,
+        handed_over=frozenset(handed_over),
+        stop_sent=frozenset(stop_sent),
+        lost_after=lost_after,
+        **extra,
+    )
+
+
+def read_event_tasks(
+    db: Session, task_ids: Iterable[int]
+) -> tuple[dict[int, TaskView], dict[int, bool]]:
+    """The task runs executor events name (with their manifest's retries), and their runs'
+    cancel requests."""
+    now = utcnow()
+    rows = db.execute(
+        select(TaskRun, Run.cancel_requested, ModelVersion)
+        .join(Run, Run.id == TaskRun.run_id)
+        .join(ModelVersion, ModelVersion.id == Run.model_version_id)
+        .where(TaskRun.id.in_(list(task_ids)))
+    )
+    tasks: dict[int, TaskView] = {}
+    cancels: dict[int, bool] = {}
+    manifests: dict[int, Manifest] = {}
+    for task_run, cancel, version in rows:
+        retries = 0
+        if task_run.state == TaskRunState.running:
+            if version.id not in manifests:
+                manifests[version.id] = manifest_of(version)
+            task = manifests[version.id].tasks.get(task_run.name)
+            retries = task.retries if task is not None else 0
+        tasks[task_run.id] = task_view(task_run, now, retries)
+        cancels[task_run.run_id] = bool(cancel)
+    return tasks, cancels

@@ -1,0 +1,350 @@
+"""The dispatcher in process, on real SQLite and PostgreSQL, with a scripted executor."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from simyard.db.session import make_engine, session_factory, upgrade_schema
+from simyard.dispatch import MAX_ATTEMPTS, Dispatcher, LiveLogs
+from simyard.domain.registry import manifest_of, register_model
+from simyard.domain.runs import cancel_run, queue_run, rerun
+from simyard.domain.tables import DispatcherLease, ModelVersion, Run, StoredFile, TaskRun, User
+from simyard.domain.users import create_user
+from simyard.engine.result import FailureKind, TaskOutcome
+from simyard.engine.workorder import StoredOutput, WorkOrder, WorkResult
+from simyard.executors.base import EventKind, Executor, ExecutorEvent
+from simyard.manifest.runinput import validate_run_input
+from simyard.storage.file import FileStore
+from tests.conftest import MakeModel
+
+MODEL = """\
+simyard: 1
+name: chain
+version: "1"
+tasks:
+  prep: {command: [python3, -c, "1"], outputs: [prep/]}
+  simulate: {needs: [prep], command: [python3, -c, "1"], outputs: [results/]}
+  report: {needs: [simulate], command: [python3, -c, "1"], outputs: [report/]}
+"""
+
+
+class ScriptedExecutor(Executor):
+    """Records what it is told; the test says what happened."""
+
+    def __init__(self, slots: int = 2) -> None:
+        self.slots = slots
+        self.submitted: list[WorkOrder] = []
+        self.cancelled: list[tuple[int, int]] = []
+
+    def submit(self, order: WorkOrder) -> None:
+        self.submitted.append(order)
+
+    def cancel(self, task_run_id: int, attempt: int) -> None:
+        self.cancelled.append((task_run_id, attempt))
+
+    def poll(self, timeout: float) -> list[ExecutorEvent]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+class World:
+    def __init__(self, sessions: sessionmaker[Session], tmp_path: Path, model_dir: Path) -> None:
+        self.sessions = sessions
+        self.tmp_path = tmp_path
+        self.store = FileStore(tmp_path / "store")
+        self.model_dir = model_dir
+        with sessions() as db, db.begin():
+            self.user_id = create_user(db=db, name="ana", email="a@example.org", password=None).id
+            version, _ = register_model(db=db, store=self.store, model_dir=model_dir, user=None)
+            self.version_id = version.id
+
+    def dispatcher(self, executor: ScriptedExecutor, lease_ttl: float = 30.0) -> Dispatcher:
+        live = LiveLogs(self.tmp_path / "live", 1 << 20)
+        d = Dispatcher(sessions=self.sessions, store=self.store, executor=executor,
+                       live_logs=live, lease_ttl=lease_ttl)  # fmt: skip
+        assert d.take_lease()
+        return d
+
+    def new_run(self, user_id: int | None = None) -> int:
+        with self.sessions() as db, db.begin():
+            version = db.get(ModelVersion, self.version_id)
+            user = db.get(User, user_id or self.user_id)
+            assert version is not None
+            assert user is not None
+            checked = validate_run_input(manifest_of(version), self.model_dir, {}, {},
+                                         max_input_size=1 << 20)  # fmt: skip
+            return queue_run(db=db, user=user, version=version, checked=checked, inputs=[]).id
+
+    def tasks(self, run_id: int) -> dict[str, tuple[str, int]]:
+        with self.sessions() as db:
+            rows = db.scalars(select(TaskRun).where(TaskRun.run_id == run_id))
+            return {t.name: (t.state, t.attempt) for t in rows}
+
+    def run(self, run_id: int) -> Run:
+        with self.sessions() as db:
+            run = db.get(Run, run_id)
+            assert run is not None
+            return run
+
+
+@pytest.fixture
+def world(sessions: sessionmaker[Session], tmp_path: Path, make_model: MakeModel) -> World:
+    return World(sessions, tmp_path, make_model(MODEL, {}))
+
+
+def result(order: WorkOrder, outcome: TaskOutcome = TaskOutcome.succeeded,
+           kind: FailureKind | None = None) -> ExecutorEvent:  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    out = StoredOutput(
+        f"{order.task}/out.txt", f"{order.prefix}outputs/{order.task}/out.txt", 1, ""
+    )
+    work = WorkResult(task_run_id=order.task_run_id, attempt=order.attempt, outcome=outcome,
+                      started_at=now, finished_at=now, exit_code=0 if kind is None else 2,
+                      failure_kind=kind, failure_reason="exit 2" if kind else None,
+                      failure_summary="it failed" if kind else None, outputs=[out])  # fmt: skip
+    return ExecutorEvent(order.task_run_id, order.attempt, EventKind.result, {"result": work})
+
+
+def lost(order: WorkOrder) -> ExecutorEvent:
+    return ExecutorEvent(order.task_run_id, order.attempt, EventKind.lost, {"reason": "gone"})
+
+
+def test_a_run_goes_through_its_graph_and_finishes(world: World) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    for name in ("prep", "simulate", "report"):
+        d.dispatch_once()
+        order = executor.submitted[-1]
+        assert order.task == name
+        d.handle_events([result(order)])
+    d.dispatch_once()
+    run = world.run(run_id)
+    assert run.state == "succeeded"
+    assert executor.submitted[-1].upstream  # the report was given what came before it
+    assert set(executor.submitted[-1].upstream) == {"prep/out.txt", "simulate/out.txt"}
+
+
+def test_a_failed_task_skips_its_downstream_and_fails_the_run(world: World) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    d.handle_events([result(executor.submitted[-1])])
+    d.dispatch_once()
+    d.handle_events([result(executor.submitted[-1], TaskOutcome.failed, FailureKind.model_error)])
+    d.dispatch_once()
+    assert world.tasks(run_id) == {"prep": ("succeeded", 1), "simulate": ("failed", 1),
+                                   "report": ("skipped", 0)}  # fmt: skip
+    run = world.run(run_id)
+    assert (run.state, run.error_task, run.error_summary) == ("failed", "simulate", "it failed")
+
+
+def test_a_stale_attempts_result_is_refused(world: World) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    first = executor.submitted[-1]
+    d.handle_events([lost(first)])
+    d.dispatch_once()
+    second = executor.submitted[-1]
+    assert (second.task_run_id, second.attempt) == (first.task_run_id, 2)
+    d.handle_events([result(first)])  # the first attempt's word comes late
+    assert world.tasks(run_id)["prep"] == ("running", 2)
+    with world.sessions() as db:
+        assert not db.scalars(select(StoredFile).where(StoredFile.run_id == run_id)).all()
+
+
+def test_a_lost_attempt_is_retried_up_to_the_limit_then_fails(world: World) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    for _ in range(MAX_ATTEMPTS):
+        d.dispatch_once()
+        d.handle_events([lost(executor.submitted[-1])])
+    d.dispatch_once()
+    assert len(executor.submitted) == MAX_ATTEMPTS
+    run = world.run(run_id)
+    assert (run.state, run.error_kind) == ("failed", "infrastructure")
+    assert "after 3 attempts" in (run.error_summary or "")
+
+
+def test_a_users_quota_leaves_the_rest_queued_for_others(world: World) -> None:
+    executor = ScriptedExecutor(slots=3)
+    d = world.dispatcher(executor)
+    with world.sessions() as db, db.begin():
+        db.execute(update(User).where(User.id == world.user_id).values(max_running=1))
+        other = create_user(db=db, name="ben", email="b@example.org", password=None).id
+    mine = [world.new_run(), world.new_run()]
+    theirs = world.new_run(other)
+    d.dispatch_once()
+    assert sorted(o.run_id for o in executor.submitted) == [mine[0], theirs]
+    d.dispatch_once()
+    assert len(executor.submitted) == 2  # a free slot, but the user's one task runs already
+    d.handle_events([result(next(o for o in executor.submitted if o.run_id == mine[0]))])
+    d.dispatch_once()
+    with world.sessions() as db:
+        running = db.scalars(
+            select(TaskRun.run_id).join(Run).where(Run.user_id == world.user_id,
+                                                   TaskRun.state == "running")
+        ).all()  # fmt: skip
+    assert len(running) == 1
+
+
+def test_cancel_while_queued_runs_nothing(world: World) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    with world.sessions() as db, db.begin():
+        run = db.get(Run, run_id)
+        assert run is not None
+        assert cancel_run(db=db, run=run)
+    d.dispatch_once()
+    assert executor.submitted == []
+    assert world.run(run_id).state == "cancelled"
+
+
+def test_cancel_while_claimed_stops_the_attempt_and_ends_cancelled(world: World) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    order = executor.submitted[-1]
+    with world.sessions() as db, db.begin():
+        run = db.get(Run, run_id)
+        assert run is not None
+        assert cancel_run(db=db, run=run)
+    assert world.tasks(run_id)["prep"] == ("running", 1)  # a cancel never overwrites a claim
+    d.dispatch_once()
+    assert executor.cancelled == [(order.task_run_id, 1)]
+    d.dispatch_once()
+    assert executor.cancelled == [(order.task_run_id, 1)]  # told once
+    d.handle_events([lost(order)])
+    d.dispatch_once()
+    assert world.run(run_id).state == "cancelled"
+    assert world.tasks(run_id)["prep"] == ("cancelled", 1)
+
+
+def test_cancel_while_storing_outputs_keeps_them_and_cancels_the_rest(world: World) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    order = executor.submitted[-1]
+    with world.sessions() as db, db.begin():
+        run = db.get(Run, run_id)
+        assert run is not None
+        assert cancel_run(db=db, run=run)
+    d.handle_events([result(order)])  # it had finished and was storing its outputs
+    d.dispatch_once()
+    assert world.tasks(run_id) == {"prep": ("succeeded", 1), "simulate": ("cancelled", 0),
+                                   "report": ("cancelled", 0)}  # fmt: skip
+    assert world.run(run_id).state == "cancelled"
+    with world.sessions() as db:
+        kept = db.scalars(select(StoredFile.path).where(StoredFile.run_id == run_id)).all()
+    assert kept == ["prep/out.txt"]
+
+
+def test_rerun_from_failed_reuses_what_succeeded(world: World) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    d.handle_events([result(executor.submitted[-1])])
+    d.dispatch_once()
+    d.handle_events([result(executor.submitted[-1], TaskOutcome.failed, FailureKind.model_error)])
+    d.dispatch_once()
+    with world.sessions() as db, db.begin():
+        old = db.get(Run, run_id)
+        user = db.get(User, world.user_id)
+        assert old is not None
+        assert user is not None
+        new_id = rerun(db=db, run=old, user=user, from_failed=True).id
+    d.dispatch_once()
+    order = executor.submitted[-1]
+    assert (order.run_id, order.task) == (new_id, "simulate")
+    assert set(order.upstream) == {"prep/out.txt"}
+    assert world.tasks(new_id)["prep"] == ("cached", 0)
+
+
+def test_a_dispatcher_whose_lease_was_taken_over_stops_its_attempts_and_reports_nothing(
+    world: World,
+) -> None:
+    first_executor, second_executor = ScriptedExecutor(), ScriptedExecutor()
+    first = world.dispatcher(first_executor)
+    run_id = world.new_run()
+    first.dispatch_once()
+    order = first_executor.submitted[-1]
+    with world.sessions() as db, db.begin():  # the first server stalls past its lease
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        db.execute(update(DispatcherLease).values(expires_at=past))
+    second = world.dispatcher(second_executor)
+    second.dispatch_once()  # the new term retries what the stalled one left running
+    assert second_executor.submitted[-1].attempt == 2
+    first.handle_events([result(order)])  # the stalled server wakes up with a result
+    assert first_executor.cancelled == [(order.task_run_id, 1)]
+    assert not first.leading.is_set()
+    assert world.tasks(run_id)["prep"] == ("running", 2)
+    with world.sessions() as db:
+        assert not db.scalars(select(StoredFile).where(StoredFile.run_id == run_id)).all()
+
+
+def test_a_refused_attempt_fails_at_once_and_is_not_retried(world: World) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    order = executor.submitted[-1]
+    refusal = {"reason": "input/grid.zip: unpacks past its limit", "kind": "invalid_input"}
+    d.handle_events([ExecutorEvent(order.task_run_id, order.attempt, EventKind.refused, refusal)])
+    d.dispatch_once()
+    assert len(executor.submitted) == 1
+    run = world.run(run_id)
+    assert (run.state, run.error_kind) == ("failed", "invalid_input")
+
+
+def test_an_event_whose_write_failed_is_kept_and_applied_later(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    order = executor.submitted[-1]
+    import simyard.dispatch.dispatcher as loop
+
+    real = loop.apply_actions
+    failures = iter([True])
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        if next(failures, False):
+            raise OperationalError("UPDATE", {}, Exception("database is locked"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "apply_actions", flaky)
+    d.handle_events([result(order)])  # the write fails: the result must not be lost
+    assert world.tasks(run_id)["prep"] == ("running", 1)
+    d.handle_events([])  # the next turn of the loop
+    assert world.tasks(run_id)["prep"] == ("succeeded", 1)
