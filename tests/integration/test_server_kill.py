@@ -102,6 +102,8 @@ def test_kill_9_of_the_server_kills_its_attempts_before_the_retry(
     assert alive(old_models) == [], "a model outlived its server by 5 s"
     survivors = [f"{p.pid} {' '.join(p.cmdline())}" for p in alive(old_tree)]
     assert survivors == [], "processes of the killed server survived it"
+    folders = [p.name for p in (server.home / "work").glob("run*/*") if p.is_dir()]
+    assert folders == [], "the killed attempts left their working folders"
 
     server.start()
     for run_id in run_ids:

@@ -46,7 +46,6 @@ from simyard.executors.base import (
     Executor,
     ExecutorEvent,
     drain,
-    failure_event,
 )
 from simyard.storage.base import Store
 
@@ -259,11 +258,11 @@ def _child_main(
                 on_progress=reporter.on_progress,
             )
         except SimyardError as exc:
-            failure: SimyardError | None = exc
+            failure: str | None = str(exc)
         else:
             failure = None
     if failure is not None:
-        events.put(failure_event(key[0], key[1], failure))
+        send(EventKind.lost, {"reason": failure})
     else:
         send(EventKind.result, {"result": result})
     events.close()
