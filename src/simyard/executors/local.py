@@ -46,6 +46,7 @@ from simyard.executors.base import (
     Executor,
     ExecutorEvent,
     drain,
+    failure_event,
 )
 from simyard.storage.base import Store
 
@@ -258,11 +259,11 @@ def _child_main(
                 on_progress=reporter.on_progress,
             )
         except SimyardError as exc:
-            failure: str | None = str(exc)
+            failure: SimyardError | None = exc
         else:
             failure = None
     if failure is not None:
-        send(EventKind.lost, {"reason": failure})
+        events.put(failure_event(key[0], key[1], failure))
     else:
         send(EventKind.result, {"result": result})
     events.close()
