@@ -41,6 +41,7 @@ class TaskOut(BaseModel):
     state: str
     attempt: int
     exit_code: int | None
+    signal: int | None = None  # the signal that killed the model (exit_code is then None)
     progress: float | None
     started_at: Timestamp | None
     finished_at: Timestamp | None

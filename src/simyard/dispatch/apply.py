@@ -164,6 +164,7 @@ class _Applier:
         if result.log is not None:
             self.add_file(run, task_run, "log", result.log)
         task_run.exit_code = result.exit_code
+        task_run.signal = result.signal
         task_run.progress = result.progress
         task_run.failure_kind = result.failure_kind
         task_run.failure_reason = result.failure_reason

@@ -197,6 +197,7 @@ class TaskRun(Base):
     state: Mapped[str] = mapped_column(String(16), default=TaskRunState.pending)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     exit_code: Mapped[int | None]
+    signal: Mapped[int | None]  # the signal that killed the model; exit_code is then None
     queued_at: Mapped[dt.datetime | None]
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from simyard.engine.exitstatus import read_status, reporter_argv
 from simyard.engine.hostuser import ModelUsers, UidLease, check_reachable_by_model, leased_uid
 from simyard.engine.limits import (
     ControlGroup,
@@ -30,7 +31,7 @@ from simyard.engine.limits import (
 )
 from simyard.engine.logcapture import LogCapture
 from simyard.engine.proctree import ProcessTree
-from simyard.engine.sandbox import bwrap_argv
+from simyard.engine.sandbox import bwrap_argv, image_bwrap_argv
 from simyard.errors import EngineError
 
 SAMPLE_INTERVAL = 0.1  # seconds between two looks at the process tree
@@ -77,6 +78,7 @@ class CommandSpec:
     hidden_dirs: tuple[Path, ...] = ()  # host folders the sandbox hides (the data folder)
     model_users: ModelUsers | None = None  # uids to lease when the engine is root
     model_folders: tuple[Path, ...] = ()  # besides the working directory, the model's own
+    image_root: Path | None = None  # an unpacked image: its root filesystem is the task's /
 
 
 def run_command(
@@ -108,13 +110,30 @@ def _run(
     if spec.use_cgroups:
         group = ControlGroup.create(unique_group_name(spec.workdir.name), spec.limits)
     argv = spec.argv
-    if lease is not None:
+    status_read: int | None = None
+    status_write: int | None = None
+    # An image task has its own argv (no host program in it): sandbox.image_bwrap_argv.
+    host_bwrap = spec.bwrap if spec.image_root is None else None
+    if host_bwrap:  # bubblewrap says 128+N for a signal N: a reporter tells exits apart
+        status_read, status_write = os.pipe()
+        argv = [*reporter_argv(status_write), *argv]
+    if lease is not None and spec.image_root is None:
         if not spec.bwrap:
             check_reachable_by_model(argv[0], spec.workdir)
         argv = [*lease.switch_argv(), *argv]
-    if spec.bwrap:
+    if spec.image_root is not None:
+        argv = image_bwrap_argv(
+            spec.bwrap or "bwrap",  # (the engine refuses an image task without bubblewrap)
+            argv,
+            rootfs=spec.image_root,
+            workdir=spec.workdir,
+            network=spec.network,
+            read_only_files=spec.read_only_files,
+            switch=lease.switch_argv() if lease is not None else None,
+        )
+    if host_bwrap:
         argv = bwrap_argv(
-            spec.bwrap,
+            host_bwrap,
             argv,
             workdir=spec.workdir,
             network=spec.network,
@@ -141,11 +160,17 @@ def _run(
             start_new_session=True,
             preexec_fn=in_child,
             close_fds=True,
+            pass_fds=() if status_write is None else (status_write,),
         )
     except (OSError, subprocess.SubprocessError) as exc:
         if group is not None:
             group.remove()
+        if status_read is not None and status_write is not None:
+            os.close(status_read)
+            os.close(status_write)
         raise EngineError(f"cannot start {spec.argv[0]!r}: {exc}") from exc
+    if status_write is not None:
+        os.close(status_write)
     if on_start is not None:
         on_start(proc.pid)
     assert proc.stdout is not None
@@ -172,7 +197,11 @@ def _run(
     if group is not None:
         group.remove()
     sig = -returncode if returncode < 0 else None
-    if spec.bwrap and returncode > 128:  # bwrap reports a signal death of the model as 128+N
+    status = read_status(status_read) if status_read is not None else None
+    if status is not None:
+        sig = status.signal
+        returncode = status.code if status.code is not None else returncode
+    elif spec.bwrap and returncode > 128:  # no report (the reporter was killed): 128+N
         sig = returncode - 128
     return CommandOutcome(
         returncode=returncode,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal as signals
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +39,19 @@ FAILURE_WORDS = {
     FailureKind.infrastructure: "the platform failed (not the model); it is retried",
     FailureKind.cancelled: "the run was cancelled",
 }
+
+
+def how_it_ended(exit_code: int | None, signal: int | None) -> str:
+    """``exit code 201``, ``killed by SIGKILL (signal 9)``, or ``""`` when neither is known."""
+    if signal is not None:
+        try:
+            name = signals.Signals(signal).name
+        except ValueError:
+            return f"killed by signal {signal}"
+        return f"killed by {name} (signal {signal})"
+    if exit_code is not None:
+        return f"exit code {exit_code}"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,7 @@ class TaskResult:
     started_at: dt.datetime
     finished_at: dt.datetime
     exit_code: int | None = None
+    signal: int | None = None  # the signal that killed the model (then exit_code is None)
     failure: Failure | None = None
     outputs: list[OutputFile] = field(default_factory=list)
     diagnostics: list[OutputFile] = field(default_factory=list)

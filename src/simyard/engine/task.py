@@ -337,6 +337,7 @@ def _execute(
         started_at=started_at,
         finished_at=dt.datetime.now(dt.UTC),
         exit_code=outcome.returncode if outcome.signal is None else None,
+        signal=outcome.signal,
         failure=failure,
         outputs=outputs,
         log_bytes=capture.total_bytes,
@@ -353,14 +354,15 @@ def enforced_limits(limits: Limits, *, sandboxed: bool) -> Limits:
 
     No single file may outgrow the disk limit (RLIMIT_FSIZE stops its writes at once,
     where the once-a-second look at the folder would let it grow for a second). The
-    sandbox's own processes (bubblewrap's two and setpriv) do not count against the run.
+    sandbox's own processes (bubblewrap's two, setpriv and the exit-status reporter of
+    exitstatus.py) do not count against the run.
     """
     file_size = limits.file_size
     if limits.disk is not None and (file_size is None or limits.disk < file_size):
         file_size = limits.disk
     processes = limits.processes
     if sandboxed and processes is not None:
-        processes += 3
+        processes += 4
     return Limits(limits.memory, processes, limits.disk, file_size)
 
 

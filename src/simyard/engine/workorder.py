@@ -76,6 +76,7 @@ class WorkResult:
     started_at: dt.datetime
     finished_at: dt.datetime
     exit_code: int | None = None
+    signal: int | None = None
     failure_kind: str | None = None
     failure_reason: str | None = None
     failure_summary: str | None = None
@@ -296,6 +297,7 @@ def _execute_in(
         started_at=result.started_at,
         finished_at=result.finished_at,
         exit_code=result.exit_code,
+        signal=result.signal,
         failure_kind=failure.kind if failure else None,
         failure_reason=failure.reason if failure else None,
         failure_summary=failure.summary(order.task) if failure else None,

@@ -127,7 +127,8 @@
     if (!row) return;
     setState(row.querySelector(".state"), task.state);
     row.querySelector(".attempt").textContent = task.attempt ? String(task.attempt) : "";
-    row.querySelector(".exit-code").textContent = task.exit_code ?? "";
+    row.querySelector(".exit-code").textContent =
+      task.signal != null ? `signal ${task.signal}` : (task.exit_code ?? "");
     row.querySelector(".started").textContent = when(task.started_at);
     row.querySelector(".duration").textContent = duration(task.started_at, task.finished_at);
     const bar = row.querySelector(".bar");

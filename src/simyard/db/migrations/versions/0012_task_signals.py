@@ -5,6 +5,9 @@ Revises: 0011
 Create Date: 2026-12-01 15:30:00
 """
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0012"
 down_revision = "0011"
 branch_labels = None
@@ -12,8 +15,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass  # reserved; filled by the change that needs it
+    with op.batch_alter_table("task_runs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("signal", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("task_runs", schema=None) as batch_op:
+        batch_op.drop_column("signal")

@@ -1,0 +1,110 @@
+"""Real programs as they are: exit codes above 128, signals, and their ordered output."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simyard.engine import (
+    EngineOptions,
+    FailureKind,
+    TaskOutcome,
+    TaskRequest,
+    TaskResult,
+    run_task,
+)
+from simyard.engine.sandbox import find_bwrap
+from simyard.manifest import load_manifest
+from simyard.manifest.params import validate_parameters
+from tests.conftest import MakeModel
+
+HEAD = 'simyard: 1\nname: t\nversion: "1"\n'
+SANDBOXES = [
+    "none",
+    pytest.param(
+        "bwrap",
+        marks=pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap is not installed"),
+    ),
+]
+
+Run = Callable[..., TaskResult]
+
+
+@pytest.fixture
+def run(make_model: MakeModel, tmp_path: Path, open_work_root: Path) -> Run:
+    """Run task ``run`` of a model built from a manifest body and files."""
+
+    def go(
+        body: str,
+        files: dict[str, str | bytes] | None = None,
+        *,
+        sandbox: str = "auto",
+        params: dict[str, Any] | None = None,
+    ) -> TaskResult:
+        model_dir = make_model(HEAD + body, files)
+        manifest = load_manifest(model_dir)
+        check = validate_parameters(manifest, params or {})
+        assert check.ok, check.problems
+        request = TaskRequest(
+            manifest=manifest,
+            model_dir=model_dir,
+            task="run",
+            params=check.values,
+            workdir=open_work_root / model_dir.name,
+            log_path=tmp_path / "logs" / f"{model_dir.name}.log",
+        )
+        return run_task(request, EngineOptions(sandbox=sandbox, kill_grace=0.5))
+
+    return go
+
+
+def sh_task(script: str) -> str:
+    return f"tasks:\n  run:\n    command: [sh, -c, {script!r}]\n"
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+@pytest.mark.parametrize("code", [201, 137, 153])
+def test_an_exit_code_above_128_is_an_exit_code_not_a_signal(
+    run: Run, sandbox: str, code: int
+) -> None:
+    result = run(sh_task(f"echo working; exit {code}"), sandbox=sandbox)
+    assert result.outcome is TaskOutcome.failed
+    assert (result.exit_code, result.signal) == (code, None)
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.model_error  # 153 is no file-size limit
+    assert f"It exited with code {code}." in result.failure.summary("run")
+
+
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_a_program_killed_by_a_signal_has_a_signal_and_no_exit_code(run: Run, sandbox: str) -> None:
+    result = run(sh_task("echo about to die; kill -TERM $$"), sandbox=sandbox)
+    assert (result.exit_code, result.signal) == (None, 15)
+    assert result.failure is not None
+    assert "It was killed by SIGTERM." in result.failure.summary("run")
+
+
+CCX_BAD_INPUT = """*NODE
+1,0,0,0
+2,1,0,0
+*ELEMENT,TYPE=T3D2,ELSET=E
+1,1,2
+*STEP
+*STATIC
+*END STEP
+"""
+
+
+@pytest.mark.skipif(shutil.which("ccx") is None, reason="CalculiX (calculix-ccx) is not installed")
+def test_calculix_error_exits_201_and_is_reported_as_exit_code_201(run: Run) -> None:
+    body = 'tasks:\n  run:\n    command: [ccx, -i, beam]\n    error_patterns: ["^ \\\\*ERROR"]\n'
+    result = run(body, {"beam.inp": CCX_BAD_INPUT})
+    assert (result.exit_code, result.signal) == (201, None)
+    assert result.failure is not None
+    summary = result.failure.summary("run")
+    assert "It exited with code 201." in summary
+    assert "*ERROR" in summary
+    assert "signal" not in summary
