@@ -300,6 +300,9 @@ class Delivery(Base):
     body_html: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
+    # The server sending it now, until when (several servers, one database: one sends).
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[dt.datetime | None]
 
 
 class DispatcherLease(Base):

@@ -6,6 +6,7 @@ typed reaches a header unfiltered (line breaks are removed before it is set).
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -62,12 +63,19 @@ class SmtpNotifier(Notifier):
                 smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=SMTP_TIMEOUT, context=context)
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT)
-            with smtp:
+            try:
                 if self.starttls:
                     smtp.starttls(context=context)
                 if self.username:
                     smtp.login(self.username, self.password or "")
                 smtp.send_message(mail)
+                # Accepted (250 after the data): say goodbye without waiting for the
+                # answer, so the outbox records the delivery at once. The time between
+                # the data's end and that 250 is the only window for a second copy.
+                with contextlib.suppress(OSError, smtplib.SMTPException):
+                    smtp.send("QUIT\r\n")
+            finally:
+                smtp.close()
         except (OSError, smtplib.SMTPException) as exc:
             # Never echo the URL: it may hold the password.
             raise NotifyError(

@@ -6,17 +6,29 @@ transaction that marks the event handled; a unique key (event, channel, target) 
 a second fan-out of the same event impossible. Delivery sends what is due and records
 the outcome; a failure is retried with exponential backoff. A channel that is down
 only delays its own messages.
+
+Several servers on one database each run an outbox: a delivery is claimed before it is
+sent (``claimed_by``, ``claimed_until``), so exactly one server sends it. PostgreSQL picks
+unclaimed rows with ``FOR UPDATE SKIP LOCKED``; on both databases the claim itself is a
+conditional UPDATE, so two servers can never both win it. A server that dies holding a
+claim delays its deliveries until the claim expires (or, on the same host, until the next
+server starts and sees the holder's process gone); they are then sent again: at least
+once. The window for a duplicate is the time between the end of the message's data and
+the SMTP server's 250 reply, plus one short commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import socket
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from simyard.domain.sweeps import close_if_done
@@ -44,6 +56,28 @@ DEFAULT_OUTCOMES = ["succeeded", "failed", "timed_out", "cancelled"]
 MAX_ATTEMPTS = 30
 BACKOFF_FIRST = 2.0
 BACKOFF_MAX = 3600.0
+CLAIM_FOR = 120.0  # seconds a server may take to send what it claimed (SMTP waits 20 s a step)
+CLAIM_BATCH = 10
+
+
+def outbox_identity() -> str:
+    """Who claims: this host and process, and a nonce (a pid can be reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def holder_gone(holder: str) -> bool:
+    """Whether ``holder`` was a process of this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def backoff(attempts: int) -> float:
@@ -83,6 +117,7 @@ class Outbox:
     def __init__(self, *, sessions: sessionmaker[Session], config: OutboxConfig) -> None:
         self.sessions = sessions
         self.config = config
+        self.identity = outbox_identity()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,6 +147,10 @@ class Outbox:
         return None
 
     def start(self) -> None:
+        try:
+            self.release_dead_claims()
+        except Exception:  # the claims expire by themselves anyway
+            log.exception("could not release the claims of stopped servers")
         self._thread = threading.Thread(target=self._loop, name="simyard-outbox", daemon=True)
         self._thread.start()
 
@@ -227,17 +266,74 @@ class Outbox:
 
     # ------------------------------------------------------------------ delivery
 
+    def release_dead_claims(self) -> int:
+        """Free the claims of servers of this host that have stopped (killed while sending):
+        their deliveries go out again now rather than when the claims expire."""
+        with self.sessions() as db, db.begin():
+            holders = set(
+                db.scalars(
+                    select(Delivery.claimed_by).where(
+                        Delivery.state == "pending", Delivery.claimed_by.is_not(None)
+                    )
+                )
+            )
+            gone = [h for h in holders if h is not None and holder_gone(h)]
+            if gone:
+                db.execute(
+                    update(Delivery)
+                    .where(Delivery.state == "pending", Delivery.claimed_by.in_(gone))
+                    .values(claimed_by=None, claimed_until=None)
+                )
+        return len(gone)
+
+    def claim_due(self, limit: int = CLAIM_BATCH) -> list[int]:
+        """Claim up to ``limit`` deliveries that are due and claimed by no live server; their
+        ids. A row another server holds is skipped, never waited for or taken."""
+        now = utcnow()
+        free = or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now)
+        due = Delivery.state == "pending", Delivery.next_attempt_at <= now, free
+        with self.sessions() as db, db.begin():
+            query = select(Delivery.id).where(*due).order_by(Delivery.id).limit(limit)
+            if db.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = list(db.scalars(query))
+            if not ids:
+                return []
+            until = now + dt.timedelta(seconds=CLAIM_FOR)
+            db.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids), *due)
+                .values(claimed_by=self.identity, claimed_until=until)
+                .execution_options(synchronize_session=False)
+            )
+            return list(
+                db.scalars(
+                    select(Delivery.id)
+                    .where(Delivery.id.in_(ids), Delivery.claimed_by == self.identity)
+                    .order_by(Delivery.id)
+                )
+            )
+
     def deliver_due(self) -> int:
-        """Send every delivery that is due; how many went out."""
+        """Send every delivery that is due and this server could claim; how many went out."""
+        sent = 0
+        while not self._stop.is_set():
+            claimed_at = time.monotonic()
+            ids = self.claim_due()
+            if not ids:
+                break
+            sent += self._send_claimed(ids, claimed_at)
+            if len(ids) < CLAIM_BATCH:
+                break
+        return sent
+
+    def _send_claimed(self, ids: list[int], claimed_at: float) -> int:
         sent = 0
         with self.sessions() as db, db.begin():
             due = [
                 (d.id, d.channel, d.target, d.event_id, d.subject, d.body_text, d.body_html)
                 for d in db.scalars(
-                    select(Delivery)
-                    .where(Delivery.state == "pending", Delivery.next_attempt_at <= utcnow())
-                    .order_by(Delivery.id)
-                    .limit(50)
+                    select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)
                 )
             ]
             secrets = {
@@ -247,7 +343,11 @@ class Outbox:
             }  # fmt: skip
             events = {d[3]: self._event_payload(db, d[3]) for d in due if d[1] == "webhook"}
         self.webhooks.secrets = {k: v for k, v in secrets.items() if k}
+        left = [d[0] for d in due]
         for delivery_id, channel, target, event_id, subject, text, html in due:
+            if time.monotonic() - claimed_at > CLAIM_FOR / 2:
+                break  # the claim may run out during the next send: claim again
+            left.remove(delivery_id)
             notifier = self.notifiers.get(channel)
             message = Message(subject, text, html, events.get(event_id, {}),
                               message_id=f"<simyard-delivery-{delivery_id}@simyard>")  # fmt: skip
@@ -263,7 +363,18 @@ class Outbox:
                     error = f"{type(exc).__name__}: {exc}"
             self._record(delivery_id, error)
             sent += error is None
+        if left:
+            self._unclaim(left)
         return sent
+
+    def _unclaim(self, ids: list[int]) -> None:
+        with self.sessions() as db, db.begin():
+            db.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids), Delivery.claimed_by == self.identity)
+                .values(claimed_by=None, claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
 
     def _event_payload(self, db: Session, event_id: int) -> dict[str, object]:
         if event_id in self._events:
@@ -281,6 +392,8 @@ class Outbox:
             if delivery is None:
                 return
             delivery.attempts += 1
+            delivery.claimed_by = None
+            delivery.claimed_until = None
             if error is None:
                 delivery.state = "sent"
                 delivery.sent_at = utcnow()
