@@ -18,7 +18,13 @@ from simyard.sdk import Run, Sweep
 
 
 class ClientError(SimyardError):
-    """The server refused a request or could not be reached; the message says why."""
+    """The server refused a request or could not be reached; the message says why.
+
+    ``status`` is the HTTP status of a refusal (None when the server was not reached)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -34,7 +40,7 @@ def _raise_for(response: httpx.Response) -> None:
             [Problem(w["field"], w["message"]) for w in body.get("warnings", [])],
         )
     detail = body.get("detail", body) if isinstance(body, dict) else body
-    raise ClientError(f"{response.status_code}: {detail}")
+    raise ClientError(f"{response.status_code}: {detail}", response.status_code)
 
 
 class Client:
@@ -68,6 +74,10 @@ class Client:
         token = settings.token.get_secret_value() if settings.token else None
         if token is None and str(saved.get("url", "")).rstrip("/") == url.rstrip("/"):
             token = saved.get("token")
+        if not token:
+            raise ClientError(
+                f"not logged in to {url}: run `simyard login {url}` or set SIMYARD_TOKEN"
+            )
         return cls(url, token)
 
     def close(self) -> None:

@@ -93,9 +93,15 @@ def current_user(request: Request, platform: PlatformDep) -> User:
             # A browser session: a state-changing call must carry the page's CSRF token.
             check_csrf(request, request.headers.get(CSRF_HEADER))
     if user is None:
+        given = scheme.lower() == "bearer" and token
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail="log in first: a valid API token is required (simyard login)",
+            detail=(
+                "this API token is not valid (unknown, expired or revoked): log in again"
+                " (simyard login)"
+                if given
+                else "log in first: an API token is required (simyard login)"
+            ),
             headers={"WWW-Authenticate": "Bearer"},
         )
     if user.must_change_password:

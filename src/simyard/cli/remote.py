@@ -8,12 +8,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from simyard.cli import waiting
 from simyard.cli.models import parse_assignments
 from simyard.cli.terminal import (
     model_text,
@@ -24,7 +26,6 @@ from simyard.cli.terminal import (
 )
 from simyard.client import Client, ClientError
 from simyard.config import Settings
-from simyard.engine.result import how_it_ended
 from simyard.errors import ParameterFileError, ValidationFailed
 
 console = Console(highlight=False)
@@ -36,7 +37,6 @@ ServerOption = Annotated[
     str | None, typer.Option("--server", help="The server's URL (or SIMYARD_URL).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 
 
 def show_metric(value: object) -> str:
@@ -89,7 +89,7 @@ def login(
         with Client(url) as api:
             token = api.login(username, password)
     except ClientError as exc:
-        raise fail(exc) from None
+        raise fail(_explain_url(url, exc)) from None
     path = settings.credentials_file
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -98,17 +98,33 @@ def login(
     console.print(f"[green]✓[/green] logged in to {url} as {username}")
 
 
+def _explain_url(url: str, exc: ClientError) -> ClientError:
+    """A 404 from a URL with a path: the user gave a page's address, not the server's."""
+    parts = urlsplit(url)
+    if exc.status != 404 or parts.path.strip("/") == "":
+        return exc
+    root = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    return ClientError(
+        f"no simyard server answers at {url}: give the server's address without the page's"
+        f" path ({parts.path}), e.g. `simyard login {root}`; a server published under a path"
+        f" answers at URL/api/v1/"
+    )
+
+
 def _print_run(run: dict[str, Any]) -> None:
     name = model_text(f"{run['model']} {run['version']}")
     console.print(
         Text.assemble(f"Run {run['id']}: ", name, " ", (str(run["state"]), "bold")),
         soft_wrap=True,
     )
+    if run.get("params"):
+        console.print(
+            model_text("  parameters: " + ", ".join(f"{k}={v}" for k, v in run["params"].items())),
+            soft_wrap=True,
+        )
     for task in run["tasks"]:
         progress = f" {task['progress']:.0f}%" if task.get("progress") is not None else ""
-        ended = how_it_ended(task.get("exit_code"), task.get("signal"))
-        ended = f", {ended}" if ended and task["state"] != "succeeded" else ""
-        console.print(model_text(f"  {task['name']}: {task['state']}{progress}{ended}"))
+        console.print(model_text(f"  {task['name']}: {task['state']}{progress}"))
     if run.get("metrics"):
         for key, value in run["metrics"].items():
             console.print(model_text(f"  {key} = {show_metric(value)}"), soft_wrap=True)
@@ -117,24 +133,16 @@ def _print_run(run: dict[str, Any]) -> None:
 
 
 def wait_for(api: Client, run_id: int, *, follow: bool, quiet: bool) -> dict[str, Any]:
-    """Poll until the run ends, showing task states (and the live log with ``follow``)."""
-    shown: dict[str, str] = {}
-    offsets: dict[str, int] = {}
-    while True:
-        run = api.get_run(run_id)
-        for task in run["tasks"]:
-            if follow and task["state"] not in ("pending", "queued", "skipped", "cached"):
-                data, offsets[task["name"]] = api.log(
-                    run_id, task["name"], offsets.get(task["name"], 0)
-                )
-                for text in safe_chunks([data]):
-                    console.out(text, end="")
-            if not quiet and shown.get(task["name"]) != task["state"]:
-                shown[task["name"]] = task["state"]
-                err_console.print(model_text(f"  {task['name']}: {task['state']}"))
-        if run["state"] in FINAL:
-            return run
-        time.sleep(0.2)
+    """Wait for the run to end, showing its running tasks (and the live log with ``follow``)."""
+    return waiting.wait_for(api, console, err_console, run_id, follow=follow, quiet=quiet)
+
+
+def _announce(api: Client, created: dict[str, Any], what: str) -> None:
+    """``Run 12 queued (toy 0.1): http://host/runs/12``, first, before any waiting."""
+    err_console.print(
+        model_text(f"Run {created['id']} queued ({what}): {api.url}/runs/{created['id']}"),
+        soft_wrap=True,
+    )
 
 
 def run(
@@ -176,10 +184,14 @@ def run(
             else:
                 console.print(
                     model_text(
-                        f"Run {created['id']} queued ({created['model']} {created['version']})"
-                    )
+                        f"Run {created['id']} queued ({created['model']} {created['version']}):"
+                        f" {api.url}/runs/{created['id']}"
+                    ),
+                    soft_wrap=True,
                 )
             return
+        if not as_json:
+            _announce(api, created, f"{created['model']} {created['version']}")
         final = wait_for(api, created["id"], follow=follow, quiet=as_json)
         final = api.get_run(created["id"])
     if as_json:
@@ -442,12 +454,34 @@ def runs_rerun(
     from_failed: Annotated[
         bool, typer.Option("--from-failed", help="Reuse tasks that succeeded.")
     ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the new run to end.")] = False,
+    as_json: JsonOption = False,
     server: ServerOption = None,
 ) -> None:
-    """Run again with the same model version, parameters and inputs."""
+    """Run again with the same model version, parameters and inputs.
+
+    With --wait: exit 0 succeeded, 1 failed."""
     with client(server) as api:
         try:
             found = api.rerun(run_id, from_failed=from_failed)
         except ClientError as exc:
-            raise fail(exc) from None
-    console.print(f"Run {found['id']} queued (rerun of {run_id})")
+            raise fail(exc, as_json=as_json) from None
+        if not wait:
+            if as_json:
+                print(json.dumps(found))
+            else:
+                console.print(
+                    f"Run {found['id']} queued (rerun of {run_id}): {api.url}/runs/{found['id']}",
+                    soft_wrap=True,
+                    markup=False,
+                )
+            return
+        if not as_json:
+            _announce(api, found, f"rerun of {run_id}")
+        wait_for(api, found["id"], follow=False, quiet=as_json)
+        final = api.get_run(found["id"])
+    if as_json:
+        print(json.dumps(final))
+    else:
+        _print_run(final)
+    raise typer.Exit(0 if final["state"] == "succeeded" else 1)
