@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: SQLite file in home
     storage_url: str | None = None  # default: file:// folder in home
     s3_endpoint_url: str | None = None  # an s3:// store on a server other than AWS
-    executor: str = "local"  # or dask://HOST:PORT (tls://HOST:PORT with the dask_tls_* files)
+    executor: str = "local"  # or dask://HOST:PORT (tls://... with dask_tls_*), or dask-cluster
+    cluster_file: Path | None = None  # SIMYARD_EXECUTOR=dask-cluster: the cluster to run
     dask_tls_ca_file: Path | None = None
     dask_tls_cert_file: Path | None = None
     dask_tls_key_file: Path | None = None

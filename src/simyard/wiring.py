@@ -64,7 +64,46 @@ def make_executor(settings: Settings, store: Store) -> Executor:
             security=dask_security(settings),
             min_slots=settings.max_parallel,
         )
-    raise SimyardError(f"unknown executor {settings.executor!r}: use 'local' or 'dask://HOST:PORT'")
+    if settings.executor == "dask-cluster":
+        return make_cluster_executor(settings, store)
+    raise SimyardError(
+        f"unknown executor {settings.executor!r}: use 'local', 'dask://HOST:PORT' or 'dask-cluster'"
+    )
+
+
+def make_cluster_executor(settings: Settings, store: Store) -> Executor:
+    """The elastic executor: its own Dask cluster from ``SIMYARD_CLUSTER_FILE``."""
+    from simyard.executors.cluster import ClusterExecutor
+    from simyard.executors.clusterfile import load_cluster_file
+
+    if settings.cluster_file is None:
+        raise SimyardError("SIMYARD_EXECUTOR=dask-cluster needs SIMYARD_CLUSTER_FILE")
+    return ClusterExecutor(
+        spec=load_cluster_file(settings.cluster_file),
+        store=store,
+        options=settings.engine_options(),
+        state_file=(settings.home / "cluster" / "workers.json").resolve(),
+        security=dask_security(settings),
+    )
+
+
+def watch_queue(executor: Executor, dispatcher: Dispatcher) -> None:
+    """An elastic executor scales from the queue, while this server dispatches (else to zero)."""
+    from simyard.dispatch.demand import QueueReader
+    from simyard.executors.cluster import ClusterExecutor
+    from simyard.executors.scaling import Demand
+
+    if not isinstance(executor, ClusterExecutor):
+        return
+    spec = executor.spec
+    reader = QueueReader(
+        dispatcher.sessions, queued_limit=4 * spec.max_workers * executor.shape.threads
+    )
+
+    def demand() -> Demand:
+        return reader() if dispatcher.leading.is_set() else Demand()
+
+    executor.demand = demand
 
 
 def dask_security(settings: Settings) -> object | None:
@@ -139,6 +178,7 @@ def build_platform(settings: Settings) -> Platform:
         lost_after=settings.heartbeat_timeout,
         lease_ttl=settings.lease_ttl,
     )
+    watch_queue(executor, dispatcher)
     cache_root = (settings.home / "cache" / "bundles").resolve()
     outbox = make_outbox(settings, database)
     return Platform(settings, database, store, dispatcher, cache_root, outbox)

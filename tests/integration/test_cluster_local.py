@@ -1,0 +1,104 @@
+"""The elastic executor on a distributed.LocalCluster: from zero workers to some and back."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import MakeModel
+from tests.integration.conftest import Server, _server
+from tests.toymodel import FILES, FORCING, MODEL
+
+pytestmark = pytest.mark.slow
+
+CLUSTER = """\
+class: distributed.LocalCluster
+options: {{threads_per_worker: 1, local_directory: "{root}"}}
+max_workers: 2
+idle_timeout: 2s
+"""
+
+
+@pytest.fixture
+def elastic(tmp_path: Path, make_model: MakeModel) -> Iterator[Server]:
+    (tmp_path / "cluster.yaml").write_text(CLUSTER.format(root=tmp_path / "dask"))
+    gen = _server(tmp_path, {"SIMYARD_EXECUTOR": "dask-cluster",
+                             "SIMYARD_CLUSTER_FILE": str(tmp_path / "cluster.yaml")})  # fmt: skip
+    server = next(gen)
+    assert server.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
+    (tmp_path / "forcing.csv").write_text(FORCING)
+    yield server
+    for _ in gen:
+        pass
+
+
+def slots(server: Server) -> int:
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    found = re.search(r"^simyard_executor_slots (\S+)$", text, re.M)
+    assert found, text
+    return int(float(found.group(1)))
+
+
+def start(server: Server, tmp_path: Path, *params: str) -> int:
+    args = [a for p in params for a in ("-p", p)]
+    done = server.cli("run", "toy", *args, "-i", f"forcing={tmp_path / 'forcing.csv'}", "--json")
+    assert done.returncode == 0, done.stderr
+    return int(json.loads(done.stdout)["id"])
+
+
+def wait_for(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(what)
+
+
+def worker_pids(server: Server) -> list[int]:
+    state = json.loads((server.home / "cluster" / "workers.json").read_text())
+    return [int(pid) for pid, _ in state["pids"]]
+
+
+def test_workers_follow_the_queue_from_zero_and_back(elastic: Server, tmp_path: Path) -> None:
+    assert slots(elastic) == 0  # nothing queued: no worker
+    ids = [start(elastic, tmp_path, "days=3", "pace=0.2") for _ in range(3)]
+    seen = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and seen < 2:
+        seen = max(seen, slots(elastic))
+        time.sleep(0.2)
+    assert seen == 2  # max_workers, one thread each
+    for run_id in ids:
+        run = elastic.wait_for_run(run_id, timeout=180)
+        assert run["state"] == "succeeded", run.get("error")
+        assert run["metrics"] == {"total": 30}
+    wait_for(lambda: slots(elastic) == 0, 60, "idle workers did not retire")
+    assert worker_pids(elastic) == []
+
+
+def test_a_killed_server_leaves_no_worker_once_it_is_back(elastic: Server, tmp_path: Path) -> None:
+    run_id = start(elastic, tmp_path, "days=40", "pace=0.1")
+    wait_for(lambda: worker_pids(elastic) != [], 120, "no worker started")
+    pids = worker_pids(elastic)
+    elastic.stop(signal_kill())
+    elastic.start()
+    wait_for(lambda: not any(psutil.pid_exists(p) for p in pids), 30,
+             "a worker of the killed server is still running")  # fmt: skip
+    run = elastic.wait_for_run(run_id, timeout=240)
+    assert run["state"] == "succeeded", run.get("error")
+    simulate = {t["name"]: t for t in run["tasks"]}["simulate"]
+    assert simulate["attempt"] >= 1
+
+
+def signal_kill() -> int:
+    import signal
+
+    return signal.SIGKILL
