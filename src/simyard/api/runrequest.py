@@ -22,10 +22,12 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from simyard.api.deps import problem_dicts
 from simyard.api.jsonbody import BODY, parse_json_object
 from simyard.domain.registry import find_version, manifest_of
 from simyard.domain.runs import Upload
-from simyard.errors import Problem, ValidationFailed
+from simyard.domain.submission import Limits, RunRateSpent, Submission, Submitted
+from simyard.errors import Problem, Refusal, ValidationFailed
 from simyard.wiring import Platform
 
 MAX_FORM_FILES = 100
@@ -61,6 +63,40 @@ def parse_json(text: str | bytes, where: str) -> tuple[Any, Problem | None]:
         return parse_json_object(text, where), None
     except ValidationFailed as exc:
         return None, exc.problems[0]
+
+
+async def submit_request(
+    kind: type[Submission],
+    platform: Platform,
+    *,
+    user_id: int,
+    fields: dict[str, Any],
+    uploads: dict[str, Upload],
+    create: bool,
+) -> Submitted:
+    """Hand a request read here to the domain's ``kind`` of submission (in the thread
+    pool) and wake the dispatcher when it created something; its refusals pass through."""
+    submission = kind(
+        sessions=platform.sessions,
+        store=platform.store,
+        cache_root=platform.cache_root,
+        limits=Limits.of(platform.settings),
+        fields=fields,
+        uploads=uploads,
+    )
+    submitted = await run_in_threadpool(submission, user_id=user_id, create=create)
+    if submitted.id is not None:
+        platform.dispatcher.wake()
+    return submitted
+
+
+def refusal_answer(exc: Refusal) -> dict[str, list[dict[str, str]]]:
+    """A submission's refusal as the answers show it: ``{"errors", "warnings"}``."""
+    if isinstance(exc, ValidationFailed):
+        return {"errors": problem_dicts(exc.problems), "warnings": problem_dicts(exc.warnings)}
+    if isinstance(exc, RunRateSpent):
+        return {"errors": problem_dicts([exc.problem]), "warnings": []}
+    raise exc
 
 
 def input_slots(platform: Platform, model: Any, version: Any) -> frozenset[str] | None:

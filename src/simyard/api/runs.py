@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from simyard.api.deps import (
@@ -20,148 +16,29 @@ from simyard.api.deps import (
     problem_dicts,
     problems_response,
 )
-from simyard.api.runrequest import read_run_request, upload_scratch
-from simyard.api.schemas import REFUSED, RunOut, SweepOut, run_out
+from simyard.api.runrequest import read_run_request, submit_request, upload_scratch
+from simyard.api.schemas import REFUSED, RunOut, SweepOut, run_out, sweep_out
 from simyard.domain import runs as run_service
-from simyard.domain.ratelimit import retry_after, spend_run
-from simyard.domain.registry import find_version, model_dir_of
-from simyard.domain.tables import ModelVersion, User
-from simyard.errors import Problem, ValidationFailed
+from simyard.domain import sweeps as sweep_service
+from simyard.domain.submission import (
+    RunRateSpent,
+    RunSubmission,
+    Submission,
+    SweepSubmission,
+    spend_run_rate,
+)
+from simyard.domain.tables import User
+from simyard.errors import ValidationFailed
 from simyard.wiring import Platform
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 
-def notify_choice(value: Any) -> bool | None:
-    """The run's own notification choice: true, false, or None for the owner's preferences."""
-    if isinstance(value, bool) or value is None:
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    return None
-
-
-def resolve_model(
-    db: Session, platform: Platform, fields: dict[str, Any]
-) -> tuple[ModelVersion, Path] | JSONResponse:
-    """The model version a request names and its unpacked folder; a 422 answer when no
-    such model is registered."""
-    model = fields.get("model")
-    if not isinstance(model, str) or not model:
-        return problems_response([Problem("model", "name the model to run")])
-    version_name = fields.get("version")
-    if not isinstance(version_name, str | None):
-        return problems_response([Problem("version", "must be a version string")])
-    version = find_version(db=db, name=model, version=version_name or None)
-    if version is None:
-        what = f"{model} {version_name}" if version_name else model
-        return problems_response([Problem("model", f"no model {what!r} is registered")])
-    model_dir = model_dir_of(version, store=platform.store, cache_root=platform.cache_root)
-    return version, model_dir
-
-
-def over_run_rate(db: Session, platform: Platform, user: User) -> JSONResponse | None:
-    """Count one run (or sweep) against the user's SIMYARD_RUN_RATE; a 429 answer naming
-    the limit, with Retry-After, when it is spent."""
-    rate = platform.settings.run_rate_limit()
-    if rate is None:
-        return None
-    wait = spend_run(db=db, rate=rate, user_id=user.id)
-    if wait is None:
-        return None
-    seconds = retry_after(wait)
-    message = f"you may create at most {rate.text} (runs and sweeps); try again in {seconds} s"
-    refused = problems_response([Problem("run_rate", message)], status_code=429)
-    refused.headers["Retry-After"] = seconds
+def rate_refusal(exc: RunRateSpent) -> JSONResponse:
+    """A 429 answer naming the limit, with Retry-After."""
+    refused = problems_response([exc.problem], status_code=429)
+    refused.headers["Retry-After"] = exc.retry_after
     return refused
-
-
-class Submission(ABC):
-    """A run or sweep request between reading it and answering it: the model it names,
-    its checks, and (unless only validated) what it creates, all in one transaction; then
-    the dispatcher is woken and the answer read back. Subclasses say what is checked,
-    created and answered."""
-
-    def __init__(
-        self, platform: Platform, fields: dict[str, Any], uploads: dict[str, run_service.Upload]
-    ) -> None:
-        self.platform = platform
-        self.fields = fields
-        self.uploads = uploads
-
-    @abstractmethod
-    def check(self, version: ModelVersion, model_dir: Path) -> tuple[Any, list[Problem]]:
-        """What was checked and its warnings; ValidationFailed when refused."""
-
-    def validated(self, checked: Any) -> dict[str, Any]:
-        """Keys the validate-only answer adds to errors and warnings."""
-        return {}
-
-    @abstractmethod
-    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
-        """Create what was checked; its id."""
-
-    @abstractmethod
-    def answer(self, db: Session, user: User, created_id: int) -> RunOut | SweepOut:
-        """What was created, as the API shows it."""
-
-    def __call__(self, user_id: int, create: bool) -> JSONResponse | RunOut | SweepOut:
-        with self.platform.sessions() as db, db.begin():
-            user = db.get(User, user_id)
-            assert user is not None
-            found = resolve_model(db, self.platform, self.fields)
-            if isinstance(found, JSONResponse):
-                return found
-            version, model_dir = found
-            try:
-                checked, warned = self.check(version, model_dir)
-            except ValidationFailed as exc:
-                return problems_response(exc.problems, exc.warnings)
-            warnings = problem_dicts(warned)
-            if not create:
-                return JSONResponse({"errors": [], "warnings": warnings, **self.validated(checked)})
-            if (refused := over_run_rate(db, self.platform, user)) is not None:
-                return refused
-            created_id = self.create(db, user, version, checked)
-        self.platform.dispatcher.wake()
-        with self.platform.sessions() as db:
-            user = db.get(User, user_id)
-            assert user is not None
-            shaped = self.answer(db, user, created_id)
-            shaped.warnings = warnings
-            return shaped
-
-
-class RunSubmission(Submission):
-    """``POST /runs``: one run."""
-
-    def check(self, version: ModelVersion, model_dir: Path) -> tuple[Any, list[Problem]]:
-        checked = run_service.check_run_input(
-            version=version,
-            model_dir=model_dir,
-            params=self.fields.get("params", {}),
-            uploads=self.uploads,
-            max_input_size=self.platform.settings.max_input_size,
-            max_unpacked_size=self.platform.settings.max_unpacked_size,
-        )
-        return checked, checked.warnings
-
-    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
-        return run_service.create_run(
-            db=db,
-            store=self.platform.store,
-            user=user,
-            version=version,
-            checked=checked,
-            uploads=self.uploads,
-            notify=notify_choice(self.fields.get("notify")),
-        ).id
-
-    def answer(self, db: Session, user: User, created_id: int) -> RunOut:
-        return run_out(run_service.get_run(db=db, run_id=created_id, user=user), [])
 
 
 async def submit(
@@ -174,19 +51,40 @@ async def submit(
     json_fields: tuple[str, ...] = ("params",),
     side_files: tuple[str, ...] = (),
 ) -> Any:
-    """Read a request with its uploads into a scratch folder, hand it to a ``kind`` of
-    submission in the thread pool (201 with what it created, or its refusal), and remove
-    the scratch folder."""
+    """Read a request with its uploads into a scratch folder, hand it to the domain's
+    ``kind`` of submission (201 with what it created, or its refusal), and remove the
+    scratch folder."""
     with upload_scratch(platform) as scratch:
         read = await read_run_request(
             request, platform, scratch, json_fields=json_fields, side_files=side_files
         )
         if read.problems:
             return problems_response(read.problems)
-        result = await run_in_threadpool(kind(platform, read.fields, read.uploads), user.id, create)
-        if isinstance(result, BaseModel):
-            return JSONResponse(result.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
-        return result
+        try:
+            submitted = await submit_request(
+                kind, platform, user_id=user.id, fields=read.fields, uploads=read.uploads,
+                create=create,
+            )  # fmt: skip
+        except ValidationFailed as exc:
+            return problems_response(exc.problems, exc.warnings)
+        except RunRateSpent as exc:
+            return rate_refusal(exc)
+    warnings = problem_dicts(submitted.warnings)
+    if submitted.id is None:
+        return JSONResponse({"errors": [], "warnings": warnings, **submitted.checked})
+    with platform.sessions() as db:
+        shaped = answer_of(kind, db, user, submitted.id)
+        shaped.warnings = warnings
+        return JSONResponse(shaped.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+
+
+def answer_of(
+    kind: type[Submission], db: Session, user: User, created_id: int
+) -> RunOut | SweepOut:
+    """What a submission created, as the API shows it."""
+    if issubclass(kind, SweepSubmission):
+        return sweep_out(sweep_service.get_sweep(db=db, sweep_id=created_id, user=user))
+    return run_out(run_service.get_run(db=db, run_id=created_id, user=user), [])
 
 
 @router.post("", response_model=RunOut, status_code=201, responses={422: REFUSED})
@@ -246,8 +144,10 @@ def rerun(
     run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep, from_failed: bool = False
 ) -> Any:
     run = load_run(db, user, run_id)
-    if (refused := over_run_rate(db, platform, user)) is not None:
-        return refused
+    try:
+        spend_run_rate(db, platform.settings.run_rate_limit(), user)
+    except RunRateSpent as exc:
+        return rate_refusal(exc)
     new_id = run_service.rerun(db=db, run=run, user=user, from_failed=from_failed).id
     db.commit()
     platform.dispatcher.wake()

@@ -2,76 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from sqlalchemy.orm import Session
 
 from simyard.api.deps import DbDep, PlatformDep, RowId, UserDep
-from simyard.api.runs import Submission, notify_choice, submit
+from simyard.api.runs import submit
 from simyard.api.schemas import REFUSED, SweepOut, sweep_out
-from simyard.domain import runs as run_service
 from simyard.domain import sweeps as sweep_service
-from simyard.domain.registry import manifest_of
-from simyard.domain.tables import ModelVersion, Sweep, User
-from simyard.errors import Problem, ValidationFailed
+from simyard.domain.submission import SweepSubmission
+from simyard.domain.tables import Sweep
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
-
-
-def plan_of(fields: dict[str, Any], version: ModelVersion) -> sweep_service.SweepPlan:
-    """The runs a sweep request asks for: a ``table`` upload, or ``axes`` with ``mode``."""
-    parameters = list(manifest_of(version).parameters)
-    table = fields.get("table")
-    if isinstance(table, run_service.Upload):
-        return sweep_service.plan_table(table.path.read_bytes(), table.filename, parameters)
-    mode = fields.get("mode") or "grid"
-    if mode == "table":
-        raise ValidationFailed([Problem("table", "upload the table as a CSV file")])
-    return sweep_service.plan_axes(str(mode), fields.get("axes") or {}, parameters)
-
-
-class SweepSubmission(Submission):
-    """``POST /sweeps``: every run of the sweep, checked before any is created."""
-
-    def check(self, version: ModelVersion, model_dir: Path) -> tuple[Any, list[Problem]]:
-        plan = plan_of(self.fields, version)
-        checked = sweep_service.check_sweep(
-            version=version,
-            model_dir=model_dir,
-            base=self.fields.get("params", {}),
-            plan=plan,
-            uploads=self.uploads,
-            max_input_size=self.platform.settings.max_input_size,
-            max_unpacked_size=self.platform.settings.max_unpacked_size,
-        )
-        return (plan, checked), checked_warnings(checked)
-
-    def validated(self, checked: Any) -> dict[str, Any]:
-        return {"runs": len(checked[1])}
-
-    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
-        plan, runs = checked
-        return sweep_service.create_sweep(
-            db=db,
-            store=self.platform.store,
-            user=user,
-            version=version,
-            base=self.fields.get("params", {}),
-            plan=plan,
-            checked=runs,
-            uploads=self.uploads,
-            notify=notify_choice(self.fields.get("notify")),
-        ).id
-
-    def answer(self, db: Session, user: User, created_id: int) -> SweepOut:
-        return sweep_out(sweep_service.get_sweep(db=db, sweep_id=created_id, user=user))
-
-
-def checked_warnings(checked: list[Any]) -> list[Problem]:
-    """The runs' warnings, each told once."""
-    return list(dict.fromkeys(w for run_input in checked for w in run_input.warnings))
 
 
 @router.post("", response_model=SweepOut, status_code=201, responses={422: REFUSED})

@@ -8,20 +8,26 @@ here and the run is created through the very same code as the API's.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from simyard.api.deps import PlatformDep
-from simyard.api.runrequest import MAX_FORM_FILES, read_run_request, upload_scratch
-from simyard.api.runs import RunSubmission
+from simyard.api.runrequest import (
+    MAX_FORM_FILES,
+    read_run_request,
+    refusal_answer,
+    submit_request,
+    upload_scratch,
+)
 from simyard.domain.registry import find_version, manifest_of
+from simyard.domain.submission import RunSubmission
 from simyard.domain.tables import ModelVersion, User
+from simyard.errors import Refusal
 from simyard.manifest.params import show_number
 from simyard.manifest.schema import ARCHIVE_SUFFIXES, Manifest, Parameter
 from simyard.web.pages.common import LoginRequired, PageDb, PageUser
@@ -203,11 +209,14 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
         else:
             request_fields = {"model": name, "version": found.version, "params": params,
                               "notify": None if notify_me else False}  # fmt: skip
-            submission = RunSubmission(platform, request_fields, uploads)
-            result = await run_in_threadpool(submission, user.id, True)
-            if not isinstance(result, JSONResponse):
-                return RedirectResponse(f"/runs/{result.id}", status_code=303)
-            answer = json.loads(bytes(result.body))
+            try:
+                submitted = await submit_request(
+                    RunSubmission, platform, user_id=user.id, fields=request_fields,
+                    uploads=uploads, create=True,
+                )  # fmt: skip
+                return RedirectResponse(f"/runs/{submitted.id}", status_code=303)
+            except Refusal as exc:
+                answer = refusal_answer(exc)
     values = default_values(manifest) | {
         key: (value == "true" if manifest.parameters[key].type == "boolean" else value)
         for key, value in params.items()

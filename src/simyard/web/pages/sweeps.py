@@ -4,21 +4,27 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from simyard.api.deps import PlatformDep, RowId
-from simyard.api.runrequest import MAX_FORM_FILES, read_run_request, upload_scratch
+from simyard.api.runrequest import (
+    MAX_FORM_FILES,
+    read_run_request,
+    refusal_answer,
+    submit_request,
+    upload_scratch,
+)
 from simyard.api.schemas import sweep_out
-from simyard.api.sweeps import SweepSubmission
 from simyard.domain import sweeps as sweep_service
 from simyard.domain.registry import manifest_of
 from simyard.domain.states import RunState
+from simyard.domain.submission import SweepSubmission
 from simyard.domain.tables import ModelVersion, Sweep, User
+from simyard.errors import Refusal
 from simyard.manifest.schema import Manifest
 from simyard.web.pages.common import Csrf, LoginRequired, PageDb, PageUser
 from simyard.web.pages.newrun import (
@@ -141,11 +147,14 @@ async def start_sweep_from_form(request: Request, name: str, platform: PlatformD
             }  # fmt: skip
             if "table" in fields:
                 request_fields["table"] = fields["table"]
-            submission = SweepSubmission(platform, request_fields, uploads)
-            result = await run_in_threadpool(submission, user.id, True)
-            if not isinstance(result, JSONResponse):
-                return RedirectResponse(f"/sweeps/{result.id}", status_code=303)
-            answer = json.loads(bytes(result.body))
+            try:
+                submitted = await submit_request(
+                    SweepSubmission, platform, user_id=user.id, fields=request_fields,
+                    uploads=uploads, create=True,
+                )  # fmt: skip
+                return RedirectResponse(f"/sweeps/{submitted.id}", status_code=303)
+            except Refusal as exc:
+                answer = refusal_answer(exc)
     note = ""
     chosen = [u.filename for u in uploads.values()]
     if chosen:

@@ -1,0 +1,228 @@
+"""Submitting a run or a sweep: the one service the API and the web pages both call.
+
+A submission names a model (and maybe a version), carries parameters and uploads, and
+is either only checked or created. It answers a :class:`Submitted` (the id it created,
+the warnings) or raises: :class:`~simyard.errors.ValidationFailed` naming every problem,
+:class:`RunRateSpent` when the user's SIMYARD_RUN_RATE is used up. Everything it writes
+happens in one transaction; the caller wakes the dispatcher and shapes the answer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from simyard.config import Settings
+from simyard.domain import runs as run_service
+from simyard.domain import sweeps as sweep_service
+from simyard.domain.ratelimit import RunRate, retry_after, spend_run
+from simyard.domain.registry import find_version, manifest_of, model_dir_of
+from simyard.domain.tables import ModelVersion, User
+from simyard.errors import Problem, Refusal, ValidationFailed
+from simyard.manifest.inputs import DEFAULT_MAX_UNPACKED_SIZE
+from simyard.manifest.runinput import RunInput
+from simyard.storage.base import Store
+
+
+class RunRateSpent(Refusal):
+    """The user may create no more runs (or sweeps) for now; ``retry_after`` seconds."""
+
+    def __init__(self, problem: Problem, retry_after: str) -> None:
+        self.problem = problem
+        self.retry_after = retry_after
+        super().__init__(str(problem))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's limits a submission is checked against."""
+
+    max_input_size: int
+    max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE
+    run_rate: RunRate | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            max_input_size=settings.max_input_size,
+            max_unpacked_size=settings.max_unpacked_size,
+            run_rate=settings.run_rate_limit(),
+        )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a submission did: the id it created (None when only checked), its warnings,
+    and what a check-only answer adds (a sweep's number of runs)."""
+
+    id: int | None
+    warnings: list[Problem] = field(default_factory=list)
+    checked: dict[str, Any] = field(default_factory=dict)
+
+
+def notify_choice(value: Any) -> bool | None:
+    """The run's own notification choice: true, false, or None for the owner's preferences."""
+    if isinstance(value, bool) or value is None:
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
+def resolve_model(db: Session, fields: Mapping[str, Any]) -> ModelVersion:
+    """The model version a request names; ValidationFailed when no such model is registered."""
+    model = fields.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValidationFailed([Problem("model", "name the model to run")])
+    version_name = fields.get("version")
+    if not isinstance(version_name, str | None):
+        raise ValidationFailed([Problem("version", "must be a version string")])
+    version = find_version(db=db, name=model, version=version_name or None)
+    if version is None:
+        what = f"{model} {version_name}" if version_name else model
+        raise ValidationFailed([Problem("model", f"no model {what!r} is registered")])
+    return version
+
+
+def spend_run_rate(db: Session, rate: RunRate | None, user: User) -> None:
+    """Count one run (or sweep) against the user's rate; RunRateSpent when it is used up."""
+    if rate is None:
+        return
+    wait = spend_run(db=db, rate=rate, user_id=user.id)
+    if wait is None:
+        return
+    seconds = retry_after(wait)
+    message = f"you may create at most {rate.text} (runs and sweeps); try again in {seconds} s"
+    raise RunRateSpent(Problem("run_rate", message), seconds)
+
+
+class Submission(ABC):
+    """A run or sweep request between reading it and answering it: the model it names,
+    its checks, and (unless only checked) what it creates, all in one transaction.
+    Subclasses say what is checked and created."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        store: Store,
+        cache_root: Path,
+        limits: Limits,
+        fields: Mapping[str, Any],
+        uploads: Mapping[str, run_service.Upload],
+    ) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.cache_root = cache_root
+        self.limits = limits
+        self.fields = fields
+        self.uploads = uploads
+
+    @abstractmethod
+    def check(self, version: ModelVersion, model_dir: Path) -> tuple[Any, list[Problem]]:
+        """What was checked and its warnings; ValidationFailed when refused."""
+
+    def checked_keys(self, checked: Any) -> dict[str, Any]:
+        """Keys a check-only answer adds to errors and warnings."""
+        return {}
+
+    @abstractmethod
+    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
+        """Create what was checked; its id."""
+
+    def __call__(self, *, user_id: int, create: bool) -> Submitted:
+        with self.sessions() as db, db.begin():
+            user = db.get(User, user_id)
+            assert user is not None
+            version = resolve_model(db, self.fields)
+            model_dir = model_dir_of(version, store=self.store, cache_root=self.cache_root)
+            checked, warnings = self.check(version, model_dir)
+            if not create:
+                return Submitted(None, warnings, self.checked_keys(checked))
+            spend_run_rate(db, self.limits.run_rate, user)
+            return Submitted(self.create(db, user, version, checked), warnings)
+
+
+class RunSubmission(Submission):
+    """One run."""
+
+    def check(self, version: ModelVersion, model_dir: Path) -> tuple[Any, list[Problem]]:
+        checked = run_service.check_run_input(
+            version=version,
+            model_dir=model_dir,
+            params=self.fields.get("params", {}),
+            uploads=self.uploads,
+            max_input_size=self.limits.max_input_size,
+            max_unpacked_size=self.limits.max_unpacked_size,
+        )
+        return checked, checked.warnings
+
+    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
+        return run_service.create_run(
+            db=db,
+            store=self.store,
+            user=user,
+            version=version,
+            checked=checked,
+            uploads=self.uploads,
+            notify=notify_choice(self.fields.get("notify")),
+        ).id
+
+
+def sweep_plan(fields: Mapping[str, Any], version: ModelVersion) -> sweep_service.SweepPlan:
+    """The runs a sweep request asks for: a ``table`` upload, or ``axes`` with ``mode``."""
+    parameters = list(manifest_of(version).parameters)
+    table = fields.get("table")
+    if isinstance(table, run_service.Upload):
+        return sweep_service.plan_table(table.path.read_bytes(), table.filename, parameters)
+    mode = fields.get("mode") or "grid"
+    if mode == "table":
+        raise ValidationFailed([Problem("table", "upload the table as a CSV file")])
+    return sweep_service.plan_axes(str(mode), fields.get("axes") or {}, parameters)
+
+
+def told_once(checked: list[RunInput]) -> list[Problem]:
+    """The runs' warnings, each told once."""
+    return list(dict.fromkeys(w for run_input in checked for w in run_input.warnings))
+
+
+class SweepSubmission(Submission):
+    """A sweep: every run checked before any is created (all or none)."""
+
+    def check(self, version: ModelVersion, model_dir: Path) -> tuple[Any, list[Problem]]:
+        plan = sweep_plan(self.fields, version)
+        checked = sweep_service.check_sweep(
+            version=version,
+            model_dir=model_dir,
+            base=self.fields.get("params", {}),
+            plan=plan,
+            uploads=self.uploads,
+            max_input_size=self.limits.max_input_size,
+            max_unpacked_size=self.limits.max_unpacked_size,
+        )
+        return (plan, checked), told_once(checked)
+
+    def checked_keys(self, checked: Any) -> dict[str, Any]:
+        return {"runs": len(checked[1])}
+
+    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
+        plan, runs = checked
+        return sweep_service.create_sweep(
+            db=db,
+            store=self.store,
+            user=user,
+            version=version,
+            base=self.fields.get("params", {}),
+            plan=plan,
+            checked=runs,
+            uploads=self.uploads,
+            notify=notify_choice(self.fields.get("notify")),
+        ).id
