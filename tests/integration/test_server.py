@@ -379,3 +379,40 @@ def test_demo_starts_registers_the_examples_and_runs_lake_heat(tmp_path: Path) -
         demo.terminate()
         demo.wait(timeout=30)
         out.close()
+
+    # A port in use is refused before anything is set up or printed, with what to do.
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = taken.getsockname()[1]
+        refused = cli("serve", "--demo", "--port", str(busy))
+    assert refused.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{busy}" in refused.stderr
+    assert "--port" in refused.stderr
+    assert "password" not in refused.stdout + refused.stderr
+
+    # A restart keeps the admin's password: the one printed first still logs in.
+    with open(tmp_path / "again.out", "wb") as again_out:
+        again = subprocess.Popen(
+            [sys.executable, "-m", "simyard", "serve", "--demo", "--port", str(port)],
+            env=env,
+            stdout=again_out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            printed = ""
+            while "log in as admin" not in printed and time.monotonic() < deadline:
+                time.sleep(0.2)
+                printed = (tmp_path / "again.out").read_text()
+            assert "with the password printed when this demo was set up" in printed, printed
+            assert "with password " not in printed
+            for _ in range(100):
+                login = cli("login", url, "-u", "admin", "--password", password.group(1))
+                if login.returncode == 0:
+                    break
+                time.sleep(0.2)
+            assert login.returncode == 0, login.stderr
+        finally:
+            again.terminate()
+            again.wait(timeout=30)

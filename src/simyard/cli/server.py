@@ -7,6 +7,7 @@ need of the server side is imported when they run, so that the client commands s
 from __future__ import annotations
 
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -226,16 +227,17 @@ def tokens_revoke(token_id: int) -> None:
     console.print(f"[green]✓[/green] token {token_id} of {owner} revoked")
 
 
-def prepare_demo(settings: Settings) -> str:
-    """Register the example models and (re)set the demo admin's password; the password."""
+def prepare_demo(settings: Settings) -> str | None:
+    """Register the example models and make the demo admin; the admin's new password, or
+    None when the demo was set up before (the password printed then still holds)."""
     from simyard.domain.audit import OPERATOR, AuditAction, record
     from simyard.domain.registry import register_model
-    from simyard.domain.users import create_user, get_user, hash_password
+    from simyard.domain.users import create_user, get_user
     from simyard.storage.registry import open_store
     from simyard.wiring import open_database
 
     database = open_database(settings)
-    password = secrets.token_urlsafe(12)
+    password: str | None = secrets.token_urlsafe(12)
 
     store = open_store(settings.resolved_storage_url, endpoint_url=settings.s3_endpoint_url)
     with database.sessions() as db, db.begin():
@@ -245,8 +247,7 @@ def prepare_demo(settings: Settings) -> str:
                 db=db, name="admin", email="admin@example.org", password=password, is_admin=True
             )
         else:
-            admin.password_hash = hash_password(password)
-            admin.disabled = False
+            password = None
         for folder in sorted(p for p in examples_dir().iterdir() if (p / "simyard.yaml").is_file()):
             try:
                 version, created = register_model(db=db, store=store, model_dir=folder, user=admin)
@@ -262,6 +263,19 @@ def prepare_demo(settings: Settings) -> str:
                 )  # fmt: skip
                 console.print(f"  registered {version.name} {version.version}")
     return password
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse, before anything is set up or printed, a port another program listens on."""
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        err_console.print(
+            f"[red]✗[/red] cannot listen on {host}:{port}: {exc.strerror or exc} (another"
+            f" server?); choose another port with --port, e.g. --port {port + 1}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
 
 
 def serve(
@@ -280,13 +294,19 @@ def serve(
     settings = Settings()
     settings.check_models_cannot_see_data()
     url = f"http://{host}:{port}"
+    _check_port_free(host, port)
     if demo:
         console.print(f"Setting up the demo in {settings.home.resolve()} ...")
         password = prepare_demo(settings)
+        login = (
+            f"with password [bold]{password}[/bold]"
+            if password
+            else "with the password printed when this demo was set up"
+            " (a new one: simyard users passwd admin)"
+        )
         console.print(
             f"\n[bold]simyard is running at {url}[/bold]  (API docs: {url}/docs)\n"
-            f"Open it in a browser and log in as [bold]admin[/bold] with password "
-            f"[bold]{password}[/bold]\n"
+            f"Open it in a browser and log in as [bold]admin[/bold] {login}\n"
             f"From another terminal:  simyard login {url}   then   "
             "simyard run lake-heat --wait\n",
             soft_wrap=True,
