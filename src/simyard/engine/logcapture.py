@@ -18,15 +18,21 @@ from typing import BinaryIO
 MAX_LINE = 64 * 1024  # a longer "line" is cut into pieces of this size
 MAX_ERROR_QUOTES = 20
 LINES_AFTER_ERROR = 2
+MAX_QUOTE_LINES = 20  # a run of error lines is quoted in pieces of at most this many
 TAIL_LINES = 40
 
 
 @dataclass
 class ErrorQuote:
-    """A line that matched an error pattern, with the lines that followed it."""
+    """A line that matched an error pattern, with the lines that followed it.
+
+    A match within the window of the one before extends that quote (no line is quoted
+    twice): ``remaining`` is how many more lines it takes.
+    """
 
     line: str
     after: list[str] = field(default_factory=list)
+    remaining: int = LINES_AFTER_ERROR
 
     def text(self) -> str:
         return "\n".join([self.line, *self.after])
@@ -62,7 +68,7 @@ class LogCapture:
         self._on_progress = on_progress
         self.error_quotes: list[ErrorQuote] = []
         self.error_matches = 0
-        self._open_quotes: list[ErrorQuote] = []
+        self._open_quote: ErrorQuote | None = None
         self.last_lines: deque[str] = deque(maxlen=TAIL_LINES)
         self.progress: float | None = None
         self.progress_at: float | None = None
@@ -100,15 +106,18 @@ class LogCapture:
     def _line(self, raw: bytes) -> None:
         line = raw.decode("utf-8", errors="replace").rstrip("\r")
         self.last_lines.append(line)
-        for quote in self._open_quotes:
+        matched = any(p.search(line) for p in self._errors)
+        quote = self._open_quote
+        if quote is not None:  # within the window of the quote before: the line is its
             quote.after.append(line)
-        self._open_quotes = [q for q in self._open_quotes if len(q.after) < LINES_AFTER_ERROR]
-        if any(p.search(line) for p in self._errors):
+            quote.remaining = LINES_AFTER_ERROR if matched else quote.remaining - 1
+            if quote.remaining <= 0 or len(quote.after) + 1 >= MAX_QUOTE_LINES:
+                self._open_quote = None
+        if matched:
             self.error_matches += 1
-            if len(self.error_quotes) < MAX_ERROR_QUOTES:
-                quote = ErrorQuote(line)
-                self.error_quotes.append(quote)
-                self._open_quotes.append(quote)
+            if quote is None and len(self.error_quotes) < MAX_ERROR_QUOTES:
+                self._open_quote = ErrorQuote(line)
+                self.error_quotes.append(self._open_quote)
         if self._progress is not None:
             self._read_progress(line)
         if self._on_line is not None:

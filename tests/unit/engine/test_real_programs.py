@@ -108,3 +108,32 @@ def test_calculix_error_exits_201_and_is_reported_as_exit_code_201(run: Run) -> 
     assert "It exited with code 201." in summary
     assert "*ERROR" in summary
     assert "signal" not in summary
+
+
+GMX_FATAL = """echo 'Reading file topol.top'
+echo '-------------------------------------------------------'
+echo 'Program:     gmx grompp, version 2023.3'
+echo 'ERROR 1 [file topol.top, line 8]:'
+echo 'ERROR 2 [file topol.top, line 9]:'
+echo '  Atomtype OW not found'
+echo 'There were 2 errors in input file(s)'
+echo 'Fatal error:'
+echo 'For more information and tips for troubleshooting, please check the GROMACS'
+exit 1
+"""
+
+
+def test_consecutive_error_lines_are_quoted_once_in_one_merged_quote(run: Run) -> None:
+    body = (
+        "tasks:\n  run:\n    command: [sh, grompp.sh]\n"
+        '    error_patterns: ["^ERROR", "^Fatal error"]\n'
+    )
+    result = run(body, {"grompp.sh": GMX_FATAL})
+    assert result.failure is not None
+    assert result.failure.error_lines == [
+        "ERROR 1 [file topol.top, line 8]:\nERROR 2 [file topol.top, line 9]:\n"
+        "  Atomtype OW not found\nThere were 2 errors in input file(s)",
+        "Fatal error:\nFor more information and tips for troubleshooting, please check the GROMACS",
+    ]
+    said = result.failure.summary("run").split("Last lines of its log:")[0]
+    assert said.count("ERROR 2 [file topol.top, line 9]:") == 1
