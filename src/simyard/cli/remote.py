@@ -26,6 +26,7 @@ from simyard.cli.terminal import (
 )
 from simyard.client import Client, ClientError
 from simyard.config import Settings
+from simyard.engine.result import how_it_ended
 from simyard.errors import ParameterFileError, ValidationFailed
 
 console = Console(highlight=False)
@@ -124,7 +125,9 @@ def _print_run(run: dict[str, Any]) -> None:
         )
     for task in run["tasks"]:
         progress = f" {task['progress']:.0f}%" if task.get("progress") is not None else ""
-        console.print(model_text(f"  {task['name']}: {task['state']}{progress}"))
+        ended = how_it_ended(task.get("exit_code"), task.get("signal"))
+        ended = f", {ended}" if ended and task["state"] != "succeeded" else ""
+        console.print(model_text(f"  {task['name']}: {task['state']}{progress}{ended}"))
     if run.get("metrics"):
         for key, value in run["metrics"].items():
             console.print(model_text(f"  {key} = {show_metric(value)}"), soft_wrap=True)
