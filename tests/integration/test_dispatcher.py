@@ -348,3 +348,40 @@ def test_an_event_whose_write_failed_is_kept_and_applied_later(
     assert world.tasks(run_id)["prep"] == ("running", 1)
     d.handle_events([])  # the next turn of the loop
     assert world.tasks(run_id)["prep"] == ("succeeded", 1)
+
+
+PARAMETER_MODEL = """\
+simyard: 1
+name: withfile
+version: "1"
+parameters:
+  days: {type: integer, default: 3}
+parameter_file: {path: params.json, format: json}
+tasks:
+  run: {command: [python3, -c, "1"], outputs: [out/]}
+"""
+
+
+def test_the_parameter_file_rendered_at_submission_travels_with_every_attempt(
+    sessions: sessionmaker[Session], tmp_path: Path, make_model: MakeModel
+) -> None:
+    world = World(sessions, tmp_path, make_model(PARAMETER_MODEL, {}))
+    run_id = world.new_run()
+    stored = world.run(run_id).parameter_file
+    assert stored is not None
+    assert b'"days": 3' in stored
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    d.dispatch_once()
+    assert executor.submitted[-1].parameter_file == stored  # the worker writes these bytes
+    d.handle_events([result(executor.submitted[-1], TaskOutcome.failed, FailureKind.model_error)])
+    d.dispatch_once()
+    with sessions() as db, db.begin():
+        source = db.get(Run, run_id)
+        user = db.get(User, world.user_id)
+        assert source is not None
+        assert user is not None
+        again = rerun(db=db, run=source, user=user).id
+    d.dispatch_once()
+    assert world.run(again).parameter_file == stored
+    assert executor.submitted[-1].parameter_file == stored

@@ -246,6 +246,7 @@ class _Applier:
             params=dict(run.params),
             inputs=inputs,
             upstream=upstream,
+            parameter_file=run.parameter_file,
         )
 
     # -------------------------------------------------------------- runs

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -59,9 +62,28 @@ def register_model(
     return version, True
 
 
+MANIFESTS_KEPT = 256  # parsed manifests kept per process (one per model version in use)
+_parsed: OrderedDict[str, tuple[dict[str, Any], Manifest]] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
 def manifest_of(version: ModelVersion) -> Manifest:
-    """The parsed manifest of a registered version."""
-    return Manifest.model_validate(version.manifest)
+    """The parsed manifest of a registered version, validated once per process: kept by
+    the bundle's content hash (the manifest is part of the bundle), least recently used
+    dropped first. Shared between callers, so never changed by one."""
+    key = version.content_hash
+    with _parsed_lock:
+        kept = _parsed.get(key)
+        if kept is not None and kept[0] == version.manifest:
+            _parsed.move_to_end(key)
+            return kept[1]
+    manifest = Manifest.model_validate(version.manifest)
+    with _parsed_lock:
+        _parsed[key] = (version.manifest, manifest)
+        _parsed.move_to_end(key)
+        while len(_parsed) > MANIFESTS_KEPT:
+            _parsed.popitem(last=False)
+    return manifest
 
 
 def model_dir_of(version: ModelVersion, *, store: Store, cache_root: Path) -> Path:

@@ -162,6 +162,7 @@ def queue_run(
         cancel_requested=False,
         notify=notify,
         sweep_id=sweep_id,
+        parameter_file=checked.parameter_file,
     )
     db.add(run)
     db.flush()
@@ -288,6 +289,7 @@ def rerun(*, db: Session, run: Run, user: User, from_failed: bool = False) -> Ru
         rerun_of=run.id,
         state=RunState.queued,
         cancel_requested=False,
+        parameter_file=run.parameter_file,
     )
     db.add(new)
     db.flush()

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -142,6 +143,8 @@ class Run(Base):
     sweep_id: Mapped[int | None] = mapped_column(
         ForeignKey("sweeps.id", ondelete="SET NULL"), index=True
     )
+    # Rendered once at submission (None: the model has none, or the run is older).
+    parameter_file: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     user: Mapped[User] = relationship()
     model_version: Mapped[ModelVersion] = relationship()
@@ -187,6 +190,7 @@ class TaskRun(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "name"),
         Index("ix_task_runs_state", "state"),
+        Index("ix_task_runs_state_queued", "state", "queued_at", "id"),  # the claim's order
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -88,6 +88,7 @@ class TaskRequest:
     inputs: dict[str, Path] = field(default_factory=dict)  # slot -> uploaded file
     upstream: dict[str, Path] = field(default_factory=dict)  # path in workdir -> file
     run_id: str = ""
+    parameter_file: bytes | None = None  # as rendered at submission; None: render it now
 
 
 LineCallback = Callable[[str], None]
@@ -132,7 +133,10 @@ def prepare_workdir(request: TaskRequest, options: EngineOptions) -> StagedFiles
             target = inside(workdir, manifest.parameter_file.path)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)
-            target.write_bytes(render_parameter_file(manifest, request.params, request.model_dir))
+            rendered = request.parameter_file
+            if rendered is None:
+                rendered = render_parameter_file(manifest, request.params, request.model_dir)
+            target.write_bytes(rendered)
         for slot, source in request.inputs.items():
             spec = manifest.inputs[slot]
             place_file(source, inside(workdir, spec.path), staged, may_link=False)

@@ -59,6 +59,7 @@ class WorkOrder:
     params: dict[str, Any]  # as stored (JSON): typed again on the worker
     inputs: dict[str, str] = field(default_factory=dict)  # slot -> storage key
     upstream: dict[str, str] = field(default_factory=dict)  # path in workdir -> storage key
+    parameter_file: bytes | None = None  # rendered at submission; None: render it here
 
     @property
     def prefix(self) -> str:
@@ -279,6 +280,7 @@ def _execute_in(
         inputs=inputs,
         upstream=upstream,
         run_id=str(order.run_id),
+        parameter_file=order.parameter_file,
     )
     result = run_task(request, options, cancel=cancel, on_line=on_line, on_progress=on_progress)
     try:

@@ -25,6 +25,7 @@ class RunInput:
     params: dict[str, Any]
     inputs: dict[str, Path]
     warnings: list[Problem] = field(default_factory=list)
+    parameter_file: bytes | None = None  # rendered once here; stored with the run
 
 
 def validate_run_input(
@@ -59,12 +60,14 @@ def validate_run_input(
         model_dir=model_dir if not file_problems else None,
     )
     problems = checked.problems + file_problems
+    rendered: bytes | None = None
     if not problems and manifest.parameter_file is not None:
-        # Render once now, so a value the file format cannot hold is refused before the run.
+        # Rendered once, now: a value the file format cannot hold is refused before the
+        # run, and the file is stored with it (the worker writes it, compare diffs it).
         try:
-            render_parameter_file(manifest, checked.values, model_dir)
+            rendered = render_parameter_file(manifest, checked.values, model_dir)
         except ParameterFileError as exc:
             problems.append(Problem("parameter_file", str(exc)))
     if problems:
         raise ValidationFailed(problems, checked.warnings)
-    return RunInput(checked.values, dict(inputs), checked.warnings)
+    return RunInput(checked.values, dict(inputs), checked.warnings, rendered)

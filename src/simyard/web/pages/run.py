@@ -176,9 +176,12 @@ class ParameterFileDiff:
 
 
 def _parameter_file(run: Run, manifest: Manifest, platform: Platform) -> str:
-    """The run's parameter file as the model got it, rendered again from its stored values."""
+    """The run's parameter file as the model got it: stored with the run at submission
+    (older runs: rendered again from their stored values)."""
     spec = manifest.parameter_file
     assert spec is not None
+    if run.parameter_file is not None:
+        return run.parameter_file.decode("utf-8", "replace")
     model_dir = Path()
     if spec.format is ParameterFileFormat.template:  # only a template reads the model folder
         model_dir = model_dir_of(
