@@ -10,7 +10,9 @@ import contextlib
 import os
 import select
 import signal
+import stat
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -78,6 +80,8 @@ class CommandSpec:
     hidden_dirs: tuple[Path, ...] = ()  # host folders the sandbox hides (the data folder)
     model_users: ModelUsers | None = None  # uids to lease when the engine is root
     model_folders: tuple[Path, ...] = ()  # besides the working directory, the model's own
+    stdin: Path | None = None  # a file of the working directory fed to standard input
+    tty: bool = False  # a pseudo-terminal for stdout/stderr, so C/Fortran runtimes line-buffer
 
 
 def run_command(
@@ -137,31 +141,47 @@ def _run(
 
     started = time.monotonic()
     try:
+        stdin = _open_stdin(spec.stdin, spec.workdir) if spec.stdin is not None else None
+        output, into = _output_channel(tty=spec.tty)
+    except OSError as exc:
+        if group is not None:
+            group.remove()
+        for fd in (status_read, status_write):
+            if fd is not None:
+                os.close(fd)
+        raise EngineError(f"cannot give the program its input: {exc}") from exc
+    try:
+        # stdout and stderr are one file (a pipe or a terminal): one stream, in the order
+        # the program wrote it
         proc = subprocess.Popen(
             argv,
             cwd=spec.workdir,
             env=spec.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=into,
+            stderr=into,
             start_new_session=True,
             preexec_fn=in_child,
             close_fds=True,
             pass_fds=() if status_write is None else (status_write,),
         )
     except (OSError, subprocess.SubprocessError) as exc:
+        os.close(output)
         if group is not None:
             group.remove()
         if status_read is not None and status_write is not None:
             os.close(status_read)
             os.close(status_write)
         raise EngineError(f"cannot start {spec.argv[0]!r}: {exc}") from exc
+    finally:
+        os.close(into)
+        if stdin is not None:
+            os.close(stdin)
     if status_write is not None:
         os.close(status_write)
     if on_start is not None:
         on_start(proc.pid)
-    assert proc.stdout is not None
-    reader = threading.Thread(target=_pump, args=(proc.stdout.fileno(), capture), daemon=True)
+    reader = threading.Thread(target=_pump, args=(output, capture), daemon=True)
     reader.start()
     adopter = adopting_process()
     tree = ProcessTree(
@@ -178,7 +198,7 @@ def _run(
     if adopter is not None:
         _reap_adopted(tree)
     reader.join(timeout=5)
-    proc.stdout.close()
+    os.close(output)
     oom = group.oom_killed() if group is not None else False
     nproc_hit = group.hit_process_limit() if group is not None else False
     if group is not None:
@@ -210,11 +230,50 @@ def _reap_adopted(tree: ProcessTree) -> None:
                 os.waitpid(entry.pid, os.WNOHANG)
 
 
+def _output_channel(*, tty: bool) -> tuple[int, int]:
+    """(read end, write end) of what the program writes to: a pipe, or a pseudo-terminal.
+
+    The terminal does no output processing (no ``\\n`` to ``\\r\\n``), so the log reads as
+    from a pipe; its read end reports EIO, read as the end, once every writer is gone.
+    """
+    if not tty:
+        return os.pipe()
+    primary, secondary = os.openpty()
+    mode = termios.tcgetattr(secondary)
+    mode[1] &= ~termios.OPOST  # oflag
+    mode[3] &= ~(termios.ECHO | termios.ICANON)  # lflag: nothing typed comes back
+    termios.tcsetattr(secondary, termios.TCSANOW, mode)
+    os.set_inheritable(primary, False)
+    return primary, secondary
+
+
+def _open_stdin(path: Path, workdir: Path) -> int:
+    """The file ``path`` of the working directory, opened for the program's standard input.
+
+    Not through a symlink that leaves the working directory, and only a regular file (a
+    FIFO would hang the engine), so the model cannot read a host file through it.
+    """
+    root = workdir.resolve()
+    real = path.resolve()
+    if root not in real.parents:
+        raise OSError(f"the stdin file {path.name!r} is not in the working directory")
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        rel = path.relative_to(workdir).as_posix() if workdir in path.parents else path.name
+        raise OSError(f"the stdin file {rel!r} is not in the working directory") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"the stdin file {path.name!r} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
 def _pump(fd: int, capture: LogCapture) -> None:
     while True:
         try:
             chunk = os.read(fd, 65536)
-        except OSError:
+        except OSError:  # EIO: a terminal whose last writer is gone
             break
         if not chunk:
             break

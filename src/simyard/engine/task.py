@@ -167,6 +167,9 @@ def task_env(
         "TMPDIR": "/tmp" if sandboxed else str(tmpdir),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
+        # gfortran's runtime buffers stdout on a pipe: a crash would lose the log's end,
+        # and stdout would come after stderr. C stdio needs `tty: true` for the same.
+        "GFORTRAN_UNBUFFERED_PRECONNECTED": "y",
         "SIMYARD_TASK": request.task,
         "SIMYARD_RUN_ID": request.run_id,
     }
@@ -295,6 +298,8 @@ def _execute(
         hidden_dirs=options.hidden_dirs,
         model_users=options.model_users(),
         model_folders=(tmpdir,),
+        stdin=_stdin_path(spec, request) if isinstance(spec, TaskSpec) else None,
+        tty=isinstance(spec, TaskSpec) and spec.tty,
         # A control group costs ~15 ms per start: make one when the manifest sets a limit the
         # kernel should enforce; the watchdog covers the installation's defaults.
         use_cgroups=options.cgroups
@@ -351,6 +356,16 @@ def _execute(
         copied_bytes=staged.copied_bytes,
         shared_bytes=staged.shared_bytes,
     )
+
+
+def _stdin_path(spec: TaskSpec, request: TaskRequest) -> Path | None:
+    """The task's ``stdin`` file in its working directory (placeholders filled), or None."""
+    if spec.stdin is None:
+        return None
+    try:
+        return inside(request.workdir, substitute(spec.stdin, request.params))
+    except ValueError as exc:
+        raise TaskRefused(f"stdin: {exc}") from exc
 
 
 def enforced_limits(limits: Limits, *, sandboxed: bool) -> Limits:

@@ -278,6 +278,8 @@ class TaskSpec(_Command):
     progress: Regex | None = None
     success_requires: list[RelPath] = Field(default_factory=list)
     retries: int = Field(default=0, ge=0, le=10)
+    stdin: RelPath | None = None  # a file of the working directory fed to standard input
+    tty: bool = False  # a pseudo-terminal, so C/Fortran runtimes line-buffer their output
 
     @field_validator("progress")
     @classmethod

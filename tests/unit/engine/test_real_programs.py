@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,11 @@ def run(make_model: MakeModel, tmp_path: Path, open_work_root: Path) -> Run:
         *,
         sandbox: str = "auto",
         params: dict[str, Any] | None = None,
+        executables: tuple[str, ...] = (),
     ) -> TaskResult:
         model_dir = make_model(HEAD + body, files)
+        for name in executables:
+            (model_dir / name).chmod(0o755)
         manifest = load_manifest(model_dir)
         check = validate_parameters(manifest, params or {})
         assert check.ok, check.problems
@@ -137,3 +141,59 @@ def test_consecutive_error_lines_are_quoted_once_in_one_merged_quote(run: Run) -
     ]
     said = result.failure.summary("run").split("Last lines of its log:")[0]
     assert said.count("ERROR 2 [file topol.top, line 9]:") == 1
+
+
+XFOIL_SESSION = "PLOP\nG F\n\nNACA 2412\nOPER\nALFA 4\n\nQUIT\n"  # no graphics
+
+
+@pytest.mark.skipif(shutil.which("xfoil") is None, reason="XFOIL (xfoil) is not installed")
+def test_xfoil_reads_its_commands_from_stdin_and_its_crash_keeps_the_log_in_order(
+    run: Run,
+) -> None:
+    # Debian's XFOIL 6.99 traps a floating-point exception in OPER: a real signal death
+    body = "tasks:\n  run:\n    command: [xfoil]\n    stdin: session.txt\n"
+    result = run(body, {"session.txt": XFOIL_SESSION})
+    log = result.log_path.read_text()
+    assert "Max thickness" in log  # NACA 2412 was read from stdin
+    assert (result.exit_code, result.signal) == (None, 8)
+    assert result.failure is not None
+    assert "It was killed by SIGFPE." in result.failure.summary("run")
+    # stdout (Fortran unit 6) arrives before the runtime's message on stderr, not lost after it
+    assert log.index("Calculating unit vorticity") < log.index("Program received signal SIGFPE")
+
+
+def test_a_missing_stdin_file_fails_the_task_naming_the_file(run: Run) -> None:
+    result = run("tasks:\n  run:\n    command: [cat]\n    stdin: in/commands.txt\n")
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.model_error
+    assert "the stdin file 'in/commands.txt' is not in the working directory" in (
+        result.failure.reason
+    )
+
+
+INTERLEAVED_C = r"""#include <stdio.h>
+int main(void) {
+    for (int i = 1; i <= 3; i++) {
+        printf("step %d\n", i);
+        fprintf(stderr, "warning %d\n", i);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+@pytest.mark.parametrize("sandbox", SANDBOXES)
+def test_with_tty_a_c_program_s_stdout_and_stderr_stay_in_the_order_written(
+    run: Run, sandbox: str, tmp_path: Path
+) -> None:
+    program = tmp_path / "interleave"
+    source = tmp_path / "interleave.c"
+    source.write_text(INTERLEAVED_C)
+    subprocess.run(["cc", "-o", program, source], check=True)
+    body = "tasks:\n  run:\n    command: [./interleave]\n    tty: true\n"
+    files = {"interleave": program.read_bytes()}
+    result = run(body, files, sandbox=sandbox, executables=("interleave",))
+    assert result.succeeded, result.failure
+    lines = result.log_path.read_text().splitlines()
+    assert lines == ["step 1", "warning 1", "step 2", "warning 2", "step 3", "warning 3"]
