@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     max_request_size: Size = 16 * 2**20  # any body but a multipart upload (JSON, forms)
     max_upload_request_size: Size = 4 * 2**30  # a multipart body, every file in it together
     max_unpacked_size: Size = 4 * 2**30  # no archive input unpacks to more, whatever its slot says
+    # Model images (docs/environments.md): a layer past this is refused at registration; a
+    # worker keeps at most this much of unpacked images (least recently used ones go).
+    image_max_layer_size: Size = 4 * 2**30
+    image_cache_size: Size = 20 * 2**30
     # Failed logins (form and POST /api/v1/tokens): this many attempts are free per account
     # (per client address: the second number), then each waits login_delay seconds, doubled
     # per further failure up to login_max_delay (see docs/security.md, "Rate limits").
@@ -188,4 +192,5 @@ class Settings(BaseSettings):
             model_uid_count=self.model_uid_count,
             hidden_dirs=tuple(dict.fromkeys(self.private_folders().values())),
             max_unpacked_bytes=self.max_unpacked_size,
+            image_cache_bytes=self.image_cache_size,
         )

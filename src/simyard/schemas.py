@@ -48,6 +48,7 @@ class TaskOut(BaseModel):
     heartbeat_at: Timestamp | None
     failure_kind: str | None
     failure_summary: str | None
+    image_digest: str | None = None  # the image the task ran in (docs/environments.md)
 
 
 class OutputOut(BaseModel):
@@ -78,9 +79,11 @@ class RunOut(BaseModel):
     metrics: dict[str, Any] | None
     error: ErrorOut | None
     queue_position: int | None = None
+    waiting: str | None = None  # why it is queued: a quota, a worker starting, a free slot
     rerun_of: int | None = None
     sweep_id: int | None = None
     notify: bool | None = None  # the run's own choice; None: the owner's settings
+    image_digest: str | None = None  # the model version's image (each task's: in tasks)
     warnings: list[dict[str, str]] = []
 
 
@@ -106,6 +109,8 @@ class ModelOut(BaseModel):
     title: str
     description: str
     content_hash: str
+    image_digest: str | None = None  # the environment's image (docs/environments.md)
+    task_images: dict[str, str] = {}  # each task run in an image: its digest
     created_at: Timestamp
     parameters_schema: dict[str, Any]
     inputs: dict[str, Any]

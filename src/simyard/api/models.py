@@ -42,6 +42,8 @@ def model_out(version: ModelVersion) -> ModelOut:
         title=manifest.get("title") or version.name,
         description=manifest.get("description", ""),
         content_hash=version.content_hash,
+        image_digest=version.image_digest,
+        task_images=version.task_images or {},
         created_at=version.created_at,
         parameters_schema=parameters_schema(version),
         inputs=manifest.get("inputs", {}),
@@ -83,8 +85,9 @@ def add_model(
             name = bundle.filename or "model.tar.gz"
             safe_unpack(archive, folder, filename=name, max_ratio=math.inf)
             version, created = register_model(
-                db=db, store=platform.store, model_dir=folder, user=admin
-            )
+                db=db, store=platform.store, model_dir=folder, user=admin,
+                max_image_layer_bytes=platform.settings.image_max_layer_size,
+            )  # fmt: skip
         except UnsafeArchive as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
         except ManifestError as exc:

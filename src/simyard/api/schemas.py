@@ -70,6 +70,7 @@ def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = No
                 heartbeat_at=t.heartbeat_at,
                 failure_kind=t.failure_kind,
                 failure_summary=t.failure_summary,
+                image_digest=t.image_digest,
             )
             for t in run.task_runs
         ],
@@ -85,6 +86,7 @@ def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = No
         rerun_of=run.rerun_of,
         sweep_id=run.sweep_id,
         notify=run.notify,
+        image_digest=run.model_version.image_digest,
     )
 
 

@@ -230,6 +230,9 @@ def list_models(
         except ClientError as exc:
             raise fail(exc) from None
     for item in found:
+        image = item.get("image_digest")
+        shown = f"  image {image[:19]}" if image else ""  # sha256: + 12 hex digits
         console.print(
-            model_text(f"{item['name']} {item['version']}  {item['title']}"), soft_wrap=True
+            model_text(f"{item['name']} {item['version']}  {item['title']}{shown}"),
+            soft_wrap=True,
         )

@@ -30,7 +30,7 @@ from simyard.dispatch.policy import (
     SetTaskState,
     StopAttempt,
 )
-from simyard.domain.registry import manifest_of
+from simyard.domain.registry import image_digest_of, manifest_of
 from simyard.domain.runs import record_event
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Run, StoredFile, TaskRun, utcnow
@@ -216,6 +216,8 @@ class _Applier:
 
     def work_order(self, run: Run, task_run: TaskRun) -> WorkOrder:
         version = run.model_version
+        image = image_digest_of(version, task_run.name)
+        task_run.image_digest = image  # provenance: the image this task run runs in
         manifest = self.manifest(run)
         inputs = {
             f.slot: f.key
@@ -247,6 +249,7 @@ class _Applier:
             inputs=inputs,
             upstream=upstream,
             parameter_file=run.parameter_file,
+            image=image,
         )
 
     # -------------------------------------------------------------- runs

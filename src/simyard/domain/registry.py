@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
@@ -13,8 +15,13 @@ from sqlalchemy.orm import Session
 
 from simyard.domain.tables import ModelVersion, User
 from simyard.engine.bundles import make_bundle, stored_model_dir
-from simyard.errors import SimyardError
+from simyard.errors import ManifestError, Problem, SimyardError
+from simyard.images.reference import parse_image_ref
+from simyard.images.resolve import ImageProblem, ResolvedImage, resolve_image
+from simyard.images.store import store_image
+from simyard.images.tools import ImageToolMissing
 from simyard.manifest import Manifest, load_manifest
+from simyard.manifest.checks import MANIFEST_FILE
 from simyard.storage.base import Store
 
 
@@ -22,24 +29,107 @@ class ModelVersionConflict(SimyardError):
     """``(name, version)`` is registered already with other content."""
 
 
+DEFAULT_MAX_IMAGE_LAYER = 4 * 2**30
+
+
+def image_keys(manifest: Manifest) -> dict[str, str]:
+    """The manifest's image references by the key naming each (``environment.image``, ...)."""
+    found = {}
+    if manifest.environment.image is not None:
+        found["environment.image"] = manifest.environment.image
+    for name, task in manifest.tasks.items():
+        if task.image is not None:
+            found[f"tasks.{name}.image"] = task.image
+    return found
+
+
+def _resolve_images(
+    manifest: Manifest, model_dir: Path, work: Path, max_layer_bytes: int
+) -> dict[str, ResolvedImage]:
+    """Each distinct image of the manifest, copied and checked; ManifestError naming the key."""
+    resolved: dict[str, ResolvedImage] = {}
+    for where, text in image_keys(manifest).items():
+        if text in resolved:
+            continue
+        try:
+            resolved[text] = resolve_image(
+                text,
+                model_dir=model_dir,
+                work=work / f"image{len(resolved)}",
+                where=where,
+                max_layer_bytes=max_layer_bytes,
+            )
+        except ImageProblem as exc:
+            raise ManifestError([Problem(exc.where, exc.message, MANIFEST_FILE)]) from None
+        except ImageToolMissing as exc:
+            message = f"this server cannot register image models: {exc}"
+            raise ManifestError([Problem(where, message, MANIFEST_FILE)]) from None
+    return resolved
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _without_images(manifest: Manifest, model_dir: Path, dest: Path) -> Path:
+    """The model folder without its image files (stored as blobs, not in the bundle)."""
+    skipped = {
+        (model_dir / ref.target).resolve()
+        for ref in map(parse_image_ref, image_keys(manifest).values())
+        if ref.is_file
+    }
+    if not skipped:
+        return model_dir
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if (Path(folder) / n).resolve() in skipped}
+
+    shutil.copytree(model_dir, dest, symlinks=True, ignore=ignore, copy_function=_link_or_copy)
+    return dest
+
+
 def register_model(
-    *, db: Session, store: Store, model_dir: Path, user: User | None
+    *,
+    db: Session,
+    store: Store,
+    model_dir: Path,
+    user: User | None,
+    max_image_layer_bytes: int = DEFAULT_MAX_IMAGE_LAYER,
 ) -> tuple[ModelVersion, bool]:
     """Validate and store a model folder; returns (version, created).
 
     The same content again is a no-op; the same version with other content is refused,
-    since runs must stay reproducible.
+    since runs must stay reproducible. A model with an image (``environment.image``, a
+    task's ``image``) has each image resolved, checked and stored by digest; its image
+    files are not part of the bundle, and a changed image is changed content too.
     """
     manifest = load_manifest(model_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        bundle, content_hash = make_bundle(model_dir, Path(tmp))
+        work = Path(tmp)
+        images = _resolve_images(manifest, model_dir, work, max_image_layer_bytes)
+        source = _without_images(manifest, model_dir, work / "model")
+        bundle, content_hash = make_bundle(source, work / "bundle")
+        default = manifest.environment.image
+        image_digest = images[default].digest if default is not None else None
+        task_images = {
+            name: images[text].digest
+            for name in manifest.tasks
+            if (text := manifest.image_of(name)) is not None
+        }
         existing = db.scalar(
             select(ModelVersion).where(
                 ModelVersion.name == manifest.name, ModelVersion.version == manifest.version
             )
         )
         if existing is not None:
-            if existing.content_hash == content_hash:
+            same_images = (
+                existing.image_digest == image_digest
+                and (existing.task_images or {}) == task_images
+            )
+            if existing.content_hash == content_hash and same_images:
                 return existing, False
             raise ModelVersionConflict(
                 f"{manifest.name} {manifest.version} is registered already with different "
@@ -48,6 +138,8 @@ def register_model(
         key = f"bundles/{content_hash}.tar"
         if not store.exists(key):
             store.put(key, bundle)
+        for image in images.values():
+            store_image(store, image.layout, image.manifest)
         version = ModelVersion(
             name=manifest.name,
             version=manifest.version,
@@ -56,6 +148,8 @@ def register_model(
             bundle_key=key,
             bundle_size=bundle.stat().st_size,
             created_by=user.id if user else None,
+            image_digest=image_digest,
+            task_images=task_images or None,
         )
     db.add(version)
     db.flush()
@@ -94,6 +188,11 @@ def model_dir_of(version: ModelVersion, *, store: Store, cache_root: Path) -> Pa
         content_hash=version.content_hash,
         cache_root=cache_root,
     )
+
+
+def image_digest_of(version: ModelVersion, task: str) -> str | None:
+    """The digest of the image ``task`` of ``version`` runs in (``on_failure``: the default)."""
+    return (version.task_images or {}).get(task) or version.image_digest
 
 
 def find_version(*, db: Session, name: str, version: str | None = None) -> ModelVersion | None:

@@ -116,6 +116,10 @@ class ModelVersion(Base):
     bundle_size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Model environments (issue 15): the image digest of environment.image, and of each
+    # task that runs in an image (its own or the default), None without one.
+    image_digest: Mapped[str | None] = mapped_column(String(71))
+    task_images: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class Run(Base):
@@ -212,6 +216,7 @@ class TaskRun(Base):
     failure_summary: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(255))
     reused_from: Mapped[int | None] = mapped_column(Integer)
+    image_digest: Mapped[str | None] = mapped_column(String(71))  # the image it ran in
 
     run: Mapped[Run] = relationship(back_populates="task_runs")
 

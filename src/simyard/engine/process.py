@@ -33,7 +33,7 @@ from simyard.engine.limits import (
 )
 from simyard.engine.logcapture import LogCapture
 from simyard.engine.proctree import ProcessTree
-from simyard.engine.sandbox import bwrap_argv
+from simyard.engine.sandbox import bwrap_argv, image_bwrap_argv
 from simyard.errors import EngineError
 
 SAMPLE_INTERVAL = 0.1  # seconds between two looks at the process tree
@@ -80,6 +80,7 @@ class CommandSpec:
     hidden_dirs: tuple[Path, ...] = ()  # host folders the sandbox hides (the data folder)
     model_users: ModelUsers | None = None  # uids to lease when the engine is root
     model_folders: tuple[Path, ...] = ()  # besides the working directory, the model's own
+    image_root: Path | None = None  # an unpacked image: its root filesystem is the task's /
     stdin: Path | None = None  # a file of the working directory fed to standard input
     tty: bool = False  # a pseudo-terminal for stdout/stderr, so C/Fortran runtimes line-buffer
 
@@ -115,16 +116,28 @@ def _run(
     argv = spec.argv
     status_read: int | None = None
     status_write: int | None = None
-    if spec.bwrap:  # bubblewrap says 128+N for a signal N: a reporter tells exits apart
+    # An image task has its own argv (no host program in it): sandbox.image_bwrap_argv.
+    host_bwrap = spec.bwrap if spec.image_root is None else None
+    if host_bwrap:  # bubblewrap says 128+N for a signal N: a reporter tells exits apart
         status_read, status_write = os.pipe()
         argv = [*reporter_argv(status_write), *argv]
-    if lease is not None:
+    if lease is not None and spec.image_root is None:
         if not spec.bwrap:
             check_reachable_by_model(argv[0], spec.workdir)
         argv = [*lease.switch_argv(), *argv]
-    if spec.bwrap:
+    if spec.image_root is not None:
+        argv = image_bwrap_argv(
+            spec.bwrap or "bwrap",  # (the engine refuses an image task without bubblewrap)
+            argv,
+            rootfs=spec.image_root,
+            workdir=spec.workdir,
+            network=spec.network,
+            read_only_files=spec.read_only_files,
+            switch=lease.switch_argv() if lease is not None else None,
+        )
+    if host_bwrap:
         argv = bwrap_argv(
-            spec.bwrap,
+            host_bwrap,
             argv,
             workdir=spec.workdir,
             network=spec.network,

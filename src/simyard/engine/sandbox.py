@@ -16,7 +16,11 @@ system folder, or one holding the Python installation) is refused: see
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 import shutil
+import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterable
@@ -186,3 +190,139 @@ def open_to_all(cmd: list[str]) -> list[str]:
         if folder != PRIVATE_TMP:
             args += ["--chmod", "0755", str(folder)]
     return args
+
+
+# --------------------------------------------------------------------------- image as root
+
+IMAGE_HELPERS = Path("/.simyard")  # host helpers bound into an image sandbox (root engine)
+_IMAGE_MOUNTS = (PRIVATE_TMP, Path("/proc"), Path("/dev"), IMAGE_HELPERS)
+
+
+def image_bwrap_argv(
+    bwrap: str,
+    argv: list[str],
+    *,
+    rootfs: Path,
+    workdir: Path,
+    network: bool,
+    read_only_files: Iterable[Path] = (),
+    switch: list[str] | None = None,
+) -> list[str]:
+    """The bwrap command line running ``argv`` with the image ``rootfs`` as ``/``, read-only.
+
+    Nothing of the host is shown but the working directory (read-write, at its own path),
+    the read-only files staged in it, a private ``/tmp``, ``/proc`` and ``/dev``. The
+    image's top-level entries are bound one by one onto bubblewrap's own root, and the
+    folders on the way to the working directory that the image has are rebuilt the same
+    way one level deeper, so the working directory's mount point can be made without
+    writing into the image; the root is then made read-only.
+
+    ``switch``: the engine is root and the command must switch to the run's host uid
+    (hostuser.py). The host's ``setpriv`` cannot be found in an image, so it is bound in
+    under ``/.simyard`` with its libraries and run by the host's own dynamic loader.
+    """
+    cmd = [
+        bwrap,
+        "--die-with-parent",
+        *user_args(switch is not None),
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "simyard",
+    ]
+    if not network:
+        cmd.append("--unshare-net")
+    chain = [*reversed(workdir.parents), workdir]  # /, /a, /a/b, ..., the working directory
+    spliced = [Path("/")]
+    for folder in chain[1:-1]:
+        source = rootfs / folder.relative_to("/")
+        if folder in _IMAGE_MOUNTS or source.is_symlink() or not source.is_dir():
+            break
+        spliced.append(folder)
+    for depth, folder in enumerate(spliced):
+        if depth:
+            cmd += ["--perms", "0755", "--dir", str(folder)]
+        below = chain[depth + 1]
+        cmd += _image_entries(rootfs, folder, skip={below, *_IMAGE_MOUNTS})
+    cmd += ["--perms", "1777", "--tmpfs", str(PRIVATE_TMP), "--proc", "/proc", "--dev", "/dev"]
+    for folder in chain[len(spliced) : -1]:
+        if folder != PRIVATE_TMP:
+            cmd += ["--perms", "0755", "--dir", str(folder)]
+    cmd += ["--bind", str(workdir), str(workdir)]
+    for file in sorted(read_only_files):
+        cmd += ["--ro-bind", str(file), str(file)]
+    if switch is not None:
+        binds, prefix = host_helper(switch[0])
+        for source, dest in binds:
+            cmd += ["--ro-bind", str(source), str(dest)]
+        argv = [*prefix, *switch[1:], *argv]
+    cmd += ["--remount-ro", "/", "--chdir", str(workdir), "--", *argv]
+    return cmd
+
+
+def _image_entries(rootfs: Path, folder: Path, *, skip: set[Path]) -> list[str]:
+    """Binds of each entry of the image's ``folder`` at the same place (links made as links)."""
+    args: list[str] = []
+    source_dir = rootfs / folder.relative_to("/")
+    with os.scandir(source_dir) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            target = folder / entry.name
+            if target in skip:
+                continue
+            if entry.is_symlink():
+                args += ["--symlink", os.readlink(entry.path), str(target)]
+            elif entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
+                args += ["--ro-bind", entry.path, str(target)]
+    return args
+
+
+@functools.cache
+def host_helper(program: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Binds and command prefix running the host's ``program`` inside an image sandbox.
+
+    The program, each library ``ldd`` names and the dynamic loader are bound under
+    :data:`IMAGE_HELPERS`; the loader runs the program with only that library folder.
+    """
+    try:
+        listed = subprocess.run(
+            ["ldd", program], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EngineError(f"cannot list the libraries of {program}: {exc}") from exc
+    libs = [Path(p) for p in re.findall(r"(/\S+) \(0x", listed)]
+    loaders = [p for p in libs if p.name.startswith("ld-linux") or p.name.startswith("ld64")]
+    if not loaders:
+        raise EngineError(f"{program} has no dynamic loader to run it in an image")
+    lib_dir = IMAGE_HELPERS / "lib"
+    binds = [(Path(program).resolve(), IMAGE_HELPERS / "bin" / Path(program).name)]
+    binds += [(lib.resolve(), lib_dir / lib.name) for lib in libs]
+    prefix = [str(lib_dir / loaders[0].name), "--library-path", str(lib_dir), str(binds[0][1])]
+    return binds, prefix
+
+
+def image_program(rootfs: Path, path: str) -> Path | None:
+    """Where the image's ``path`` lies under ``rootfs`` (links followed inside the image)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    current: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if current:
+                current.pop()
+            continue
+        candidate = rootfs.joinpath(*current, part)
+        if candidate.is_symlink():
+            hops += 1
+            if hops > 40:
+                return None
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        current.append(part)
+    found = rootfs.joinpath(*current)
+    return found if found.is_file() else None

@@ -25,9 +25,10 @@ from simyard.engine.logcapture import LogCapture
 from simyard.engine.outputs import collect_outputs, missing_files
 from simyard.engine.process import CommandOutcome, CommandSpec, StopReason, run_command, signal_name
 from simyard.engine.result import Failure, FailureKind, OutputFile, TaskOutcome, TaskResult
-from simyard.engine.sandbox import find_bwrap
+from simyard.engine.sandbox import find_bwrap, image_program
 from simyard.engine.workdir import StagedFiles, inside, place_file, place_tree
 from simyard.errors import EngineError, Refusal, TaskRefused
+from simyard.images.cache import UnpackedImage
 from simyard.manifest.archives import safe_unpack
 from simyard.manifest.inputs import unpacked_limit
 from simyard.manifest.paramfile import render_parameter_file
@@ -39,6 +40,11 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _OOM_WORDS = re.compile(r"MemoryError|std::bad_alloc|Cannot allocate memory|[Oo]ut of memory")
 _EFBIG_WORDS = re.compile(r"File too large|File size limit exceeded")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What an image's Env may replace of simyard's own environment (the manifest's env wins).
+_IMAGE_MAY_SET = frozenset(
+    {"PATH", "HOME", "LANG", "TMPDIR", "PYTHONUNBUFFERED", "OMP_NUM_THREADS"}
+)
 _DISK_WORDS = "It wrote more than its disk limit of"
 
 
@@ -60,6 +66,7 @@ class EngineOptions:
     # When the engine runs as root, each attempt runs as a uid of its own from this range.
     model_uid_first: int = DEFAULT_FIRST_UID
     model_uid_count: int = DEFAULT_UID_COUNT
+    image_cache_bytes: int = 20 * 2**30  # unpacked images a worker keeps (least recently used go)
 
     def model_users(self) -> ModelUsers:
         """The uids a task attempt may lease when the engine runs as root (hostuser.py)."""
@@ -89,6 +96,7 @@ class TaskRequest:
     upstream: dict[str, Path] = field(default_factory=dict)  # path in workdir -> file
     run_id: str = ""
     parameter_file: bytes | None = None  # as rendered at submission; None: render it now
+    image: UnpackedImage | None = None  # the task's root filesystem (simyard.images.cache)
 
 
 LineCallback = Callable[[str], None]
@@ -276,6 +284,8 @@ def _execute(
     tmpdir.mkdir(exist_ok=True)
     argv = [substitute(arg, request.params) for arg in spec.command]
     env = task_env(spec, request, sandboxed=bwrap is not None, tmpdir=tmpdir)
+    if request.image is not None:
+        env = image_env(env, request.image)
     request.log_path.parent.mkdir(parents=True, exist_ok=True)
     capture = LogCapture(
         request.log_path,
@@ -298,6 +308,7 @@ def _execute(
         hidden_dirs=options.hidden_dirs,
         model_users=options.model_users(),
         model_folders=(tmpdir,),
+        image_root=request.image.rootfs if request.image is not None else None,
         stdin=_stdin_path(spec, request) if isinstance(spec, TaskSpec) else None,
         tty=isinstance(spec, TaskSpec) and spec.tty,
         # A control group costs ~15 ms per start: make one when the manifest sets a limit the
@@ -307,7 +318,12 @@ def _execute(
         and (resources.memory is not None or resources.processes is not None),
     )
     try:
-        argv[0] = resolve_program(argv[0], workdir, env["PATH"])
+        if request.image is not None:
+            if bwrap is None:
+                raise EngineError("a task in an image needs bubblewrap, which is not installed")
+            argv[0] = resolve_in_image(argv[0], request.image, workdir, env.get("PATH", ""))
+        else:
+            argv[0] = resolve_program(argv[0], workdir, env["PATH"])
         outcome = run_command(command, capture, cancel=cancel, on_start=on_start)
     except EngineError as exc:
         reason = relative_paths(str(exc), workdir)
@@ -391,6 +407,43 @@ def relative_paths(text: str, workdir: Path) -> str:
     for root in dict.fromkeys((str(workdir.resolve()), str(workdir))):
         text = text.replace(root + "/", "").replace(root, ".")
     return text
+
+
+def image_env(env: dict[str, str], image: UnpackedImage) -> dict[str, str]:
+    """``env`` in an image: the image's ``Env`` replaces simyard's defaults (its PATH, ...)
+    and adds its own variables; what the manifest set stays, and so do ``SIMYARD_*``."""
+    merged = {**env, "PATH": IMAGE_PATH, "TMPDIR": "/tmp"}
+    for key, value in image.env.items():
+        if key in _IMAGE_MAY_SET or key not in env:
+            merged[key] = value
+    return merged
+
+
+def resolve_in_image(program: str, image: UnpackedImage, workdir: Path, path: str) -> str:
+    """The path (as the task sees it) of the program to run in ``image``; EngineError if none.
+
+    A name is looked up on the image's PATH; a relative path in the working directory,
+    then in the image's ``WorkingDir``; an absolute one in the image.
+    """
+    if "/" not in program:
+        for folder in path.split(":"):
+            found = image_program(image.rootfs, f"{folder}/{program}") if folder else None
+            if found is not None and os.access(found, os.X_OK):
+                return f"{folder.rstrip('/')}/{program}"
+        raise EngineError(f"cannot start {program!r}: not found on the image's PATH ({path})")
+    if not os.path.isabs(program):
+        local = inside(workdir, program)
+        if local.is_file():
+            if not os.access(local, os.X_OK):
+                reason = "the file is not executable (chmod +x)"
+                raise EngineError(f"cannot start {program!r}: {reason}")
+            return str(local)
+        if not image.working_dir:
+            raise EngineError(f"cannot start {program!r}: no such file in the working directory")
+        program = f"{image.working_dir.rstrip('/')}/{program}"
+    if image_program(image.rootfs, program) is None:
+        raise EngineError(f"cannot start {program!r}: no such file in the image")
+    return program
 
 
 def resolve_program(program: str, workdir: Path, path: str) -> str:

@@ -30,6 +30,8 @@ from simyard.engine.proctree import ProcessTree, working_below
 from simyard.engine.result import OutputFile, TaskOutcome
 from simyard.engine.task import EngineOptions, LineCallback, ProgressCallback, TaskRequest, run_task
 from simyard.errors import EngineError, TaskRefused
+from simyard.images.cache import ImageCache, UnpackedImage
+from simyard.images.store import fetch_layout
 from simyard.manifest.params import validate_parameters
 from simyard.manifest.schema import Manifest
 from simyard.storage.base import StorageError, Store
@@ -59,6 +61,7 @@ class WorkOrder:
     params: dict[str, Any]  # as stored (JSON): typed again on the worker
     inputs: dict[str, str] = field(default_factory=dict)  # slot -> storage key
     upstream: dict[str, str] = field(default_factory=dict)  # path in workdir -> storage key
+    image: str | None = None  # digest of the image the task runs in (simyard.images)
     parameter_file: bytes | None = None  # rendered at submission; None: render it here
 
     @property
@@ -270,17 +273,50 @@ def _execute_in(
     checked = validate_parameters(order.manifest, order.params)
     if not checked.ok:
         raise TaskRefused("stored parameters no longer valid: " + str(checked.problems[0]))
+    with contextlib.ExitStack() as held:
+        image = None
+        if order.image is not None:
+            image = held.enter_context(image_for(order.image, store, cache_root, options))
+        return _run_and_store(
+            order, attempt_dir, model_dir, inputs, upstream, checked.values, image, store,
+            options, cancel, on_line, on_progress,
+        )  # fmt: skip
+
+
+def image_for(
+    digest: str, store: Store, cache_root: Path, options: EngineOptions
+) -> contextlib.AbstractContextManager[UnpackedImage]:
+    """The unpacked image ``digest`` (cached beside the bundles), held while the task runs."""
+    cache = ImageCache(cache_root.parent / "images", options.image_cache_bytes)
+    return cache.use(digest, lambda layout: fetch_layout(store, digest, layout))
+
+
+def _run_and_store(
+    order: WorkOrder,
+    attempt_dir: Path,
+    model_dir: Path,
+    inputs: dict[str, Path],
+    upstream: dict[str, Path],
+    params: dict[str, Any],
+    image: UnpackedImage | None,
+    store: Store,
+    options: EngineOptions,
+    cancel: threading.Event | None,
+    on_line: LineCallback | None,
+    on_progress: ProgressCallback | None,
+) -> WorkResult:
     request = TaskRequest(
         manifest=order.manifest,
         model_dir=model_dir,
         task=order.task,
-        params=checked.values,
+        params=params,
         workdir=attempt_dir / "work",
         log_path=attempt_dir / "task.log",
         inputs=inputs,
         upstream=upstream,
         run_id=str(order.run_id),
         parameter_file=order.parameter_file,
+        image=image,
     )
     result = run_task(request, options, cancel=cancel, on_line=on_line, on_progress=on_progress)
     try:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from simyard.errors import ManifestError, Problem
+from simyard.images.reference import parse_image_ref
 from simyard.manifest.schema import (
     ChoiceParameter,
     DateParameter,
@@ -245,15 +246,40 @@ def _check_files(manifest: Manifest, model_dir: Path) -> Iterator[Problem]:
         yield Problem("parameter_file.template", f"{pf.template!r} not found in the model folder")
     if manifest.hooks is not None and not (model_dir / manifest.hooks).is_file():
         yield Problem("hooks", f"{manifest.hooks!r} not found in the model folder")
+    yield from _check_images(manifest, model_dir)
     for name, task in manifest.tasks.items():
         program = task.command[0]
-        if "/" in program and not program.startswith("/") and not find_placeholders(program):
+        in_image = manifest.image_of(name) is not None  # may live in the image's WorkingDir
+        if (
+            "/" in program
+            and not program.startswith("/")
+            and not find_placeholders(program)
+            and not in_image
+        ):
             if ".." in program.split("/"):
                 yield Problem(f"tasks.{name}.command[0]", "'..' is not allowed in a path")
             elif not (model_dir / program).exists() and not _made_upstream(manifest, name, program):
                 yield Problem(
                     f"tasks.{name}.command[0]", f"{program!r} not found in the model folder"
                 )
+
+
+def _check_images(manifest: Manifest, model_dir: Path) -> Iterator[Problem]:
+    """Each image named by a file of the model folder exists there, of the right kind."""
+    named = [("environment.image", manifest.environment.image)]
+    named += [(f"tasks.{n}.image", t.image) for n, t in manifest.tasks.items()]
+    for loc, text in named:
+        if text is None:
+            continue
+        ref = parse_image_ref(text)
+        if not ref.is_file:
+            continue
+        path = model_dir / ref.target
+        if ref.transport == "oci":
+            if not (path / "index.json").is_file():
+                yield Problem(loc, f"{ref.target!r} is not an OCI layout in the model folder")
+        elif not path.is_file():
+            yield Problem(loc, f"{ref.target!r} not found in the model folder")
 
 
 def _made_upstream(manifest: Manifest, task: str, program: str) -> bool:

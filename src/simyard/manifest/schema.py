@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simyard import taskgraph
+from simyard.images.reference import check_image_ref
 from simyard.manifest.units import Duration, Size
 
 NAME_RE = r"^[a-z0-9][a-z0-9-]*$"
@@ -48,6 +49,7 @@ def check_regex(value: str) -> str:
 
 
 RelPath = Annotated[str, AfterValidator(check_relative_path)]
+ImageRefText = Annotated[str, AfterValidator(check_image_ref)]
 Regex = Annotated[str, AfterValidator(check_regex)]
 
 
@@ -278,6 +280,7 @@ class TaskSpec(_Command):
     progress: Regex | None = None
     success_requires: list[RelPath] = Field(default_factory=list)
     retries: int = Field(default=0, ge=0, le=10)
+    image: ImageRefText | None = None  # overrides environment.image for this task
     stdin: RelPath | None = None  # a file of the working directory fed to standard input
     tty: bool = False  # a pseudo-terminal, so C/Fortran runtimes line-buffer their output
 
@@ -335,6 +338,7 @@ class Results(_Strict):
 
 class Environment(_Strict):
     network: bool = False
+    image: ImageRefText | None = None  # the model's runtime image (simyard.images.reference)
 
 
 # --------------------------------------------------------------------------- the manifest
@@ -381,6 +385,12 @@ class Manifest(_Strict):
     def ancestors(self, task: str) -> list[str]:
         """Every task ``task`` needs, transitively, in graph order (the nearest last)."""
         return taskgraph.ancestors(self.needs, task)
+
+    def image_of(self, task: str) -> str | None:
+        """The image reference ``task`` runs in (its own, else the environment's), or None."""
+        spec = self.tasks.get(task)
+        own = spec.image if spec is not None else None
+        return own or self.environment.image
 
     @property
     def needs(self) -> dict[str, list[str]]:
