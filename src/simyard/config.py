@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     heartbeat_timeout: float = Field(default=60.0, ge=15)  # heartbeats come every 5 s
     # Seconds the dispatch lease lasts unrenewed; a server that stalls longer stops its attempts.
     lease_ttl: float = Field(default=10.0, ge=1)
+    # Seconds a task attempt retries the storage (with backoff) before it gives up: a model
+    # that has finished keeps its outputs until they are stored (issue 18).
+    storage_retry_for: float = Field(default=300.0, ge=0)
     smtp_url: SecretStr | None = None  # none: mail goes to the outbox page
     mail_from: str | None = None  # default: simyard@<host name>
     # Networks a user's webhook or chat URL may reach although they are loopback, private,

@@ -39,7 +39,10 @@ def open_database(settings: Settings) -> Database:
 
 
 def make_executor(settings: Settings, store: Store) -> Executor:
-    """The executor named by ``SIMYARD_EXECUTOR``."""
+    """The executor named by ``SIMYARD_EXECUTOR``; its attempts wait out storage outages."""
+    from simyard.storage.retry import RetryingStore
+
+    store = RetryingStore(store, settings.storage_retry_for)
     if settings.executor == "local":
         from simyard.executors.local import LocalExecutor
 

@@ -14,6 +14,7 @@ from simyard.api import audit, files, health, models, paramfiles, runs, sweeps, 
 from simyard.api.bodylimit import BodyLimits, BodySizeLimit, BodyTooLarge, too_large_body
 from simyard.api.deps import problems_response, refuse_nul_characters
 from simyard.api.headers import SecurityHeaders
+from simyard.api.outages import register_outage_handlers
 from simyard.api.schemas import API_ERRORS
 from simyard.errors import Problem
 from simyard.housekeeping import Housekeeping
@@ -62,6 +63,7 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
         )
     app.include_router(health.router)
     mount_web(app, platform)
+    register_outage_handlers(app)  # the API's and the web pages' 503s
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import zipfile
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
@@ -18,9 +19,11 @@ from simyard.api.deps import ByteOffset, Cursor, DbDep, PlatformDep, RowId, User
 from simyard.api.runs import load_run
 from simyard.domain.states import TaskRunState
 from simyard.domain.tables import Event, Run, StoredFile, TaskRun, User, aware
+from simyard.storage.base import StorageError
 from simyard.wiring import Platform
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["logs and outputs"])
+log = logging.getLogger("simyard.api")
 
 CHUNK = 1 << 16
 FOLLOW_POLL_SECONDS = 0.05
@@ -250,10 +253,15 @@ def _outputs(db: Any, run: Run) -> list[tuple[str, StoredFile]]:
 def download_all(
     run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep
 ) -> StreamingResponse:
-    """Every output as one zip, streamed (the server never holds it whole)."""
+    """Every output as one zip, streamed (the server never holds it whole).
+
+    The first file is opened before the answer starts, so storage that is away answers
+    503 rather than a 200 that breaks off; a read that fails later aborts the connection
+    (the client sees an error, never a zip that merely ends early)."""
     run = load_run(db, user, run_id)
     entries = [(f"{task}/{f.path}", f.key) for task, f in _outputs(db, run)]
     db.commit()  # release the database before the long part: streaming
+    first = _opened(platform, entries[0][1]) if entries else None
 
     class Pipe:
         def __init__(self) -> None:
@@ -275,10 +283,11 @@ def download_all(
         pipe = Pipe()
         archive = zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED)  # type: ignore[call-overload]
         with archive:
-            for name, key in entries:
+            for index, (name, key) in enumerate(entries):
+                source = first if index == 0 and first is not None else None
                 with (
                     archive.open(name, "w", force_zip64=True) as dest,
-                    platform.store.open(key) as src,
+                    source or platform.store.open(key) as src,
                 ):
                     while chunk := src.read(CHUNK):
                         dest.write(chunk)
@@ -290,7 +299,7 @@ def download_all(
 
     filename = f"run-{run.id}-outputs.zip"
     return StreamingResponse(
-        stream(),
+        _aborting(stream(), first),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
@@ -313,21 +322,50 @@ def download_output(
             status.HTTP_404_NOT_FOUND, detail=f"no output {task}/{path} in run {run_id}"
         )
     db.commit()  # release the database before the long part: streaming
+    handle = _opened(platform, key)  # storage away: 503 now, not a 200 that breaks off
+    try:
+        head = handle.read(CHUNK)
+    except BaseException:
+        handle.close()
+        raise
 
     def stream() -> Iterator[bytes]:
-        with platform.store.open(key) as handle:
+        with handle:
+            sent = len(head)
+            yield head
             while chunk := handle.read(CHUNK):
+                sent += len(chunk)
                 yield chunk
+        if sent != size:
+            raise StorageError(f"{task}/{path}: {sent} bytes read of {size}")
 
     filename = path.rsplit("/", 1)[-1].replace('"', "")
     return StreamingResponse(
-        stream(),
+        _aborting(stream(), handle),
         media_type="application/octet-stream",
         headers={
             "Content-Length": str(size),
             "Content-Disposition": f'attachment; filename="{filename}"',
         },
     )
+
+
+def _opened(platform: Platform, key: str) -> BinaryIO:
+    """The stored object, open: a StorageError here is a 503 (see api/outages.py)."""
+    return platform.store.open(key)
+
+
+def _aborting(chunks: Iterator[bytes], opened: BinaryIO | None) -> Iterator[bytes]:
+    """``chunks``, logging a failure once the answer has started; the exception goes on
+    to the server, which then drops the connection without ending the body."""
+    try:
+        yield from chunks
+    except Exception as exc:
+        log.warning("download cut off, connection aborted: %s", exc)
+        raise
+    finally:
+        if opened is not None:
+            opened.close()
 
 
 __all__ = ["User", "router"]
