@@ -88,3 +88,38 @@ def test_a_run_can_be_started_with_the_keyboard_alone(server: Server, browser: B
     assert outline != "none", "the focused button shows no focus outline"
     page.keyboard.press("Enter")
     expect(page.locator("#run-state")).to_have_text("succeeded")
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_pages_fit_a_phone_and_an_opened_message_fits_a_laptop(
+    server: Server, browser: Browser
+) -> None:
+    # A failed run: its message quotes the model's error lines, its site a long word.
+    run_id = start_run(server, "toy", albedo=0.95, site="x" * 160)
+    server.wait_for_run(run_id)
+    context = browser.new_context(viewport=PHONE)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    log_in(page, server, "admin")
+    expect(page.get_by_role("heading", name="Models", level=1)).to_be_visible()
+    for path in ("/", "/runs", f"/runs/{run_id}", "/sweeps", "/settings", "/admin/outbox"):
+        page.goto(server.url + path)
+        expect(page.locator("main h1").first).to_be_visible()
+        wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"{path} is {wide} px wider than a {PHONE['width']} px phone"
+        # Every link of the navigation is inside the window, none cut off at its right.
+        right = page.evaluate(
+            "Math.max(...[...document.querySelectorAll('header nav a')]"
+            ".map(a => a.getBoundingClientRect().right))"
+        )
+        assert right <= PHONE["width"], f"{path}: the navigation ends at {right} px"
+    context.close()
+
+    page = dark_laptop_page(browser, server)
+    page.goto(f"{server.url}/admin/outbox")
+    page.locator("#outbox summary").first.click()
+    expect(page.locator("#outbox pre").first).to_be_visible()
+    wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert wide <= 0, f"an opened message makes the outbox {wide} px wider than the window"

@@ -91,6 +91,10 @@ def test_settings_are_saved_and_a_bad_webhook_url_is_named(web_server: Server) -
         assert bad.status_code == 422
         assert "must start with http:// or https://" in bad.text
         assert 'value="ftp://x"' in bad.text  # what the user typed is kept
+        ticked = client.post("/settings", data={"csrf_token": token, "webhook_url": "ftp://x",
+                                                "email": "true"})  # fmt: skip
+        assert ticked.status_code == 422
+        assert re.search(r'name="email" value="true"\s+checked', ticked.text), "email unticked"
         good = client.post("/settings", data={"csrf_token": token, "outcomes": ["failed"],
                                               "webhook_url": "https://example.org/h"})  # fmt: skip
         assert good.status_code == 303
@@ -119,7 +123,12 @@ def test_another_user_gets_404_on_a_run_page_and_anonymous_the_login(
         assert page.status_code == 200
         assert 'id="run-state"' in page.text
     with browser(web_server, "dave") as other:
-        assert other.get(f"/runs/{run_id}", headers={"accept": "text/html"}).status_code == 404
+        missing = other.get(f"/runs/{run_id}", headers={"accept": "text/html"})
+        assert missing.status_code == 404
+        # The error page keeps the navigation (and who is logged in) to go on from.
+        assert '<nav aria-label="Main">' in missing.text
+        assert 'href="/runs"' in missing.text
+        assert "dave" in missing.text
     with httpx.Client(base_url=web_server.url, timeout=30) as anonymous:
         answer = anonymous.get(f"/runs/{run_id}", follow_redirects=False)
         assert answer.headers["location"].startswith("/login")

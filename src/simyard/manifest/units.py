@@ -61,13 +61,24 @@ def parse_duration(value: Any) -> float:
 
 
 def format_size(n: int) -> str:
-    """A human-readable size: ``1.5 MiB``."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"  # pragma: no cover
+    """A human-readable size in the units it was most likely written in: ``50 MB`` for
+    50,000,000 bytes (a manifest's "50MB"), ``1.5 MiB`` for 1,572,864 or any other size."""
+    decimal = _largest_unit(n, 1000, ("KB", "MB", "GB", "TB"))
+    binary = _largest_unit(n, 1024, ("KiB", "MiB", "GiB", "TiB"))
+    if decimal and (n * 10) % decimal[0] == 0 and not (binary and n % binary[0] == 0):
+        return f"{n / decimal[0]:g} {decimal[1]}"
+    if binary is None:
+        return f"{n} B"
+    return f"{n / binary[0]:.1f} {binary[1]}"
+
+
+def _largest_unit(n: int, base: int, names: tuple[str, ...]) -> tuple[int, str] | None:
+    """The largest of ``names`` (base, base², ...) that ``n`` holds at least once."""
+    found = None
+    for power, name in enumerate(names, start=1):
+        if n >= base**power:
+            found = (base**power, name)
+    return found
 
 
 Size = Annotated[int, BeforeValidator(parse_size)]

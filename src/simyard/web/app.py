@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -25,8 +26,8 @@ from simyard.web.pages import (
 )
 from simyard.web.pages.common import LoginRequired, PasswordChangeRequired
 from simyard.web.pages.sso import mount_sso
-from simyard.web.session import PASSWORD_PAGE
-from simyard.web.templating import templates
+from simyard.web.session import PASSWORD_PAGE, session_user
+from simyard.web.templating import render
 from simyard.web.vendor import API_DOCS_PAGE, plotly_js, plotly_styles, swagger_ui_assets
 from simyard.wiring import Platform, secret_key
 
@@ -82,17 +83,25 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
         return RedirectResponse(PASSWORD_PAGE, status_code=303)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         """A page for people asking for HTML; the API's JSON shape for everyone else."""
         wants_html = "text/html" in request.headers.get("accept", "")
         if request.url.path.startswith("/api/") or not wants_html or exc.status_code < 400:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
                                 headers=getattr(exc, "headers", None))  # fmt: skip
-        return templates.TemplateResponse(
-            request, "error.html", {"user": None, "csrf": "", "status": exc.status_code,
-                                    "detail": exc.detail},
-            status_code=exc.status_code,
-        )  # fmt: skip
+        # The navigation stays, so a person who took a wrong turn can go on from here.
+        try:
+            with request.app.state.platform.sessions() as db:
+                user = session_user(request, db)
+                return render(
+                    request, "error.html", user, status=exc.status_code, detail=exc.detail,
+                    status_code=exc.status_code,
+                )  # fmt: skip
+        except SQLAlchemyError:  # the database is down: the page without the navigation
+            return render(
+                request, "error.html", None, status=exc.status_code, detail=exc.detail,
+                status_code=exc.status_code,
+            )  # fmt: skip
 
 
 __all__ = ["HTMLResponse", "mount_web"]

@@ -367,9 +367,7 @@ def test_bytes_really_written_count_against_the_limit(tmp_path: Path, dest: Path
 
     message = refused(archive, dest, max_bytes=1000)
 
-    assert message == (
-        "b.tgz: member 'copy1' expands past the limit of 1000 B for the whole archive"
-    )
+    assert message == ("b.tgz: member 'copy1' expands past the limit of 1 KB for the whole archive")
 
 
 # --------------------------------------------------------------------------- unreadable

@@ -461,7 +461,7 @@ def test_an_archive_slot_unpacks_to_at_most_20_times_its_max_size_by_default(
     archive = zip_of(tmp_path / "grid.zip", {f"{i}.txt": b"x" * 18_000 for i in range(12)})
 
     assert slot_problems(manifest, "grid", archive) == [
-        "inputs.grid: grid.zip: member '11.txt' unpacks to more than the limit of 195.3 KiB"
+        "inputs.grid: grid.zip: member '11.txt' unpacks to more than the limit of 200 KB"
     ]
 
 
@@ -476,11 +476,11 @@ def test_a_slot_with_max_unpacked_size_admits_an_archive_under_it(
 
     assert slot_problems(manifest, "mesh", archive) == []
     assert slot_problems(manifest, "grid", archive) == [
-        "inputs.grid: mesh.zip: member 'mesh.csv' unpacks to more than the limit of 195.3 KiB"
+        "inputs.grid: mesh.zip: member 'mesh.csv' unpacks to more than the limit of 200 KB"
     ]
     archive = zip_of(tmp_path / "mesh.zip", {"mesh.csv": rows + rows})
     assert slot_problems(manifest, "mesh", archive) == [
-        "inputs.mesh: mesh.zip: member 'mesh.csv' unpacks to more than the limit of 976.6 KiB"
+        "inputs.mesh: mesh.zip: member 'mesh.csv' unpacks to more than the limit of 1 MB"
     ]
 
 
@@ -490,7 +490,7 @@ def test_no_slot_unpacks_past_the_servers_limit(make_model: MakeModel, tmp_path:
 
     assert slot_problems(manifest, "huge", archive) == []
     assert slot_problems(manifest, "huge", archive, max_unpacked_size=2000) == [
-        "inputs.huge: huge.zip: member 'a.bin' unpacks to more than the limit of 2.0 KiB"
+        "inputs.huge: huge.zip: member 'a.bin' unpacks to more than the limit of 2 KB"
     ]
 
 

@@ -58,8 +58,8 @@ def save_settings(
     if errors:
         return render(
             request, "settings.html", user, nav="settings", prefs=prefs, outcomes=OUTCOMES,
-            chosen=chosen, saved=False, errors=errors, typed={"webhook_url": webhook_url,
-            "apprise_urls": apprise_urls}, status_code=422,
+            chosen=chosen, saved=False, errors=errors, typed={"email": email,
+            "webhook_url": webhook_url, "apprise_urls": apprise_urls}, status_code=422,
         )  # fmt: skip
     prefs.email = email
     prefs.outcomes = chosen
