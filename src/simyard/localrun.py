@@ -163,7 +163,7 @@ def run_locally(
     run = LocalRun(statuses)
     files = {o.path: o.source for r in results.values() for o in r.outputs}
     logs = {name: r.log_path for name, r in results.items()}
-    run.metrics = read_metrics(manifest, files, logs)
+    run.metrics = read_metrics(manifest, files, logs, params)
     return run
 
 

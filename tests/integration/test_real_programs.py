@@ -31,12 +31,37 @@ esac
 """
 
 
+FOAM = """simyard: 1
+name: foam
+version: "1"
+parameters:
+  end_time: {type: integer, default: 150}
+tasks:
+  solve:
+    command: [sh, solve.sh, "{end_time}"]
+    outputs: ["{end_time}/", postProcessing/]
+    success_requires: ["{end_time}/U"]
+results:
+  plots:
+    - {title: Drag, file: "postProcessing/forceCoeffs/*/coefficient.csv", x: Time, y: [Cd]}
+"""
+
+FOAM_SH = """for t in 0 20 100 "$1"; do
+  mkdir -p "postProcessing/forceCoeffs/$t"
+  printf 'Time,Cd\\n%s,1\\n' "$t" > "postProcessing/forceCoeffs/$t/coefficient.csv"
+done
+mkdir -p "$1" && echo "uniform (1 0 0)" > "$1/U"
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the module with the real-program models registered."""
     tmp = tmp_path_factory.mktemp("real")
     for srv in _server(tmp, {}):
         done = srv.cli("models", "add", write_model(tmp / "endings", ENDINGS, {"end.sh": END_SH}))
+        assert done.returncode == 0, done.stdout + done.stderr
+        done = srv.cli("models", "add", write_model(tmp / "foam", FOAM, {"solve.sh": FOAM_SH}))
         assert done.returncode == 0, done.stdout + done.stderr
         yield srv
 
@@ -65,3 +90,15 @@ def test_exit_201_and_sigkill_are_told_apart_in_the_api_the_cli_and_the_page(
         kill_page = page.get(f"/runs/{killed['id']}").text
     assert '<td class="exit-code">201</td>' in exit_page
     assert '<td class="exit-code">signal 9</td>' in kill_page
+
+
+def test_a_plot_glob_and_placeholders_name_the_run_s_own_files(server: Server) -> None:
+    done = server.cli("run", "foam", "-p", "end_time=150", "--wait", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads(done.stdout)
+    paths = {o["path"] for o in run["outputs"]}
+    assert "150/U" in paths  # outputs: ["{end_time}/"], success_requires: ["{end_time}/U"]
+    with browser_of(server, "admin") as page:
+        html = page.get(f"/runs/{run['id']}").text
+    # the chart reads the last time folder in natural order: 150, not 100 (as text sorts)
+    assert '"file": "postProcessing/forceCoeffs/150/coefficient.csv"' in html

@@ -76,5 +76,11 @@ def collect_outputs(workdir: Path, declared: Iterable[str]) -> list[OutputFile]:
 
 
 def missing_files(workdir: Path, required: Iterable[str]) -> list[str]:
-    """The ``success_requires`` entries that are not in the working directory."""
-    return [rel for rel in required if not (workdir / rel).exists()]
+    """The ``success_requires`` entries not in the working directory (a glob: no match)."""
+    return [rel for rel in required if not _present(workdir, rel)]
+
+
+def _present(workdir: Path, rel: str) -> bool:
+    if _GLOB_CHARS & set(rel):
+        return bool(glob.glob(rel, root_dir=workdir, recursive=True))
+    return (workdir / rel).exists()

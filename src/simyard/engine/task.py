@@ -32,11 +32,11 @@ from simyard.images.cache import UnpackedImage
 from simyard.manifest.archives import safe_unpack
 from simyard.manifest.inputs import unpacked_limit
 from simyard.manifest.paramfile import render_parameter_file
+from simyard.manifest.placeholders import fill
 from simyard.manifest.schema import Manifest, OnFailureSpec, TaskSpec
 from simyard.manifest.units import format_size
 
 ON_FAILURE = "on_failure"
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _OOM_WORDS = re.compile(r"MemoryError|std::bad_alloc|Cannot allocate memory|[Oo]ut of memory")
 _EFBIG_WORDS = re.compile(r"File too large|File size limit exceeded")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -103,30 +103,9 @@ LineCallback = Callable[[str], None]
 ProgressCallback = Callable[[float], None]
 
 
-def format_value(value: Any) -> str:
-    """A parameter value as the model sees it in a command or environment variable."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
-        return repr(value)
-    return str(value)
-
-
 def substitute(template: str, params: Mapping[str, Any]) -> str:
     """Replace ``{name}`` with the parameter's value; ``{{``/``}}`` are literal braces."""
-
-    def replace(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            return token[0]
-        name = match.group(1)
-        if name not in params:
-            raise TaskRefused(f"placeholder {{{name}}}: no value for parameter {name!r}")
-        return format_value(params[name])
-
-    return _PLACEHOLDER.sub(replace, template)
+    return fill(template, params)
 
 
 def prepare_workdir(request: TaskRequest, options: EngineOptions) -> StagedFiles:
@@ -308,9 +287,9 @@ def _execute(
         hidden_dirs=options.hidden_dirs,
         model_users=options.model_users(),
         model_folders=(tmpdir,),
-        image_root=request.image.rootfs if request.image is not None else None,
         stdin=_stdin_path(spec, request) if isinstance(spec, TaskSpec) else None,
         tty=isinstance(spec, TaskSpec) and spec.tty,
+        image_root=request.image.rootfs if request.image is not None else None,
         # A control group costs ~15 ms per start: make one when the manifest sets a limit the
         # kernel should enforce; the watchdog covers the installation's defaults.
         use_cgroups=options.cgroups
@@ -341,7 +320,7 @@ def _execute(
         )
     capture.close()
     shutil.rmtree(tmpdir, ignore_errors=True)
-    failure = classify(outcome, capture, limits, spec, workdir)
+    failure = classify(outcome, capture, limits, spec, workdir, params=request.params)
     if failure is None:
         state = TaskOutcome.succeeded
     elif failure.kind is FailureKind.cancelled:
@@ -353,7 +332,8 @@ def _execute(
     # A run stopped for its disk limit made files past that limit: none of them is stored.
     over_disk = failure is not None and failure.reason.startswith(_DISK_WORDS)
     keep = (failure is None or spec.outputs) and not over_disk
-    outputs = collect_outputs(workdir, spec.outputs) if keep else []
+    declared = [substitute(out, request.params) for out in spec.outputs]
+    outputs = collect_outputs(workdir, declared) if keep else []
     return TaskResult(
         task=request.task,
         outcome=state,
@@ -467,6 +447,8 @@ def classify(
     limits: Limits,
     spec: TaskSpec | OnFailureSpec,
     workdir: Path,
+    *,
+    params: Mapping[str, Any] | None = None,
 ) -> Failure | None:
     """Decide whether the task failed, and why, from how its process ended and what it said."""
     quotes = [relative_paths(q.text(), workdir) for q in capture.error_quotes]
@@ -517,7 +499,8 @@ def classify(
     if capture.error_matches:
         return failed(FailureKind.model_error, "It printed an error line (see below).")
     if isinstance(spec, TaskSpec):
-        missing = missing_files(workdir, spec.success_requires)
+        required = [substitute(rel, params or {}) for rel in spec.success_requires]
+        missing = missing_files(workdir, required)
         if missing:
             return failed(
                 FailureKind.model_error,

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from simyard.errors import ManifestError, Problem
 from simyard.images.reference import parse_image_ref
+from simyard.manifest.placeholders import is_glob
 from simyard.manifest.schema import (
     ChoiceParameter,
     DateParameter,
@@ -172,6 +173,19 @@ def _check_tasks(data: dict[str, Any]) -> Iterator[Problem]:
             for name in find_placeholders(str(value)):
                 if name not in params:
                     yield Problem(f"{loc}.env.{key}", f"placeholder {{{name}}} names no parameter")
+        for field in ("outputs", "success_requires"):
+            for i, path in enumerate(_strings(spec.get(field))):
+                for name in find_placeholders(path):
+                    if name not in params:
+                        yield Problem(
+                            f"{loc}.{field}[{i}]", f"placeholder {{{name}}} names no parameter"
+                        )
+        if isinstance(spec.get("stdin"), str):
+            for name in find_placeholders(spec["stdin"]):
+                if name not in params:
+                    yield Problem(f"{loc}.stdin", f"placeholder {{{name}}} names no parameter")
+            if is_glob(spec["stdin"]):
+                yield Problem(f"{loc}.stdin", "stdin names one file, not a pattern")
     graph: dict[str, list[str]] = {}
     for name, task in tasks.items():
         needs = _strings(_mapping(task).get("needs"))
@@ -238,6 +252,12 @@ def _check_results(manifest: Manifest) -> Iterator[Problem]:
     for name, metric in manifest.results.metrics.items():
         if metric.log is not None and metric.log not in manifest.tasks:
             yield Problem(f"results.metrics.{name}.log", f"unknown task {metric.log!r}")
+    files = [(f"results.metrics.{n}.file", m.file) for n, m in manifest.results.metrics.items()]
+    files += [(f"results.plots[{i}].file", p.file) for i, p in enumerate(manifest.results.plots)]
+    for loc, file in files:
+        for name in find_placeholders(file or ""):
+            if name not in manifest.parameters:
+                yield Problem(loc, f"placeholder {{{name}}} names no parameter")
 
 
 def _check_files(manifest: Manifest, model_dir: Path) -> Iterator[Problem]:

@@ -8,14 +8,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from simyard.manifest.placeholders import pick_file
 from simyard.manifest.schema import Manifest, Metric
 
 MAX_METRIC_SOURCE = 64 * 2**20  # never read more than this of one file for a metric
 
 
-def read_metric(metric: Metric, files: Mapping[str, Path], logs: Mapping[str, Path]) -> Any:
+def metric_source(
+    metric: Metric, files: Mapping[str, Path], params: Mapping[str, Any] | None = None
+) -> str | None:
+    """Which of ``files`` (output paths) a metric's ``file`` names, placeholders filled and
+    a glob's last match in natural order taken; None for a log's metric or no such file."""
+    if metric.file is None:
+        return None
+    return pick_file(metric.file, params or {}, files)
+
+
+def read_metric(
+    metric: Metric,
+    files: Mapping[str, Path],
+    logs: Mapping[str, Path],
+    params: Mapping[str, Any] | None = None,
+) -> Any:
     """One metric's value, or None when its file, key or pattern is not there."""
-    source = files.get(metric.file) if metric.file else logs.get(metric.log or "")
+    if metric.file is not None:
+        chosen = metric_source(metric, files, params)
+        source = files.get(chosen) if chosen is not None else None
+    else:
+        source = logs.get(metric.log or "")
     if source is None or not source.is_file():
         return None
     with open(source, "rb") as handle:
@@ -44,9 +64,13 @@ def read_metric(metric: Metric, files: Mapping[str, Path], logs: Mapping[str, Pa
 
 
 def read_metrics(
-    manifest: Manifest, files: Mapping[str, Path], logs: Mapping[str, Path]
+    manifest: Manifest,
+    files: Mapping[str, Path],
+    logs: Mapping[str, Path],
+    params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every declared metric; ``files`` maps output paths to files, ``logs`` task names to logs."""
     return {
-        name: read_metric(metric, files, logs) for name, metric in manifest.results.metrics.items()
+        name: read_metric(metric, files, logs, params)
+        for name, metric in manifest.results.metrics.items()
     }

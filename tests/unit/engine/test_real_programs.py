@@ -21,6 +21,7 @@ from simyard.engine import (
 from simyard.engine.sandbox import find_bwrap
 from simyard.manifest import load_manifest
 from simyard.manifest.params import validate_parameters
+from simyard.manifest.results import read_metrics
 from tests.conftest import MakeModel
 
 HEAD = 'simyard: 1\nname: t\nversion: "1"\n'
@@ -197,3 +198,40 @@ def test_with_tty_a_c_program_s_stdout_and_stderr_stay_in_the_order_written(
     assert result.succeeded, result.failure
     lines = result.log_path.read_text().splitlines()
     assert lines == ["step 1", "warning 1", "step 2", "warning 2", "step 3", "warning 3"]
+
+
+FOAM_LIKE = """end="$1"
+for t in 0.1 0.2 "$end"; do
+  mkdir -p "$t" "postProcessing/forceCoeffs/$t"
+  echo "Time = $t"
+  printf 'Time Cd\\n%s 0.%s\\n' "$t" "${t#0.}" > "postProcessing/forceCoeffs/$t/coefficient.dat"
+done
+echo "uniform (1 0 0)" > "$end/U"
+"""
+FOAM_MANIFEST = """parameters:
+  end_time: {type: number, default: 0.5}
+tasks:
+  run:
+    command: [sh, solve.sh, "{end_time}"]
+    outputs: ["{end_time}/", postProcessing/]
+    success_requires: ["{end_time}/U"]
+results:
+  metrics:
+    cd: {file: "postProcessing/forceCoeffs/*/coefficient.dat", pattern: "\\\\n[0-9.]+ ([0-9.]+)"}
+"""
+
+
+def test_placeholders_in_outputs_and_success_requires_and_a_result_glob(run: Run) -> None:
+    result = run(FOAM_MANIFEST, {"solve.sh": FOAM_LIKE}, params={"end_time": 0.5})
+    assert result.succeeded, result.failure
+    paths = [o.path for o in result.outputs]
+    assert "0.5/U" in paths
+    assert "0.1/U" not in paths
+    manifest = load_manifest(result.workdir)
+    files = {o.path: o.source for o in result.outputs}
+    metrics = read_metrics(manifest, files, {}, {"end_time": 0.5})
+    assert metrics == {"cd": 0.5}  # from 0.5/, the last time folder, not 0.2/
+
+    late = run(FOAM_MANIFEST.replace("{end_time}/U", "{end_time}/p"), {"solve.sh": FOAM_LIKE})
+    assert late.failure is not None
+    assert "It ended without writing '0.5/p'." in late.failure.reason

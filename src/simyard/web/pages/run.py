@@ -28,6 +28,7 @@ from simyard.domain.tables import Run, StoredFile, User
 from simyard.engine.result import FAILURE_WORDS
 from simyard.errors import SimyardError
 from simyard.manifest.paramfile import render_parameter_file
+from simyard.manifest.placeholders import pick_file
 from simyard.manifest.schema import Manifest, ParameterFileFormat
 from simyard.web.pages.common import PageDb, PageUser
 from simyard.web.templating import duration, render
@@ -87,12 +88,22 @@ def time_left(task: TaskOut, now: dt.datetime | None = None) -> str:
     return f"about {duration(now, now + dt.timedelta(seconds=left))} left"
 
 
+def _plots_of_run(manifest: Manifest, run: Run, paths: list[str]) -> list[dict[str, Any]]:
+    """The manifest's plots, each ``file`` (placeholders, a glob) as the output it names."""
+    plots = []
+    for plot in manifest.results.plots:
+        shown = plot.model_dump(mode="json")
+        shown["file"] = pick_file(plot.file, run.params or {}, paths) or plot.file
+        plots.append(shown)
+    return plots
+
+
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: RowId, db: PageDb, user: PageUser) -> HTMLResponse:
     run = _visible_run(db, user, run_id)
     shaped = run_out(run, run_files(db=db, run=run, kind="output"), queue_position(db=db, run=run))
     manifest = manifest_of(run.model_version)
-    plots = [plot.model_dump(mode="json") for plot in manifest.results.plots]
+    plots = _plots_of_run(manifest, run, [o.path for o in shaped.outputs])
     outputs = _output_files(db, run)
     page_data = {
         "run": shaped.model_dump(mode="json"),
