@@ -22,13 +22,6 @@ from rich.console import Console
 from benchmarks import dask_s3, floor, logs, runs_list, staging, submit, sweep
 from benchmarks.context import Bench
 
-
-def _images(bench: Bench) -> None:
-    from benchmarks import images  # model images (issue 15)
-
-    images.run(bench)
-
-
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "floor": floor.run,
     "submit": submit.run,
@@ -38,7 +31,6 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "sweep": sweep.run,
     "dask": dask_s3.run_dask,
     "s3": dask_s3.run_s3,
-    "images": _images,
 }
 
 

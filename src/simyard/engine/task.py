@@ -162,7 +162,9 @@ def task_env(
     }
     if isinstance(spec, TaskSpec):
         env["OMP_NUM_THREADS"] = str(max(1, math.ceil(spec.resources.cpus)))
-    env.update({k: substitute(v, request.params) for k, v in spec.env.items()})
+    values = {"workdir": str(request.workdir), **request.params}
+    for extra in (request.manifest.env, spec.env):  # the manifest's for all, then the task's
+        env.update({k: substitute(v, values) for k, v in extra.items()})
     return env
 
 

@@ -171,7 +171,7 @@ def _check_tasks(data: dict[str, Any]) -> Iterator[Problem]:
                     )
         for key, value in _mapping(spec.get("env")).items():
             for name in find_placeholders(str(value)):
-                if name not in params:
+                if name not in params | {"workdir"}:
                     yield Problem(f"{loc}.env.{key}", f"placeholder {{{name}}} names no parameter")
         for field in ("outputs", "success_requires"):
             for i, path in enumerate(_strings(spec.get(field))):
@@ -186,6 +186,10 @@ def _check_tasks(data: dict[str, Any]) -> Iterator[Problem]:
                     yield Problem(f"{loc}.stdin", f"placeholder {{{name}}} names no parameter")
             if is_glob(spec["stdin"]):
                 yield Problem(f"{loc}.stdin", "stdin names one file, not a pattern")
+    for key, value in _mapping(data.get("env")).items():
+        for name in find_placeholders(str(value)):
+            if name not in params | {"workdir"}:
+                yield Problem(f"env.{key}", f"placeholder {{{name}}} names no parameter")
     graph: dict[str, list[str]] = {}
     for name, task in tasks.items():
         needs = _strings(_mapping(task).get("needs"))

@@ -280,9 +280,9 @@ class TaskSpec(_Command):
     progress: Regex | None = None
     success_requires: list[RelPath] = Field(default_factory=list)
     retries: int = Field(default=0, ge=0, le=10)
-    image: ImageRefText | None = None  # overrides environment.image for this task
     stdin: RelPath | None = None  # a file of the working directory fed to standard input
     tty: bool = False  # a pseudo-terminal, so C/Fortran runtimes line-buffer their output
+    image: ImageRefText | None = None  # overrides environment.image for this task
 
     @field_validator("progress")
     @classmethod
@@ -357,6 +357,8 @@ class Manifest(_Strict):
         default_factory=dict
     )
     parameter_file: ParameterFileSpec | None = None
+    # for every task (a task's own env wins); {workdir} is the task's working directory
+    env: dict[Annotated[str, Field(pattern=IDENTIFIER_RE)], str] = Field(default_factory=dict)
     tasks: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")], TaskSpec] = Field(
         min_length=1
     )

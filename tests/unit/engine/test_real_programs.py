@@ -235,3 +235,20 @@ def test_placeholders_in_outputs_and_success_requires_and_a_result_glob(run: Run
     late = run(FOAM_MANIFEST.replace("{end_time}/U", "{end_time}/p"), {"solve.sh": FOAM_LIKE})
     assert late.failure is not None
     assert "It ended without writing '0.5/p'." in late.failure.reason
+
+
+ENV_MANIFEST = """parameters:
+  solver: {type: string, default: icoFoam}
+env: {WM_PROJECT_DIR: "{workdir}/openfoam", FOAM_SOLVER: "{solver}", FOAM_MODE: shared}
+tasks:
+  run:
+    command: [sh, -c, 'echo "$WM_PROJECT_DIR|$FOAM_SOLVER|$FOAM_MODE|${{FOAM_MISSING-unset}}"']
+    env: {FOAM_MODE: own}
+"""
+
+
+def test_the_manifest_env_reaches_every_task_with_workdir_filled(run: Run) -> None:
+    result = run(ENV_MANIFEST)
+    assert result.succeeded, result.failure
+    line = result.log_path.read_text().strip()
+    assert line == f"{result.workdir}/openfoam|icoFoam|own|unset"

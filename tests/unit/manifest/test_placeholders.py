@@ -61,6 +61,7 @@ def test_models_check_accepts_placeholders_and_result_globs(make_model: MakeMode
         ("    outputs: ['{end}/']\n", "tasks.solve.outputs[0]"),
         ("    stdin: '{end}.in'\n", "tasks.solve.stdin"),
         ("    stdin: 'system/*.in'\n", "tasks.solve.stdin"),
+        ("env: {FOAM_CASE: '{case}/run'}\n", "env.FOAM_CASE"),
         (
             "results:\n  plots:\n    - {title: F, file: '{end}/f.dat', x: t, y: [f]}\n",
             "results.plots[0].file",
