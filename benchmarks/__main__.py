@@ -19,7 +19,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from benchmarks import dask_s3, floor, logs, runs_list, staging, submit, sweep
+from benchmarks import dask_s3, dispatch_pass, floor, logs, runs_list, staging, submit, sweep
 from benchmarks.context import Bench
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
@@ -28,6 +28,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "staging": staging.run,
     "logs": logs.run,
     "runs_list": runs_list.run,
+    "dispatch_pass": dispatch_pass.run,
     "sweep": sweep.run,
     "dask": dask_s3.run_dask,
     "s3": dask_s3.run_s3,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -385,3 +386,65 @@ def test_the_parameter_file_rendered_at_submission_travels_with_every_attempt(
     d.dispatch_once()
     assert world.run(again).parameter_file == stored
     assert executor.submitted[-1].parameter_file == stored
+
+
+METRIC_MODEL = """\
+simyard: 1
+name: measured
+version: "1"
+tasks:
+  simulate: {command: [python3, -c, "1"], outputs: [results/]}
+  report: {needs: [simulate], command: [python3, -c, "1"], outputs: [report/]}
+results:
+  metrics:
+    total: {file: results/summary.json, key: total}
+    rows: {log: report, pattern: "rows=([0-9]+)"}
+"""
+
+
+def with_metrics(event: ExecutorEvent, metrics: dict[str, object] | None) -> ExecutorEvent:
+    work = dataclasses.replace(event.payload["result"], metrics=metrics)
+    return ExecutorEvent(event.task_run_id, event.attempt, event.kind, {"result": work})
+
+
+def test_metrics_come_from_the_workers_results_and_nothing_is_downloaded(
+    sessions: sessionmaker[Session], tmp_path: Path, make_model: MakeModel
+) -> None:
+    world = World(sessions, tmp_path, make_model(METRIC_MODEL, {}))
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    d.handle_events([with_metrics(result(executor.submitted[-1]), {"total": 42})])
+    d.dispatch_once()
+    d.handle_events([with_metrics(result(executor.submitted[-1]), {"rows": 7})])
+    d.dispatch_once()
+    run = world.run(run_id)
+    assert run.state == "succeeded"
+    assert run.metrics == {"total": 42, "rows": 7}  # the store holds none of their files
+    assert not (tmp_path / "store" / "runs").exists()
+
+
+def test_a_result_without_metrics_has_them_read_from_storage(
+    sessions: sessionmaker[Session], tmp_path: Path, make_model: MakeModel
+) -> None:
+    world = World(sessions, tmp_path, make_model(METRIC_MODEL, {}))
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    order = executor.submitted[-1]
+    key = f"{order.prefix}outputs/results/summary.json"
+    (tmp_path / "summary.json").write_text('{"total": 5}')
+    world.store.put(key, tmp_path / "summary.json")
+    now = dt.datetime.now(dt.UTC)
+    out = StoredOutput("results/summary.json", key, 12, "")
+    work = WorkResult(task_run_id=order.task_run_id, attempt=order.attempt,
+                      outcome=TaskOutcome.succeeded, started_at=now, finished_at=now,
+                      exit_code=0, outputs=[out])  # fmt: skip
+    d.handle_events([ExecutorEvent(order.task_run_id, order.attempt, EventKind.result,
+                                   {"result": work})])  # fmt: skip
+    d.dispatch_once()
+    d.handle_events([with_metrics(result(executor.submitted[-1]), {"rows": 3})])
+    d.dispatch_once()
+    assert world.run(run_id).metrics == {"total": 5, "rows": None}

@@ -113,9 +113,12 @@ class _Applier:
         task_ids = [i for a in actions for i in _task_ids(a)]
         run_ids = {a.run_id for a in actions if isinstance(a, SetTaskState | Claim | FinishRun)}
         run_ids |= {a.change.run_id for a in actions if isinstance(a, RecordResult)}
-        if task_ids:  # heartbeats and starts name task runs only: their runs are locked too
+        unnamed = [
+            i for a in actions if isinstance(a, Heartbeat | MarkStarted) for i in _task_ids(a)
+        ]
+        if unnamed:  # heartbeats and starts name task runs only: their runs are locked too
             run_ids |= set(
-                self.db.scalars(select(TaskRun.run_id).where(TaskRun.id.in_(task_ids))).all()
+                self.db.scalars(select(TaskRun.run_id).where(TaskRun.id.in_(unnamed))).all()
             )
         self.runs, self.tasks = lock_runs_then_tasks(self.db, run_ids, task_ids)
         for action in actions:
@@ -169,6 +172,7 @@ class _Applier:
         task_run.failure_kind = result.failure_kind
         task_run.failure_reason = result.failure_reason
         task_run.failure_summary = result.failure_summary
+        task_run.metrics = result.metrics
 
     def add_file(self, run: Run, task_run: TaskRun, kind: str, out: StoredOutput) -> None:
         self.db.add(
@@ -219,24 +223,24 @@ class _Applier:
         image = image_digest_of(version, task_run.name)
         task_run.image_digest = image  # provenance: the image this task run runs in
         manifest = self.manifest(run)
-        inputs = {
-            f.slot: f.key
-            for f in self.db.scalars(
-                select(StoredFile).where(StoredFile.run_id == run.id, StoredFile.kind == "input")
-            )
-            if f.slot
-        }
-        ids = dict(
-            self.db.execute(select(TaskRun.name, TaskRun.id).where(TaskRun.run_id == run.id)).all()
-        )
+        inputs: dict[str, str] = {}
         upstream: dict[str, str] = {}
-        for name in manifest.ancestors(task_run.name):
-            for f in self.db.scalars(
-                select(StoredFile).where(
-                    StoredFile.task_run_id == ids[name], StoredFile.kind == "output"
-                )
-            ):
-                upstream[f.path] = f.key
+        ancestors = set(manifest.ancestors(task_run.name))
+        # One read for the run's inputs and what its tasks produced; nothing in it depends
+        # on this transaction's pending writes, so they are not flushed for it.
+        with self.db.no_autoflush:
+            files = self.db.execute(
+                select(StoredFile.kind, StoredFile.slot, StoredFile.path, StoredFile.key,
+                       TaskRun.name)
+                .outerjoin(TaskRun, TaskRun.id == StoredFile.task_run_id)
+                .where(StoredFile.run_id == run.id, StoredFile.kind.in_(["input", "output"]))
+                .order_by(StoredFile.id)
+            ).all()  # fmt: skip
+        for kind, slot, path, key, producer in files:
+            if kind == "input" and slot:
+                inputs[slot] = key
+            elif kind == "output" and producer in ancestors:
+                upstream[path] = key
         return WorkOrder(
             run_id=run.id,
             task_run_id=task_run.id,

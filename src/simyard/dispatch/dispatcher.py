@@ -198,6 +198,9 @@ class Dispatcher:
                 orphan_reason=self._orphan_reason,
             )
         actions = plan(snapshot)
+        if not actions:  # nothing to write: no second transaction, no lease row locked
+            self._orphan_reason = None
+            return Applied()
         finishing = [a.run_id for a in actions if isinstance(a, FinishRun)]
         metrics = self.metrics.of_runs(finishing) if finishing else {}
         with self._acting:

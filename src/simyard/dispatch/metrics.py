@@ -1,7 +1,10 @@
-"""A finished run's metrics, read from its stored files before the finishing transaction.
+"""A finishing run's metrics: as its tasks read them on the worker, from their own files.
 
-Storage reads (an S3 download) never happen while a transaction is open: the dispatcher
-asks for these first, then finishes the run with them in one short transaction.
+The engine reads the metrics a task's outputs or log hold where the files are and
+returns them with its result (``task_runs.metrics``); here they are put together before
+the finishing transaction. Only a run with a task whose result came without them (a
+worker of an older version) has its metrics read from storage as before: downloaded
+while no transaction is open, cached under ``cache``.
 """
 
 from __future__ import annotations
@@ -15,12 +18,29 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from simyard.domain.registry import manifest_of
 from simyard.domain.tables import Run, StoredFile, TaskRun
-from simyard.manifest.results import read_metrics
+from simyard.manifest.results import metric_source, read_metrics
+from simyard.manifest.schema import Manifest
 from simyard.storage.base import StorageError, Store
 
 
+def merged_metrics(
+    manifest: Manifest, by_task: list[dict[str, Any] | None]
+) -> tuple[dict[str, Any], bool]:
+    """Every declared metric from the tasks' own (in task order, a later task's value
+    over an earlier one's), and whether a task that did not read its own leaves one unknown."""
+    found: dict[str, Any] = {}
+    unread = False
+    for metrics in by_task:
+        if metrics is None:
+            unread = True
+            continue
+        found |= {name: value for name, value in metrics.items() if value is not None}
+    values = {name: found.get(name) for name in manifest.results.metrics}
+    return values, unread and any(value is None for value in values.values())
+
+
 class RunMetrics:
-    """Reads the files the manifest's metrics name, caching remote ones under ``cache``."""
+    """A finishing run's metrics, from its task runs; from storage only for older results."""
 
     def __init__(self, *, sessions: sessionmaker[Session], store: Store, cache: Path) -> None:
         self.sessions = sessions
@@ -28,34 +48,31 @@ class RunMetrics:
         self.cache = cache
 
     def of_runs(self, run_ids: list[int]) -> dict[int, dict[str, Any] | None]:
-        """Metrics per run (None where the manifest declares none); no transaction held."""
-        wanted: dict[int, tuple[Any, dict[str, str], dict[str, str]]] = {}
-        with self.sessions() as db, db.begin():  # a short read: which files, where
+        """Metrics per run (None where the manifest declares none); no transaction held
+        while anything is downloaded."""
+        metrics: dict[int, dict[str, Any] | None] = {}
+        wanted: dict[int, tuple[Manifest, dict[str, Any], dict[str, str], dict[str, str]]] = {}
+        with self.sessions() as db, db.begin():  # a short read
             for run in db.scalars(select(Run).where(Run.id.in_(run_ids))):
                 manifest = manifest_of(run.model_version)
                 if not manifest.results.metrics:
                     continue
-                names = dict(
-                    db.execute(
-                        select(TaskRun.id, TaskRun.name).where(TaskRun.run_id == run.id)
-                    ).all()
+                rows = db.execute(
+                    select(TaskRun.metrics, TaskRun.started_at, TaskRun.reused_from)
+                    .where(TaskRun.run_id == run.id)
+                    .order_by(TaskRun.position)
                 )
-                files = {m.file for m in manifest.results.metrics.values() if m.file}
-                logs = {m.log for m in manifest.results.metrics.values() if m.log}
-                by_path: dict[str, str] = {}
-                by_log: dict[str, str] = {}
-                for f in db.scalars(
-                    select(StoredFile).where(
-                        StoredFile.run_id == run.id, StoredFile.kind.in_(["output", "log"])
-                    )
-                ):
-                    if f.kind == "output" and f.path in files:
-                        by_path[f.path] = f.key
-                    elif f.kind == "log" and names.get(f.task_run_id or 0) in logs:
-                        by_log[names[f.task_run_id or 0]] = f.key
-                wanted[run.id] = (manifest, by_path, by_log)
-        metrics: dict[int, dict[str, Any] | None] = {}
-        for run_id, (manifest, by_path, by_log) in wanted.items():
+                by_task: list[dict[str, Any] | None] = []
+                for read, started, reused in rows:
+                    never_ran = started is None and reused is None  # skipped, cancelled
+                    by_task.append({} if read is None and never_ran else read)
+                values, unread = merged_metrics(manifest, by_task)
+                if unread:
+                    sources = self._stored_sources(db, run.id, run.params, manifest)
+                    wanted[run.id] = (manifest, run.params, *sources)
+                else:
+                    metrics[run.id] = values
+        for run_id, (manifest, params, by_path, by_log) in wanted.items():
             local: dict[str, Path] = {}
             logs_local: dict[str, Path] = {}
             with contextlib.suppress(StorageError, OSError):
@@ -63,8 +80,36 @@ class RunMetrics:
                     local[path] = self._local(key)
                 for task, key in by_log.items():
                     logs_local[task] = self._local(key)
-            metrics[run_id] = read_metrics(manifest, local, logs_local)
+            metrics[run_id] = read_metrics(manifest, local, logs_local, params)
         return metrics
+
+    @staticmethod
+    def _stored_sources(
+        db: Session, run_id: int, params: dict[str, Any], manifest: Manifest
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The storage keys of the files (placeholders filled, a glob's last match) and
+        logs the manifest's metrics name."""
+        query = select(TaskRun.id, TaskRun.name).where(TaskRun.run_id == run_id)
+        names: dict[int, str] = {task_id: name for task_id, name in db.execute(query)}
+        logs = {m.log for m in manifest.results.metrics.values() if m.log}
+        outputs: dict[str, str] = {}
+        by_log: dict[str, str] = {}
+        for f in db.scalars(
+            select(StoredFile).where(
+                StoredFile.run_id == run_id, StoredFile.kind.in_(["output", "log"])
+            )
+        ):
+            if f.kind == "output":
+                outputs[f.path] = f.key
+            elif names.get(f.task_run_id or 0) in logs:
+                by_log[names[f.task_run_id or 0]] = f.key
+        paths = dict.fromkeys(outputs, Path())
+        by_path: dict[str, str] = {}
+        for metric in manifest.results.metrics.values():
+            chosen = metric_source(metric, paths, params)
+            if chosen is not None:
+                by_path[chosen] = outputs[chosen]
+        return by_path, by_log
 
     def _local(self, key: str) -> Path:
         path = self.store.local_path(key)

@@ -330,6 +330,7 @@ def rerun(*, db: Session, run: Run, user: User, from_failed: bool = False) -> Ru
             task_run.set_state(TaskRunState.cached)
             task_run.reused_from = source.reused_from or source.id
             task_run.exit_code = source.exit_code
+            task_run.metrics = source.metrics
             task_run.signal = source.signal
             for stored in db.scalars(select(StoredFile).where(StoredFile.task_run_id == source.id)):
                 db.add(

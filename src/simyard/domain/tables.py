@@ -216,6 +216,9 @@ class TaskRun(Base):
     failure_summary: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(255))
     reused_from: Mapped[int | None] = mapped_column(Integer)
+    # The run's metrics this task's files hold, read where they were made (the worker);
+    # None: not read there (an older result), so the run's are read from storage.
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     image_digest: Mapped[str | None] = mapped_column(String(71))  # the image it ran in
 
     run: Mapped[Run] = relationship(back_populates="task_runs")

@@ -20,7 +20,7 @@ import fcntl
 import os
 import shutil
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from simyard.errors import EngineError, TaskRefused
 from simyard.images.cache import ImageCache, UnpackedImage
 from simyard.images.store import fetch_layout
 from simyard.manifest.params import validate_parameters
+from simyard.manifest.results import metric_source, read_metric
 from simyard.manifest.schema import Manifest
 from simyard.storage.base import StorageError, Store
 
@@ -88,6 +89,7 @@ class WorkResult:
     diagnostics: list[StoredOutput] = field(default_factory=list)
     log: StoredOutput | None = None
     progress: float | None = None
+    metrics: dict[str, Any] | None = None  # the run's metrics this task's files hold
 
 
 LOCK_SUFFIX = ".lock"
@@ -222,6 +224,24 @@ def _store_files(store: Store, prefix: str, files: list[OutputFile]) -> list[Sto
     ]
 
 
+def task_metrics(
+    manifest: Manifest,
+    task: str,
+    outputs: Iterable[OutputFile],
+    log_path: Path,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The run's metrics (``results.metrics``) read from this task's own files, here where
+    they are: those whose file (placeholders filled, a glob's last match) is among its
+    outputs, or whose log is its log."""
+    files = {output.path: output.source for output in outputs}
+    return {
+        name: read_metric(metric, files, {task: log_path}, params)
+        for name, metric in manifest.results.metrics.items()
+        if metric_source(metric, files, params) is not None or metric.log == task
+    }
+
+
 def execute_work_order(
     order: WorkOrder,
     *,
@@ -328,6 +348,9 @@ def _run_and_store(
     except (StorageError, OSError) as exc:
         raise EngineError(f"cannot store the outputs of the task: {exc}") from exc
     failure = result.failure
+    metrics = task_metrics(
+        order.manifest, order.task, result.outputs, result.log_path, request.params
+    )
     return WorkResult(
         task_run_id=order.task_run_id,
         attempt=order.attempt,
@@ -343,4 +366,5 @@ def _run_and_store(
         diagnostics=diagnostics,
         log=log,
         progress=result.progress,
+        metrics=metrics,
     )

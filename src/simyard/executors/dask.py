@@ -145,7 +145,7 @@ class DaskExecutor(Executor):
             future = self._futures.get((task_run_id, attempt))
         if future is not None and not future.done():
             # A queued task never starts; a running one sees the event and stops its tree.
-            threading.Timer(self._options.kill_grace + 10, lambda: future.cancel()).start()
+            threading.Timer(self._options.kill_grace + 10, _cancel_quietly, (future,)).start()
 
     def poll(self, timeout: float) -> list[ExecutorEvent]:
         return drain(self._events, timeout)
@@ -215,6 +215,12 @@ class DaskExecutor(Executor):
             self._events.put(failure_event(*key, result))
         else:
             self._events.put(ExecutorEvent(*key, EventKind.lost, {"reason": str(result)}))
+
+
+def _cancel_quietly(future: Any) -> None:
+    """Cancel a future that may outlive its client (closed meanwhile: nothing to cancel)."""
+    with contextlib.suppress(Exception):
+        future.cancel()
 
 
 def run_on_worker(
