@@ -19,6 +19,7 @@ from simyard.web.pages import (
     auth,
     models,
     newrun,
+    preview,
     run,
     runs,
     settings,
@@ -46,7 +47,8 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
     )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, account, models, runs, run, newrun, sweeps, admin, audit, settings):
+    for module in (auth, account, models, runs, run, preview, newrun, sweeps, admin, audit,
+                   settings):  # fmt: skip
         app.include_router(module.router, include_in_schema=False)
     mount_sso(app, platform.settings)  # single sign-on with OpenID Connect
 

@@ -476,7 +476,9 @@
         ? window.SimyardPlots.outputUrl(run.id, file.task, file.path)
         : `${api}/outputs/${encodeURIComponent(file.task)}/${file.path.split("/").map(encodeURIComponent).join("/")}`;
       link.setAttribute("download", "");
-      name.append(link);
+      const look = cell("a", "preview", "preview-link");
+      look.href = `/runs/${run.id}/preview/${encodeURIComponent(file.task)}/${file.path.split("/").map(encodeURIComponent).join("/")}`;
+      name.append(link, " ", look);
       if (file.kind === "diagnostic") name.append(" ", cell("span", "(diagnostic)", "muted"));
       const task = document.createElement("td");
       task.append(cell("code", file.task));
