@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,6 +19,7 @@ from simyard import taskgraph
 from simyard.engine import EngineOptions, TaskRequest, TaskResult, run_task
 from simyard.engine.result import Failure, FailureKind, TaskOutcome
 from simyard.errors import EngineError
+from simyard.images.cache import UnpackedImage
 from simyard.manifest.results import read_metrics
 from simyard.manifest.schema import Manifest
 from simyard.taskgraph import Readiness, Standing
@@ -89,8 +90,12 @@ def run_locally(
     max_parallel: int,
     on_change: Callable[[TaskStatus], None] | None = None,
     cancel: threading.Event | None = None,
+    images: Mapping[str, UnpackedImage] | None = None,
 ) -> LocalRun:
-    """Run every task of ``manifest`` in dependency order; return when all have ended."""
+    """Run every task of ``manifest`` in dependency order; return when all have ended.
+
+    ``images``: each task's unpacked image (simyard.images.local), for a model that has one.
+    """
     statuses = {name: TaskStatus(name) for name in manifest.task_order()}
     results: dict[str, TaskResult] = {}
     cancel = cancel or threading.Event()
@@ -118,6 +123,7 @@ def run_locally(
             log_path=work_root / "logs" / f"{name}.log",
             inputs=inputs,
             upstream=upstream_outputs(manifest, name, results),
+            image=(images or {}).get(name),
         )
         return run_task(request, options, cancel=cancel, on_line=on_line, on_progress=on_progress)
 

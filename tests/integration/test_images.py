@@ -125,3 +125,28 @@ def test_a_model_runs_in_its_images_and_hostile_images_are_refused(
     assert "setuid" in said
     with image_server.http() as api:
         assert api.get("/models/hostile").status_code == 404
+
+
+def test_models_test_runs_the_model_in_its_image(make_model: MakeModel, tmp_path: Path) -> None:
+    """``simyard models test`` checks and unpacks the image on this machine, as a worker."""
+    import os
+    import subprocess
+    import sys
+
+    model = make_model(MANIFEST.replace("imaged", "local"))
+    (model / "env").mkdir()
+    tiny_image(
+        model / "env" / "image.tar",
+        fmt="docker-archive",
+        files={"/opt/app/run.sh": RUN_SH, "/etc/marker": "main-image\n"},
+        env={"GREETING": "hi", "IMAGE_NAME": "main"},
+        workdir="/opt/app",
+    )
+    tiny_image(model / "env" / "other", fmt="oci", files={"/etc/marker": "other-image\n"})
+    env = {**os.environ, "SIMYARD_HOME": str(tmp_path / "home"), "SIMYARD_SANDBOX": "bwrap"}
+    done = subprocess.run(
+        [sys.executable, "-m", "simyard", "models", "test", str(model), "-o", str(tmp_path / "o")],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "o" / "main" / "out.txt").read_text() == "ran in main\n"

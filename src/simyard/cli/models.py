@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -169,17 +170,37 @@ def run_model_test(
     for warning in run_input.warnings:
         console.print(warning_line(warning), soft_wrap=True)
     work_root = Path(tempfile.mkdtemp(prefix=f"simyard-{manifest.name}-"))
-    with TaskDisplay(console, manifest) as display:
-        run = run_locally(
-            manifest,
-            model_dir.resolve(),
-            params=run_input.params,
-            inputs=run_input.inputs,
-            work_root=work_root,
-            options=settings.engine_options(),
-            max_parallel=settings.max_parallel,
-            on_change=display.update,
-        )
+    with contextlib.ExitStack() as held:
+        images = {}
+        if manifest.environment.image or any(t.image for t in manifest.tasks.values()):
+            from simyard.images.local import local_images
+
+            try:
+                images = held.enter_context(
+                    local_images(
+                        manifest, model_dir.resolve(),
+                        cache_root=settings.home.resolve() / "cache" / "images",
+                        max_layer_bytes=settings.image_max_layer_size,
+                        max_cache_bytes=settings.image_cache_size,
+                    )
+                )  # fmt: skip
+            except ManifestError as exc:
+                for problem in exc.problems:
+                    err_console.print(refused_line(problem), soft_wrap=True)
+                err_console.print(f"Refused: {len(exc.problems)} problem(s); nothing was run.")
+                raise typer.Exit(2) from None
+        with TaskDisplay(console, manifest) as display:
+            run = run_locally(
+                manifest,
+                model_dir.resolve(),
+                params=run_input.params,
+                inputs=run_input.inputs,
+                work_root=work_root,
+                options=settings.engine_options(),
+                max_parallel=settings.max_parallel,
+                on_change=display.update,
+                images=images,
+            )
     report_local_run(console, run, outdir)
     if run.succeeded and not keep:
         shutil.rmtree(work_root, ignore_errors=True)

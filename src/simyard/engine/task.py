@@ -227,6 +227,7 @@ def run_on_failure(
         workdir=request.workdir,
         log_path=request.log_path.with_name(request.log_path.stem + ".on_failure.log"),
         run_id=request.run_id,
+        image=request.image,  # it runs where the failed task ran
     )
     result = _execute(
         diag,
