@@ -48,6 +48,7 @@ class LogCapture:
         max_bytes: int,
         error_patterns: list[str],
         progress: str | None,
+        progress_total: float | None = None,
         on_line: Callable[[str], None] | None = None,
         on_progress: Callable[[float], None] | None = None,
     ) -> None:
@@ -64,6 +65,7 @@ class LogCapture:
         self._partial = b""
         self._errors = [re.compile(p) for p in error_patterns]
         self._progress = re.compile(progress) if progress else None
+        self._progress_total = progress_total  # the one group is the amount done out of it
         self._on_line = on_line
         self._on_progress = on_progress
         self.error_quotes: list[ErrorQuote] = []
@@ -132,7 +134,12 @@ class LogCapture:
             numbers = [float(g) for g in match.groups()]
         except (TypeError, ValueError):
             return
-        percent = numbers[0] if len(numbers) == 1 else 100.0 * numbers[0] / (numbers[1] or 1)
+        if self._progress_total is not None:
+            percent = 100.0 * numbers[0] / self._progress_total
+        elif len(numbers) == 1:
+            percent = numbers[0]
+        else:
+            percent = 100.0 * numbers[0] / (numbers[1] or 1)
         self.progress = max(0.0, min(100.0, percent))
         self.progress_at = time.monotonic()
         if self._on_progress is not None:

@@ -273,7 +273,8 @@ def _execute(
         request.log_path,
         max_bytes=options.max_log_bytes,
         error_patterns=spec.error_patterns if isinstance(spec, TaskSpec) else [],
-        progress=spec.progress if isinstance(spec, TaskSpec) else None,
+        progress=spec.progress_pattern if isinstance(spec, TaskSpec) else None,
+        progress_total=_progress_total(spec, request) if isinstance(spec, TaskSpec) else None,
         on_line=on_line,
         on_progress=on_progress,
     )
@@ -355,6 +356,18 @@ def _execute(
         copied_bytes=staged.copied_bytes,
         shared_bytes=staged.shared_bytes,
     )
+
+
+def _progress_total(spec: TaskSpec, request: TaskRequest) -> float | None:
+    """The number ``progress.total`` stands for in this run (``"{end_time}"`` filled)."""
+    if spec.progress_total is None:
+        return None
+    text = substitute(spec.progress_total, request.params)
+    try:
+        total = float(text)
+    except ValueError:
+        raise TaskRefused(f"progress.total: {text!r} is not a number") from None
+    return total if total > 0 else None
 
 
 def _stdin_path(spec: TaskSpec, request: TaskRequest) -> Path | None:

@@ -180,6 +180,13 @@ def _check_tasks(data: dict[str, Any]) -> Iterator[Problem]:
                         yield Problem(
                             f"{loc}.{field}[{i}]", f"placeholder {{{name}}} names no parameter"
                         )
+        progress = spec.get("progress")
+        if isinstance(progress, dict) and isinstance(progress.get("total"), str):
+            for name in find_placeholders(progress["total"]):
+                if name not in params:
+                    yield Problem(
+                        f"{loc}.progress.total", f"placeholder {{{name}}} names no parameter"
+                    )
         if isinstance(spec.get("stdin"), str):
             for name in find_placeholders(spec["stdin"]):
                 if name not in params:

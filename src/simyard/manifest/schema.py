@@ -273,23 +273,52 @@ class _Command(_Strict):
         return value
 
 
+class ProgressSpec(_Strict):
+    """``{pattern, total}``: the pattern's one group is the amount done, out of ``total``
+    (a number or a placeholder such as ``"{end_time}"``)."""
+
+    pattern: Regex
+    total: str | None = None
+
+    @model_validator(mode="after")
+    def _groups(self) -> ProgressSpec:
+        groups = re.compile(self.pattern).groups
+        if self.total is not None and groups != 1:
+            raise ValueError("progress with a total needs one group: the amount done")
+        if self.total is None and groups not in (1, 2):
+            raise ValueError("progress needs one group (percent done) or two groups (done, total)")
+        return self
+
+
 class TaskSpec(_Command):
     needs: list[str] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     error_patterns: list[Regex] = Field(default_factory=list)
-    progress: Regex | None = None
+    progress: ProgressSpec | None = None  # a bare regex is {pattern: REGEX}
     success_requires: list[RelPath] = Field(default_factory=list)
     retries: int = Field(default=0, ge=0, le=10)
     stdin: RelPath | None = None  # a file of the working directory fed to standard input
     tty: bool = False  # a pseudo-terminal, so C/Fortran runtimes line-buffer their output
     image: ImageRefText | None = None  # overrides environment.image for this task
 
-    @field_validator("progress")
+    @field_validator("progress", mode="before")
     @classmethod
-    def _progress_groups(cls, value: str | None) -> str | None:
-        if value is not None and re.compile(value).groups not in (1, 2):
+    def _bare_pattern(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if re.compile(check_regex(value)).groups not in (1, 2):
             raise ValueError("progress needs one group (percent done) or two groups (done, total)")
-        return value
+        return {"pattern": value}
+
+    @property
+    def progress_pattern(self) -> str | None:
+        """The regex that reads progress from the log, or None."""
+        return self.progress.pattern if self.progress is not None else None
+
+    @property
+    def progress_total(self) -> str | None:
+        """The total the amount done is out of (placeholders unfilled), or None."""
+        return self.progress.total if self.progress is not None else None
 
 
 class OnFailureSpec(_Command):

@@ -252,3 +252,14 @@ def test_the_manifest_env_reaches_every_task_with_workdir_filled(run: Run) -> No
     assert result.succeeded, result.failure
     line = result.log_path.read_text().strip()
     assert line == f"{result.workdir}/openfoam|icoFoam|own|unset"
+
+
+def test_progress_with_a_total_from_a_parameter_reads_time_out_of_end_time(run: Run) -> None:
+    body = (
+        "parameters:\n  end_time: {type: number, default: 0.5}\n"
+        "tasks:\n  run:\n    command: [sh, solve.sh]\n"
+        '    progress: {pattern: "^Time = ([0-9.eE+-]+)$", total: "{end_time}"}\n'
+    )
+    script = "for t in 0.1 0.2 0.3; do echo \"Time = $t\"; echo 'Courant 0.4'; done\nexit 1\n"
+    result = run(body, {"solve.sh": script})
+    assert result.progress == pytest.approx(60.0)  # 0.3 of 0.5, not "0.3 %"

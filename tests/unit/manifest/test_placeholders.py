@@ -62,6 +62,8 @@ def test_models_check_accepts_placeholders_and_result_globs(make_model: MakeMode
         ("    stdin: '{end}.in'\n", "tasks.solve.stdin"),
         ("    stdin: 'system/*.in'\n", "tasks.solve.stdin"),
         ("env: {FOAM_CASE: '{case}/run'}\n", "env.FOAM_CASE"),
+        ("    progress: {pattern: 'Time = (.*)', total: '{end}'}\n", "tasks.solve.progress.total"),
+        ("    progress: {pattern: '(.*) of (.*)', total: '5'}\n", "tasks.solve.progress"),
         (
             "results:\n  plots:\n    - {title: F, file: '{end}/f.dat', x: t, y: [f]}\n",
             "results.plots[0].file",

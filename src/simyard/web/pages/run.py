@@ -7,6 +7,7 @@ JavaScript; ``run.js`` adds the liveness from the API's event and log streams.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import json
@@ -26,9 +27,9 @@ from simyard.domain.runs import RunNotFound, get_run, queue_position, run_files
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Run, StoredFile, User
 from simyard.engine.result import FAILURE_WORDS
-from simyard.errors import SimyardError
+from simyard.errors import SimyardError, TaskRefused
 from simyard.manifest.paramfile import render_parameter_file
-from simyard.manifest.placeholders import pick_file
+from simyard.manifest.placeholders import fill, pick_file
 from simyard.manifest.schema import Manifest, ParameterFileFormat
 from simyard.web.pages.common import PageDb, PageUser
 from simyard.web.templating import duration, render
@@ -88,6 +89,16 @@ def time_left(task: TaskOut, now: dt.datetime | None = None) -> str:
     return f"about {duration(now, now + dt.timedelta(seconds=left))} left"
 
 
+def _progress_totals(manifest: Manifest, run: Run) -> dict[str, float]:
+    """Each task's ``progress.total`` in this run, where it has one."""
+    totals = {}
+    for name, task in manifest.tasks.items():
+        if task.progress_total is not None:
+            with contextlib.suppress(TaskRefused, ValueError):
+                totals[name] = float(fill(task.progress_total, run.params or {}))
+    return totals
+
+
 def _plots_of_run(manifest: Manifest, run: Run, paths: list[str]) -> list[dict[str, Any]]:
     """The manifest's plots, each ``file`` (placeholders, a glob) as the output it names."""
     plots = []
@@ -113,7 +124,10 @@ def run_page(request: Request, run_id: RowId, db: PageDb, user: PageUser) -> HTM
         "failure_words": FAILURE_TEXT,
         "metric_names": list(manifest.results.metrics),
         # the tasks' progress patterns, so the page reads progress from the live log lines
-        "progress_patterns": {n: t.progress for n, t in manifest.tasks.items() if t.progress},
+        "progress_patterns": {
+            n: t.progress_pattern for n, t in manifest.tasks.items() if t.progress_pattern
+        },
+        "progress_totals": _progress_totals(manifest, run),
     }
     return render(
         request, "run.html", user, nav="runs", run=shaped, final=RunState(run.state).final,

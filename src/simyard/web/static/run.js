@@ -359,7 +359,10 @@
     if (!match || !task || task.state !== "running") return;
     const numbers = match.slice(1).map((group) => Number.parseFloat(group));
     if (numbers.length === 0 || numbers.some((n) => !Number.isFinite(n))) return;
-    const percent = numbers.length === 1 ? numbers[0] : (100 * numbers[0]) / (numbers[1] || 1);
+    const total = data.progress_totals?.[name]; // progress: {pattern, total}
+    const percent = total
+      ? (100 * numbers[0]) / total
+      : numbers.length === 1 ? numbers[0] : (100 * numbers[0]) / (numbers[1] || 1);
     const clamped = Math.max(0, Math.min(100, percent));
     if (clamped === task.progress) return;
     task.progress = clamped;
