@@ -103,7 +103,9 @@ def test_a_model_runs_in_its_images_and_hostile_images_are_refused(
     assert all(p.is_file() or p.is_dir() for p in blobs)
     with browser(image_server) as web:
         assert digest in web.get(f"/runs/{run_id}").text
-        assert digest in web.get("/models/imaged").text
+        model_page = web.get("/models/imaged").text
+        assert digest in model_page
+        assert "<code>other</code> runs in its own image" in model_page
 
     # A hostile image is refused at registration, naming the entry; nothing is registered.
     hostile = make_model(MANIFEST.replace("imaged", "hostile"))
