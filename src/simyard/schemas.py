@@ -42,6 +42,7 @@ class TaskOut(BaseModel):
     attempt: int
     exit_code: int | None
     signal: int | None = None  # the signal that killed the model (exit_code is then None)
+    warnings: list[str] = []  # the lines that matched the task's warning_patterns
     progress: float | None
     started_at: Timestamp | None
     finished_at: Timestamp | None

@@ -21,10 +21,12 @@ parameters:
 tasks:
   run:
     command: [sh, end.sh, "{how}"]
+    warning_patterns: ["^ ?\\\\*WARNING"]
 """
 
 END_SH = """echo "starting $1"
 case "$1" in
+  warn) echo "*WARNING in calinput: no material"; echo "done" ;;
   exit201) exit 201 ;;
   sigkill) kill -KILL $$ ;;
 esac
@@ -102,3 +104,15 @@ def test_a_plot_glob_and_placeholders_name_the_run_s_own_files(server: Server) -
         html = page.get(f"/runs/{run['id']}").text
     # the chart reads the last time folder in natural order: 150, not 100 (as text sorts)
     assert '"file": "postProcessing/forceCoeffs/150/coefficient.csv"' in html
+
+
+def test_warning_lines_show_in_the_api_the_cli_and_the_page(server: Server) -> None:
+    done = server.cli("run", "endings", "-p", "how=warn", "--wait", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads(done.stdout)
+    assert run["tasks"][0]["warnings"] == ["*WARNING in calinput: no material"]
+    shown = server.cli("runs", "show", str(run["id"])).stdout
+    assert "warning: *WARNING in calinput: no material" in shown
+    with browser_of(server, "admin") as page:
+        html = page.get(f"/runs/{run['id']}").text
+    assert '<pre class="warning-lines">*WARNING in calinput: no material</pre>' in html

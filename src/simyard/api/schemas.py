@@ -64,6 +64,7 @@ def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = No
                 attempt=t.attempt,
                 exit_code=t.exit_code,
                 signal=t.signal,
+                warnings=t.warnings or [],
                 progress=t.progress,
                 started_at=t.started_at,
                 finished_at=t.finished_at,

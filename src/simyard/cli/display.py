@@ -100,6 +100,9 @@ class TaskDisplay:
 
 def report_local_run(console: Console, run: LocalRun, outdir: Path | None) -> None:
     """Print the outcome (with failure summaries and metrics) and copy outputs to ``outdir``."""
+    for name, status in run.tasks.items():
+        for line in status.result.warnings if status.result is not None else []:
+            console.print(model_text(f"warning in {name!r}: {line}", style="yellow"))
     for name, failure in run.failures():
         console.print()
         console.print(model_text(failure.summary(name), style="red" if failure else ""))

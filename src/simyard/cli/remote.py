@@ -128,6 +128,8 @@ def _print_run(run: dict[str, Any]) -> None:
         ended = how_it_ended(task.get("exit_code"), task.get("signal"))
         ended = f", {ended}" if ended and task["state"] != "succeeded" else ""
         console.print(model_text(f"  {task['name']}: {task['state']}{progress}{ended}"))
+        for line in task.get("warnings") or []:
+            console.print(model_text(f"    warning: {line}", style="yellow"), soft_wrap=True)
     if run.get("metrics"):
         for key, value in run["metrics"].items():
             console.print(model_text(f"  {key} = {show_metric(value)}"), soft_wrap=True)

@@ -168,6 +168,7 @@ class _Applier:
             self.add_file(run, task_run, "log", result.log)
         task_run.exit_code = result.exit_code
         task_run.signal = result.signal
+        task_run.warnings = result.warnings or None
         task_run.progress = result.progress
         task_run.failure_kind = result.failure_kind
         task_run.failure_reason = result.failure_reason

@@ -332,6 +332,7 @@ def rerun(*, db: Session, run: Run, user: User, from_failed: bool = False) -> Ru
             task_run.exit_code = source.exit_code
             task_run.metrics = source.metrics
             task_run.signal = source.signal
+            task_run.warnings = source.warnings
             for stored in db.scalars(select(StoredFile).where(StoredFile.task_run_id == source.id)):
                 db.add(
                     StoredFile(

@@ -206,6 +206,7 @@ class TaskRun(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     exit_code: Mapped[int | None]
     signal: Mapped[int | None]  # the signal that killed the model; exit_code is then None
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)  # lines of warning_patterns
     queued_at: Mapped[dt.datetime | None]
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]

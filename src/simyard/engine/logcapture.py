@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 MAX_LINE = 64 * 1024  # a longer "line" is cut into pieces of this size
 MAX_ERROR_QUOTES = 20
+MAX_WARNINGS = 20  # warning lines kept (each counted in warning_matches)
 LINES_AFTER_ERROR = 2
 MAX_QUOTE_LINES = 20  # a run of error lines is quoted in pieces of at most this many
 TAIL_LINES = 40
@@ -48,6 +49,7 @@ class LogCapture:
         max_bytes: int,
         error_patterns: list[str],
         progress: str | None,
+        warning_patterns: list[str] | None = None,
         progress_total: float | None = None,
         on_line: Callable[[str], None] | None = None,
         on_progress: Callable[[float], None] | None = None,
@@ -64,6 +66,9 @@ class LogCapture:
         self.total_bytes = 0
         self._partial = b""
         self._errors = [re.compile(p) for p in error_patterns]
+        self._warnings = [re.compile(p) for p in warning_patterns or []]
+        self.warning_lines: list[str] = []  # lines that matched: shown, the task goes on
+        self.warning_matches = 0
         self._progress = re.compile(progress) if progress else None
         self._progress_total = progress_total  # the one group is the amount done out of it
         self._on_line = on_line
@@ -120,6 +125,10 @@ class LogCapture:
             if quote is None and len(self.error_quotes) < MAX_ERROR_QUOTES:
                 self._open_quote = ErrorQuote(line)
                 self.error_quotes.append(self._open_quote)
+        if self._warnings and not matched and any(p.search(line) for p in self._warnings):
+            self.warning_matches += 1
+            if len(self.warning_lines) < MAX_WARNINGS:
+                self.warning_lines.append(line[:1000])
         if self._progress is not None:
             self._read_progress(line)
         if self._on_line is not None:

@@ -97,6 +97,7 @@ class TaskResult:
     finished_at: dt.datetime
     exit_code: int | None = None
     signal: int | None = None  # the signal that killed the model (then exit_code is None)
+    warnings: list[str] = field(default_factory=list)  # lines matching warning_patterns
     failure: Failure | None = None
     outputs: list[OutputFile] = field(default_factory=list)
     diagnostics: list[OutputFile] = field(default_factory=list)

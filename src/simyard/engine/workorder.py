@@ -82,6 +82,7 @@ class WorkResult:
     finished_at: dt.datetime
     exit_code: int | None = None
     signal: int | None = None
+    warnings: list[str] = field(default_factory=list)  # lines matching warning_patterns
     failure_kind: str | None = None
     failure_reason: str | None = None
     failure_summary: str | None = None
@@ -359,6 +360,7 @@ def _run_and_store(
         finished_at=result.finished_at,
         exit_code=result.exit_code,
         signal=result.signal,
+        warnings=result.warnings,
         failure_kind=failure.kind if failure else None,
         failure_reason=failure.reason if failure else None,
         failure_summary=failure.summary(order.task) if failure else None,

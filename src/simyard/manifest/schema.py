@@ -294,6 +294,7 @@ class TaskSpec(_Command):
     needs: list[str] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     error_patterns: list[Regex] = Field(default_factory=list)
+    warning_patterns: list[Regex] = Field(default_factory=list)  # shown; the task goes on
     progress: ProgressSpec | None = None  # a bare regex is {pattern: REGEX}
     success_requires: list[RelPath] = Field(default_factory=list)
     retries: int = Field(default=0, ge=0, le=10)

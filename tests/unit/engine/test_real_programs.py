@@ -263,3 +263,25 @@ def test_progress_with_a_total_from_a_parameter_reads_time_out_of_end_time(run: 
     script = "for t in 0.1 0.2 0.3; do echo \"Time = $t\"; echo 'Courant 0.4'; done\nexit 1\n"
     result = run(body, {"solve.sh": script})
     assert result.progress == pytest.approx(60.0)  # 0.3 of 0.5, not "0.3 %"
+
+
+FOAM_WARNING = """echo 'Time = 0.1'
+echo '--> FOAM Warning : From function Foam::fvSolution::read'
+echo '    Convergence failed for p after 1000 iterations'
+echo 'Time = 0.2'
+echo 'ExecutionTime = 1.2 s'
+"""
+
+
+def test_warning_lines_are_kept_and_the_task_goes_on(run: Run) -> None:
+    body = (
+        "tasks:\n  run:\n    command: [sh, solve.sh]\n"
+        '    warning_patterns: ["FOAM Warning", "Convergence failed"]\n'
+        '    error_patterns: ["FOAM FATAL"]\n'
+    )
+    result = run(body, {"solve.sh": FOAM_WARNING})
+    assert result.succeeded, result.failure
+    assert result.warnings == [
+        "--> FOAM Warning : From function Foam::fvSolution::read",
+        "    Convergence failed for p after 1000 iterations",
+    ]

@@ -17,8 +17,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("task_runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("signal", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("warnings", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("task_runs", schema=None) as batch_op:
+        batch_op.drop_column("warnings")
         batch_op.drop_column("signal")
