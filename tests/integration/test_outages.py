@@ -157,7 +157,7 @@ def test_storage_outage_during_a_run_keeps_its_outputs_and_answers_503(
     assert [t["attempt"] for t in run["tasks"]] == [1], "the model ran again"
     with server.http() as api:
         archive = zipfile.ZipFile(io.BytesIO(api.get(f"/runs/{running}/outputs.zip").content))
-        assert archive.namelist() == ["save/out/data.bin"]
+        assert archive.namelist() == ["save/out/data.bin", "ro-crate-metadata.json"]
         assert archive.read("save/out/data.bin") == DATA  # whole, not half-written
         outputs = api.get(f"/runs/{running}/outputs").json()
         assert [(o["path"], o["size"]) for o in outputs] == [("out/data.bin", len(DATA))]

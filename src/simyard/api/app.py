@@ -10,7 +10,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from simyard import __version__
-from simyard.api import audit, files, health, models, paramfiles, runs, sweeps, tokens, users
+from simyard.api import (
+    audit,
+    files,
+    health,
+    models,
+    paramfiles,
+    provenance,
+    runs,
+    sweeps,
+    tokens,
+    users,
+)
 from simyard.api.bodylimit import BodyLimits, BodySizeLimit, BodyTooLarge, too_large_body
 from simyard.api.deps import problems_response, refuse_nul_characters
 from simyard.api.headers import SecurityHeaders
@@ -53,7 +64,7 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
     limits = BodyLimits(body=settings.max_request_size, upload=settings.max_upload_request_size)
     app.add_middleware(BodySizeLimit, limits=limits)
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
-    routers = (models, paramfiles, runs, sweeps, files, tokens, users, audit)
+    routers = (models, paramfiles, runs, sweeps, files, provenance, tokens, users, audit)
     for router in (module.router for module in routers):
         app.include_router(
             router,

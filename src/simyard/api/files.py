@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from simyard.api.deps import ByteOffset, Cursor, DbDep, PlatformDep, RowId, UserDep
 from simyard.api.runs import load_run
+from simyard.domain.provenance import METADATA_FILE, run_crate
 from simyard.domain.states import TaskRunState
 from simyard.domain.tables import Event, Run, StoredFile, TaskRun, User, aware
 from simyard.storage.base import StorageError
@@ -260,6 +261,8 @@ def download_all(
     (the client sees an error, never a zip that merely ends early)."""
     run = load_run(db, user, run_id)
     entries = [(f"{task}/{f.path}", f.key) for task, f in _outputs(db, run)]
+    # The zip is an RO-Crate: its metadata file describes every output and the run.
+    crate = json.dumps(run_crate(db=db, run=run, base_url=platform.settings.base_url), indent=1)
     db.commit()  # release the database before the long part: streaming
     first = _opened(platform, entries[0][1]) if entries else None
 
@@ -295,6 +298,7 @@ def download_all(
                             yield data
                 if data := pipe.take():
                     yield data
+            archive.writestr(METADATA_FILE, crate)
         yield pipe.take()
 
     filename = f"run-{run.id}-outputs.zip"
@@ -322,7 +326,17 @@ def download_output(
             status.HTTP_404_NOT_FOUND, detail=f"no output {task}/{path} in run {run_id}"
         )
     db.commit()  # release the database before the long part: streaming
-    handle = _opened(platform, key)  # storage away: 503 now, not a 200 that breaks off
+    return stream_stored(platform, key, size, path, where=f"{task}/{path}")
+
+
+def stream_stored(
+    platform: Platform, key: str, size: int, name: str, *, where: str = ""
+) -> StreamingResponse:
+    """A stored file as a download named after ``name``'s last part, streamed.
+
+    Opened and its first chunk read before the answer starts (storage away: 503, not a
+    200 that breaks off); a file that reads short aborts the connection."""
+    handle = _opened(platform, key)
     try:
         head = handle.read(CHUNK)
     except BaseException:
@@ -337,9 +351,9 @@ def download_output(
                 sent += len(chunk)
                 yield chunk
         if sent != size:
-            raise StorageError(f"{task}/{path}: {sent} bytes read of {size}")
+            raise StorageError(f"{where or name}: {sent} bytes read of {size}")
 
-    filename = path.rsplit("/", 1)[-1].replace('"', "")
+    filename = name.rsplit("/", 1)[-1].replace('"', "")
     return StreamingResponse(
         _aborting(stream(), handle),
         media_type="application/octet-stream",
