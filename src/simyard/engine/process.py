@@ -80,9 +80,9 @@ class CommandSpec:
     hidden_dirs: tuple[Path, ...] = ()  # host folders the sandbox hides (the data folder)
     model_users: ModelUsers | None = None  # uids to lease when the engine is root
     model_folders: tuple[Path, ...] = ()  # besides the working directory, the model's own
-    image_root: Path | None = None  # an unpacked image: its root filesystem is the task's /
     stdin: Path | None = None  # a file of the working directory fed to standard input
     tty: bool = False  # a pseudo-terminal for stdout/stderr, so C/Fortran runtimes line-buffer
+    image_root: Path | None = None  # an unpacked image: its root filesystem is the task's /
 
 
 def run_command(
@@ -118,9 +118,10 @@ def _run(
     status_write: int | None = None
     # An image task has its own argv (no host program in it): sandbox.image_bwrap_argv.
     host_bwrap = spec.bwrap if spec.image_root is None else None
-    if host_bwrap:  # bubblewrap says 128+N for a signal N: a reporter tells exits apart
+    if spec.bwrap:  # bubblewrap says 128+N for a signal N: a reporter tells exits apart
         status_read, status_write = os.pipe()
-        argv = [*reporter_argv(status_write), *argv]
+        if host_bwrap:  # (in an image, image_bwrap_argv places the reporter)
+            argv = [*reporter_argv(status_write), *argv]
     if lease is not None and spec.image_root is None:
         if not spec.bwrap:
             check_reachable_by_model(argv[0], spec.workdir)
@@ -134,6 +135,7 @@ def _run(
             network=spec.network,
             read_only_files=spec.read_only_files,
             switch=lease.switch_argv() if lease is not None else None,
+            status_fd=status_write,
         )
     if host_bwrap:
         argv = bwrap_argv(

@@ -26,6 +26,7 @@ import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 
+from simyard.engine.exitstatus import _PERL as _PERL_REPORTER
 from simyard.errors import EngineError
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
@@ -195,6 +196,8 @@ def open_to_all(cmd: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- image as root
 
 IMAGE_HELPERS = Path("/.simyard")  # host helpers bound into an image sandbox (root engine)
+# The exit-status reporter without the one module it loads (%! is Errno; EINTR is 4).
+IMAGE_REPORTER = _PERL_REPORTER.replace("$!{EINTR}", "$! == 4")
 _IMAGE_MOUNTS = (PRIVATE_TMP, Path("/proc"), Path("/dev"), IMAGE_HELPERS)
 
 
@@ -207,6 +210,7 @@ def image_bwrap_argv(
     network: bool,
     read_only_files: Iterable[Path] = (),
     switch: list[str] | None = None,
+    status_fd: int | None = None,
 ) -> list[str]:
     """The bwrap command line running ``argv`` with the image ``rootfs`` as ``/``, read-only.
 
@@ -220,6 +224,10 @@ def image_bwrap_argv(
     ``switch``: the engine is root and the command must switch to the run's host uid
     (hostuser.py). The host's ``setpriv`` cannot be found in an image, so it is bound in
     under ``/.simyard`` with its libraries and run by the host's own dynamic loader.
+
+    ``status_fd``: the write end of the exit-status pipe (engine/exitstatus.py). The
+    host's Perl runs the reporter the same way (it loads no module); without a Perl on
+    the host the engine reads bubblewrap's 128+N as before.
     """
     cmd = [
         bwrap,
@@ -253,11 +261,20 @@ def image_bwrap_argv(
     cmd += ["--bind", str(workdir), str(workdir)]
     for file in sorted(read_only_files):
         cmd += ["--ro-bind", str(file), str(file)]
+    helpers: dict[Path, Path] = {}
+    perl = shutil.which("perl", path="/usr/bin:/bin") if status_fd is not None else None
+    if perl is not None:
+        binds, prefix = host_helper(perl)
+        helpers.update((dest, source) for source, dest in binds)
+        argv = [*prefix, "-e", IMAGE_REPORTER, str(status_fd), *argv]
     if switch is not None:
         binds, prefix = host_helper(switch[0])
-        for source, dest in binds:
-            cmd += ["--ro-bind", str(source), str(dest)]
+        helpers.update((dest, source) for source, dest in binds)
         argv = [*prefix, *switch[1:], *argv]
+    for folder in sorted({p for dest in helpers for p in dest.parents if p != Path("/")}):
+        cmd += ["--perms", "0755", "--dir", str(folder)]  # reachable by the run's own uid
+    for dest, source in sorted(helpers.items()):
+        cmd += ["--ro-bind", str(source), str(dest)]
     cmd += ["--remount-ro", "/", "--chdir", str(workdir), "--", *argv]
     return cmd
 

@@ -80,3 +80,14 @@ def test_a_program_missing_from_the_image_is_named(tmp_path: Path, image: Unpack
     result = run(tmp_path, image, {"command": ["python3", "-c", "1"]})
     assert result.outcome is TaskOutcome.failed  # type: ignore[attr-defined]
     assert "not found on the image's PATH" in result.failure.reason  # type: ignore[attr-defined]
+
+
+def test_an_exit_above_128_and_a_signal_are_told_apart(
+    tmp_path: Path, image: UnpackedImage
+) -> None:
+    """The exit-status reporter works in an image too (the host's Perl, no module loaded)."""
+    exited = run(tmp_path / "a", image, {"command": ["sh", "-c", "exit 201"]})
+    assert exited.exit_code == 201  # type: ignore[attr-defined]
+    assert "exited with code 201" in exited.failure.reason  # type: ignore[attr-defined]
+    killed = run(tmp_path / "b", image, {"command": ["sh", "-c", "kill -9 $$"]})
+    assert "killed by SIGKILL" in killed.failure.reason  # type: ignore[attr-defined]
