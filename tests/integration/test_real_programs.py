@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import write_model
+from tests.conftest import MakeModel, write_model
 from tests.integration.conftest import Server, _server
 from tests.integration.test_accounts import browser_of
 
@@ -116,3 +116,19 @@ def test_warning_lines_show_in_the_api_the_cli_and_the_page(server: Server) -> N
     with browser_of(server, "admin") as page:
         html = page.get(f"/runs/{run['id']}").text
     assert '<pre class="warning-lines">*WARNING in calinput: no material</pre>' in html
+
+
+def test_models_check_warns_about_a_program_this_machine_does_not_have(
+    server: Server, make_model: MakeModel
+) -> None:
+    body = (
+        'simyard: 1\nname: solvers\nversion: "1"\ntasks:\n'
+        "  mesh:\n    command: [sh, -c, 'true']\n"
+        "  solve:\n    command: [simpleFoamNotInstalled, -case, .]\n"
+    )
+    done = server.cli("models", "check", make_model(body))
+    assert done.returncode == 0, done.stderr  # a warning: the workers may have it
+    assert "! tasks.solve.command[0]: 'simpleFoamNotInstalled' is not on this machine's PATH" in (
+        done.stderr
+    )
+    assert "tasks.mesh" not in done.stderr

@@ -50,6 +50,17 @@ def check(model_dir: ModelDir) -> None:
         f"{len(manifest.tasks)} tasks ({' -> '.join(manifest.task_order())})",
         soft_wrap=True,
     )
+    from simyard.engine.task import BASE_PATH, programs_not_found
+
+    for field, program in programs_not_found(manifest):
+        err_console.print(
+            warning_line(
+                field,
+                f"{program!r} is not on this machine's PATH ({BASE_PATH} and Python's folder):"
+                " install it, set PATH in env, or give its path in the model folder",
+            ),
+            soft_wrap=True,
+        )
 
 
 def prepare_local_run(

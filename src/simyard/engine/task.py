@@ -444,6 +444,22 @@ def resolve_in_image(program: str, image: UnpackedImage, workdir: Path, path: st
     return program
 
 
+def programs_not_found(manifest: Manifest) -> list[tuple[str, str]]:
+    """(field, program) of each task program named without a path that this machine's
+    task PATH does not hold (a task in an image brings its own programs)."""
+    found = []
+    for name, task in manifest.tasks.items():
+        program = task.command[0]
+        if "/" in program or "{" in program or manifest.image_of(name) is not None:
+            continue
+        path = {**manifest.env, **task.env}.get(
+            "PATH", f"{Path(sys.executable).parent}:{BASE_PATH}"
+        )
+        if shutil.which(program, path=path) is None:
+            found.append((f"tasks.{name}.command[0]", program))
+    return found
+
+
 def resolve_program(program: str, workdir: Path, path: str) -> str:
     """The absolute path of the program to run; EngineError when there is none."""
     if "/" in program:
