@@ -22,6 +22,13 @@ from rich.console import Console
 from benchmarks import dask_s3, dispatch_pass, floor, logs, runs_list, staging, submit, sweep
 from benchmarks.context import Bench
 
+
+def _writers(bench: Bench) -> None:
+    from benchmarks import writers  # concurrent writers on SQLite (issue 18)
+
+    writers.run(bench)
+
+
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "floor": floor.run,
     "submit": submit.run,
@@ -32,6 +39,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "sweep": sweep.run,
     "dask": dask_s3.run_dask,
     "s3": dask_s3.run_s3,
+    "writers": _writers,
 }
 
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 
+from simyard.db.session import DatabaseBusy
 from simyard.storage.base import ObjectNotFound, StorageError
 
 log = logging.getLogger("simyard.api")
@@ -51,6 +52,8 @@ def outage_reason(exc: BaseException) -> str | None:
     """The reason to answer 503 for ``exc``, or None when it is no outage."""
     if isinstance(exc, Unavailable):
         return exc.reason
+    if isinstance(exc, DatabaseBusy):
+        return f"database busy: {exc}"
     if isinstance(exc, ObjectNotFound):
         return None
     if isinstance(exc, StorageError):
@@ -86,12 +89,15 @@ def register_outage_handlers(app: FastAPI) -> None:
         reason = outage_reason(exc)
         if reason is None:
             raise exc
-        retry_after = str(exc.retry_after) if isinstance(exc, Unavailable) else RETRY_AFTER
+        retry_after = RETRY_AFTER
+        if isinstance(exc, Unavailable | DatabaseBusy):
+            retry_after = str(exc.retry_after)
         log.warning("%s %s: 503, %s", request.method, request.url.path, reason)
         return unavailable(request, reason, retry_after)
 
     for kind in (
         Unavailable,
+        DatabaseBusy,
         StorageError,
         sa_exc.OperationalError,
         sa_exc.InterfaceError,

@@ -1,8 +1,21 @@
-"""Open the database: SQLite (WAL, busy timeout, immediate write locks) or PostgreSQL."""
+"""Open the database: SQLite (WAL, busy timeout, immediate write locks) or PostgreSQL.
+
+SQLite has one writer at a time. Left to itself, every waiting connection polls the
+file lock (the busy handler sleeps and tries again), which is neither fair nor bounded:
+under 50 concurrent writers some waited past any timeout and failed "database is
+locked". So the transactions of this process queue at a :class:`WriteGate` first, in
+the order they came, and only the one at its head asks SQLite for the lock (other
+processes, such as a CLI command, still meet it at SQLite's busy timeout). A queue that
+is full, or a wait that is too long, is refused at once with :class:`DatabaseBusy`
+(the API answers 503 with Retry-After) rather than letting the request time out.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,6 +32,53 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The connection whose transaction this context (a thread, or a task of the event loop) began.
 _held: ContextVar[weakref.ref[Any] | None] = ContextVar("_held", default=None)
 
+GATE_WAITING = 256  # transactions that may wait for the SQLite writer at once
+GATE_WAIT = 30.0  # seconds one may wait for it before it is refused
+POOL_SIZE = 64  # SQLite connections: a waiting transaction holds one
+
+
+class DatabaseBusy(RuntimeError):
+    """Too many transactions are waiting for the embedded database (it is locked)."""
+
+    retry_after = 1
+
+
+class WriteGate:
+    """A first-come, first-served lock with a bounded queue and a bounded wait."""
+
+    def __init__(self, waiting: int = GATE_WAITING, wait: float = GATE_WAIT) -> None:
+        self.waiting = waiting
+        self.wait = wait
+        self._mutex = threading.Lock()
+        self._held = False
+        self._queue: deque[threading.Event] = deque()
+
+    def acquire(self) -> None:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            if len(self._queue) >= self.waiting:
+                raise DatabaseBusy(f"{len(self._queue)} transactions wait for the writer")
+            turn = threading.Event()
+            self._queue.append(turn)
+        began = time.monotonic()
+        if turn.wait(self.wait):
+            return  # handed over by release()
+        with self._mutex:
+            if turn in self._queue:
+                self._queue.remove(turn)
+                waited = time.monotonic() - began
+                raise DatabaseBusy(f"waited {waited:.0f} s for the writer")
+        # handed over just as the wait ran out: ours
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._queue:
+                self._queue.popleft().set()  # the gate stays held, by the next in line
+            else:
+                self._held = False
+
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite is set up so concurrent writers wait instead of failing."""
@@ -26,7 +86,17 @@ def make_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 60, "check_same_thread": False},
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_SIZE,
+    )
+    gate = WriteGate()
+
+    def _leave(info: dict[str, Any]) -> None:
+        if info.pop("simyard_gate", False):
+            gate.release()
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -54,8 +124,26 @@ def make_engine(url: str) -> Engine:
                 "a second database transaction in one thread would deadlock on SQLite; "
                 "pass the open session along instead"
             )
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        gate.acquire()
+        connection.info["simyard_gate"] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _leave(connection.info)
+            raise
         _held.set(weakref.ref(connection))
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _end(connection: Any) -> None:
+        # Fired just before the COMMIT/ROLLBACK itself: the next in line then waits the
+        # moment that takes at SQLite's busy handler. Not after it: a failed commit must
+        # free the gate too, and "after" has no event of its own.
+        _leave(connection.info)
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        _leave(record.info)  # a connection dropped in a transaction frees the gate too
 
     return engine
 
