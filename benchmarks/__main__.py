@@ -29,6 +29,12 @@ def _writers(bench: Bench) -> None:
     writers.run(bench)
 
 
+def _cluster(bench: Bench) -> None:
+    from benchmarks import cluster_start  # elastic compute on Slurm (issue 16)
+
+    cluster_start.run(bench)
+
+
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "floor": floor.run,
     "submit": submit.run,
@@ -40,6 +46,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "dask": dask_s3.run_dask,
     "s3": dask_s3.run_s3,
     "writers": _writers,
+    "cluster": _cluster,
 }
 
 

@@ -81,6 +81,8 @@ class RunOut(BaseModel):
     error: ErrorOut | None
     queue_position: int | None = None
     waiting: str | None = None  # why it is queued: a quota, a worker starting, a free slot
+    worker_seconds: float | None = None  # usage so far, summed over its task runs' attempts
+    cpu_seconds: float | None = None
     rerun_of: int | None = None
     sweep_id: int | None = None
     notify: bool | None = None  # the run's own choice; None: the owner's settings

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
+from tests.integration.test_web_pages import browser
 from tests.toymodel import FILES, FORCING, MODEL
 
 pytestmark = pytest.mark.slow
@@ -23,6 +24,7 @@ class: distributed.LocalCluster
 options: {{threads_per_worker: 1, local_directory: "{root}"}}
 max_workers: 2
 idle_timeout: 2s
+price_per_worker_hour: 0.5
 """
 
 
@@ -69,7 +71,14 @@ def worker_pids(server: Server) -> list[int]:
 
 def test_workers_follow_the_queue_from_zero_and_back(elastic: Server, tmp_path: Path) -> None:
     assert slots(elastic) == 0  # nothing queued: no worker
-    ids = [start(elastic, tmp_path, "days=3", "pace=0.2") for _ in range(3)]
+    # Runs long enough that the second worker (seconds to start) finds work left.
+    ids = [start(elastic, tmp_path, "days=30", "pace=0.15")]
+    said = set()
+    with elastic.http() as api:  # the first worker takes seconds to start: the run says so
+        while (run := api.get(f"/runs/{ids[0]}").json())["state"] == "queued":
+            said.add(run["waiting"])
+    assert "starting a worker" in said, said
+    ids += [start(elastic, tmp_path, "days=30", "pace=0.15") for _ in range(2)]
     seen = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and seen < 2:
@@ -79,9 +88,45 @@ def test_workers_follow_the_queue_from_zero_and_back(elastic: Server, tmp_path: 
     for run_id in ids:
         run = elastic.wait_for_run(run_id, timeout=180)
         assert run["state"] == "succeeded", run.get("error")
-        assert run["metrics"] == {"total": 30}
+        assert run["metrics"] == {"total": 300}
+        assert run["waiting"] is None
+        assert run["worker_seconds"] > 4.5  # 30 days at 0.15 s in simulate alone
+        assert run["cpu_seconds"] == pytest.approx(run["worker_seconds"])  # 1 cpu per task
+    with elastic.http() as api:
+        usage = api.get("/usage", params={"by": "user"}).json()
+    (row,) = usage["rows"]
+    assert (row["key"], row["task_runs"]) == ("admin", 9)
+    assert row["cost"] == pytest.approx(row["worker_seconds"] / 3600 * 0.5, abs=1e-6)
+    with browser(elastic) as client:
+        page = client.get("/admin/usage", params={"by": "run", "period": "day"})
+    assert page.status_code == 200
+    assert f'href="/runs/{ids[0]}"' in page.text
+    assert "Cost at 0.5 per worker-hour" in page.text
     wait_for(lambda: slots(elastic) == 0, 60, "idle workers did not retire")
-    assert worker_pids(elastic) == []
+    wait_for(lambda: worker_pids(elastic) == [], 30, "worker processes left")
+
+
+GREEDY = """\
+simyard: 1
+name: greedy
+version: "1"
+tasks:
+  run:
+    command: [python3, -c, "print(1)"]
+    resources: {cpus: 16}
+"""
+
+
+def test_a_task_no_worker_can_ever_run_is_refused_at_submission(
+    elastic: Server, make_model: MakeModel
+) -> None:
+    assert elastic.cli("models", "add", make_model(GREEDY, {})).returncode == 0
+    with elastic.http() as api:
+        answer = api.post("/runs", json={"model": "greedy"})
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["errors"]
+    assert error["field"] == "tasks.run.resources"
+    assert "resources.cpus=16: a worker of this cluster has 1" in error["message"]
 
 
 def test_a_killed_server_leaves_no_worker_once_it_is_back(elastic: Server, tmp_path: Path) -> None:

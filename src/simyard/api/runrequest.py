@@ -80,7 +80,7 @@ async def submit_request(
         sessions=platform.sessions,
         store=platform.store,
         cache_root=platform.cache_root,
-        limits=Limits.of(platform.settings),
+        limits=Limits.of(platform.settings, platform.dispatcher.executor.unsatisfiable),
         fields=fields,
         uploads=uploads,
     )

@@ -28,6 +28,7 @@ from simyard.domain.submission import (
     spend_run_rate,
 )
 from simyard.domain.tables import User
+from simyard.domain.waiting import waiting_reason
 from simyard.errors import ValidationFailed
 from simyard.wiring import Platform
 
@@ -124,10 +125,13 @@ def load_run(db: DbDep, user: UserDep, run_id: RowId) -> Any:
 
 
 @router.get("/{run_id}", response_model=RunOut)
-def get_run(run_id: RowId, db: DbDep, user: UserDep) -> RunOut:
+def get_run(run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -> RunOut:
     run = load_run(db, user, run_id)
     outputs = run_service.run_files(db=db, run=run, kind="output")
-    return run_out(run, outputs, run_service.queue_position(db=db, run=run))
+    shaped = run_out(run, outputs, run_service.queue_position(db=db, run=run))
+    says = platform.dispatcher.executor.waiting()
+    shaped.waiting = waiting_reason(db=db, run=run, executor_says=says)
+    return shaped
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut)

@@ -8,6 +8,7 @@ from typing import Any
 from simyard.domain.states import RunState
 from simyard.domain.sweeps import counts as sweep_counts
 from simyard.domain.tables import ModelVersion, Run, StoredFile, Sweep
+from simyard.domain.usage import run_usage
 from simyard.schemas import (
     DetailOut,
     ErrorOut,
@@ -47,6 +48,7 @@ def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = No
     error = None
     if run.error_kind:
         error = ErrorOut(kind=run.error_kind, task=run.error_task, summary=run.error_summary)
+    usage = run_usage(run) or (None, None)
     return RunOut(
         id=run.id,
         model=run.model_version.name,
@@ -88,6 +90,8 @@ def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = No
         sweep_id=run.sweep_id,
         notify=run.notify,
         image_digest=run.model_version.image_digest,
+        worker_seconds=usage[0],
+        cpu_seconds=usage[1],
     )
 
 

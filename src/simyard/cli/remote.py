@@ -123,6 +123,8 @@ def _print_run(run: dict[str, Any]) -> None:
             model_text("  parameters: " + ", ".join(f"{k}={v}" for k, v in run["params"].items())),
             soft_wrap=True,
         )
+    if run.get("waiting"):
+        console.print(model_text(f"  queued: {run['waiting']}"), soft_wrap=True)
     for task in run["tasks"]:
         progress = f" {task['progress']:.0f}%" if task.get("progress") is not None else ""
         ended = how_it_ended(task.get("exit_code"), task.get("signal"))

@@ -34,6 +34,7 @@ from simyard.domain.registry import image_digest_of, manifest_of
 from simyard.domain.runs import record_event
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Run, StoredFile, TaskRun, utcnow
+from simyard.domain.usage import add_attempt_usage
 from simyard.engine.result import FailureKind
 from simyard.engine.workorder import StoredOutput, WorkOrder, WorkResult
 from simyard.manifest.schema import Manifest
@@ -153,6 +154,8 @@ class _Applier:
             task_run.failure_kind = action.failure_kind
             task_run.failure_reason = action.reason
             task_run.failure_summary = action.failure_summary
+        if task_run.state == TaskRunState.running and action.new is not TaskRunState.running:
+            add_attempt_usage(task_run, self.manifest(run), extra)  # the attempt ends
         task_run.set_state(action.new)
         data = {"reason": action.reason} if action.event == "task.retry" else {}
         record_event(self.db, action.event, run, task_run, **data)

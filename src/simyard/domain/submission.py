@@ -10,7 +10,7 @@ happens in one transaction; the caller wakes the dispatcher and shapes the answe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +45,20 @@ class Limits:
     max_input_size: int
     max_unpacked_size: int = DEFAULT_MAX_UNPACKED_SIZE
     run_rate: RunRate | None = None
+    # What no worker can ever give a task (Executor.unsatisfiable); None: anything may run.
+    unsatisfiable: Callable[[float, int | None], str | None] | None = None
 
     @classmethod
-    def of(cls, settings: Settings) -> Limits:
+    def of(
+        cls,
+        settings: Settings,
+        unsatisfiable: Callable[[float, int | None], str | None] | None = None,
+    ) -> Limits:
         return cls(
             max_input_size=settings.max_input_size,
             max_unpacked_size=settings.max_unpacked_size,
             run_rate=settings.run_rate_limit(),
+            unsatisfiable=unsatisfiable,
         )
 
 
@@ -104,6 +111,21 @@ def spend_run_rate(db: Session, rate: RunRate | None, user: User) -> None:
     raise RunRateSpent(Problem("run_rate", message), seconds)
 
 
+def refuse_unrunnable_tasks(version: ModelVersion, limits: Limits) -> None:
+    """Refuse a model with a task whose resources no worker can ever give, naming it."""
+    if limits.unsatisfiable is None:
+        return
+    problems = []
+    for name, task in manifest_of(version).tasks.items():
+        why = limits.unsatisfiable(task.resources.cpus, task.resources.memory)
+        if why is not None:
+            problems.append(
+                Problem(f"tasks.{name}.resources", f"task {name!r} can never run: {why}")
+            )
+    if problems:
+        raise ValidationFailed(problems)
+
+
 class Submission(ABC):
     """A run or sweep request between reading it and answering it: the model it names,
     its checks, and (unless only checked) what it creates, all in one transaction.
@@ -143,6 +165,7 @@ class Submission(ABC):
             user = db.get(User, user_id)
             assert user is not None
             version = resolve_model(db, self.fields)
+            refuse_unrunnable_tasks(version, self.limits)
             model_dir = model_dir_of(version, store=self.store, cache_root=self.cache_root)
             checked, warnings = self.check(version, model_dir)
             if not create:

@@ -217,6 +217,9 @@ class TaskRun(Base):
     failure_summary: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(255))
     reused_from: Mapped[int | None] = mapped_column(Integer)
+    # Usage, summed over its attempts: seconds on a worker, and those times its cpus.
+    worker_seconds: Mapped[float | None] = mapped_column(Float)
+    cpu_seconds: Mapped[float | None] = mapped_column(Float)
     # The run's metrics this task's files hold, read where they were made (the worker);
     # None: not read there (an older result), so the run's are read from storage.
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -59,6 +59,7 @@ class Executor(ABC):
     """Runs work orders somewhere; see the module docstring for the duties."""
 
     slots: int
+    price_per_worker_hour: float | None = None  # what a worker costs, when it is known
 
     @abstractmethod
     def submit(self, order: WorkOrder) -> None: ...
@@ -71,6 +72,14 @@ class Executor(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def unsatisfiable(self, cpus: float, memory: int | None) -> str | None:
+        """The resource no worker can ever give a task asking this much; None: it may run."""
+        return None
+
+    def waiting(self) -> str | None:
+        """Why queued work waits here, when it is more than a free slot (a worker starting)."""
+        return None
 
     def fence(self, deadline: float) -> None:
         """Attempts must stop by ``deadline`` (``time.time()``) unless called again later.

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from simyard.engine.task import EngineOptions
+from simyard.errors import SimyardError
+from simyard.executors.base import EventKind, ExecutorEvent
 from simyard.executors.clusterfile import ClusterFile
 from simyard.executors.dask import DaskExecutor
 from simyard.executors.scaling import (
@@ -99,14 +101,18 @@ class ClusterExecutor(DaskExecutor):
     ) -> None:
         self.spec = spec
         self.shape = spec.shape()
+        self.price_per_worker_hour = spec.price_per_worker_hour
         self._state_file = state_file
         self.demand = demand  # replaced once the dispatcher exists (wiring)
         cls = spec.cluster_class()
+        check_deploy_class(cls, spec.class_)
         self._cancel_command = getattr(getattr(cls, "job_cls", None), "cancel_command", None)
         clean_up_leftovers(state_file, self._cancel_command)
         self._job_label = JOB_LABELS.get(cls.__name__, "job")
         self.cluster = cls(**cluster_options(spec))
-        self._last_busy: dict[str, float] = {}
+        self._last_busy: dict[str, float] = {}  # worker name -> when it last ran an attempt
+        self._ended_at: dict[str, float] = {}  # worker address -> when an attempt last ended
+        self._attempt_on: dict[tuple[int, int], str] = {}  # attempt -> worker address
         self._ever_connected: set[str] = set()
         self._workers: list[WorkerState] = []
         self._wanted = spec.min_workers
@@ -130,6 +136,22 @@ class ClusterExecutor(DaskExecutor):
     def unsatisfiable(self, cpus: float, memory: int | None) -> str | None:
         """Why a task with these resources can never run here; None if it can."""
         return unsatisfiable(cpus, memory, self.shape)
+
+    def poll(self, timeout: float) -> list[ExecutorEvent]:
+        """The Dask executor's events; each attempt's worker noted, so it counts as busy
+        until the attempt has ended (the scaler's ticks may miss a short attempt)."""
+        events = super().poll(timeout)
+        now = time.monotonic()
+        for event in events:
+            key = (event.task_run_id, event.attempt)
+            if event.kind is EventKind.started:
+                # "dask:HOST:PID:ADDRESS", see run_on_worker
+                self._attempt_on[key] = str(event.payload.get("worker", "")).split(":", 3)[-1]
+            elif event.kind in (EventKind.result, EventKind.lost, EventKind.refused):
+                address = self._attempt_on.pop(key, None)
+                if address:
+                    self._ended_at[address] = now
+        return events
 
     def close(self) -> None:
         self._stop.set()
@@ -162,8 +184,11 @@ class ClusterExecutor(DaskExecutor):
             busy = bool(addr and processing.get(addr))
             if busy or key not in self._last_busy:
                 self._last_busy[key] = now
-            if addr:
+            if addr and key not in self._ever_connected:  # it just joined: idle from now
                 self._ever_connected.add(key)
+                self._last_busy[key] = now
+            if addr in self._ended_at:
+                self._last_busy[key] = max(self._last_busy[key], self._ended_at.pop(addr))
             states.append(WorkerState(
                 name=key, connected=addr is not None, busy=busy,
                 idle_for=now - self._last_busy[key], job_id=getattr(job, "job_id", None),
@@ -188,10 +213,37 @@ class ClusterExecutor(DaskExecutor):
             log.info("starting %d worker(s) for the queue", plan.start)
             self.cluster.scale(len(self.cluster.worker_spec) + plan.start)
         if plan.retire:
-            log.info("retiring idle worker(s) %s", ", ".join(plan.retire))
-            self._scale_down(list(plan.retire))
+            self._retire(list(plan.retire), states)
         self._workers = self.observe() if plan.start or plan.retire or gone else states
         self._write_state()
+
+    def _retire(self, names: list[str], states: list[WorkerState]) -> None:
+        """Close idle workers: first Dask stops giving them tasks, then those still idle go.
+
+        The dispatcher does not pick workers, Dask does: between a look at a worker and
+        its closing Dask may hand it an attempt. Retired gracefully first, a worker takes
+        nothing new; one that got an attempt meanwhile stays until it has ended it.
+        """
+        client = self._live_client()
+        joined = {str(w.get("name")): addr
+                  for addr, w in client.scheduler_info()["workers"].items()}  # fmt: skip
+        addrs = [joined[n] for n in names if n in joined]
+        if addrs:
+            client.retire_workers(workers=addrs, close_workers=False, remove=False)
+        busy = {addr for addr, keys in client.processing(addrs).items() if keys} if addrs else set()
+        idle = [n for n in names if joined.get(n) not in busy]
+        if idle:
+            log.info("retiring idle worker(s) %s", ", ".join(idle))
+            self._scale_down(idle)
+
+    @property
+    def slots(self) -> int:  # type: ignore[override]
+        """Threads of the workers that take tasks (not those being retired)."""
+        try:
+            workers = self._live_client().scheduler_info()["workers"].values()
+        except Exception:  # the scheduler is away
+            return 0
+        return sum(int(w.get("nthreads", 1)) for w in workers if w.get("status") == "running")
 
     def _scale_down(self, names: list[str]) -> None:
         by_key = {str(name): name for name in self.cluster.worker_spec}
@@ -209,11 +261,27 @@ class ClusterExecutor(DaskExecutor):
 
                 proc = psutil.Process(int(worker.pid))  # a Nanny's worker process
                 pids.append([proc.pid, proc.create_time()])
-        state = {"jobs": jobs, "pids": pids if self.spec.is_local else []}
+        state = {
+            "jobs": jobs,
+            "pids": pids if self.spec.is_local else [],
+            "wanted": self._wanted,  # for an operator's eyes: the last decision
+            "workers": [vars(w) for w in self._workers],
+        }
         self._state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self._state_file)
+
+
+def check_deploy_class(cls: type[Any], name: str) -> None:
+    """Refuse a class simyard cannot scale worker by worker (it must be a SpecCluster)."""
+    from distributed import SpecCluster
+
+    if not issubclass(cls, SpecCluster):
+        raise SimyardError(
+            f"cluster file: class {name!r} is not a distributed.SpecCluster: simyard retires "
+            "chosen idle workers and cannot do that through it (see docs/scale-out.md)"
+        )
 
 
 def clean_up_leftovers(state_file: Path, cancel: str | None) -> None:

@@ -119,10 +119,11 @@ def waiting_reason(
     """Why queued work waits on the cluster, or None: it waits for a free slot."""
     pending = [w for w in workers if not w.connected]
     if pending:
-        jobs = [w.job_id for w in pending if w.job_id]
+        jobs = sorted((w.job_id for w in pending if w.job_id), key=lambda j: (len(j), j))
         if jobs:
             shown = ", ".join(jobs[:3]) + (" ..." if len(jobs) > 3 else "")
-            return f"starting a worker ({job_label} {shown} pending)"
+            label = job_label + ("s" if len(jobs) > 1 else "")
+            return f"starting a worker ({label} {shown} pending)"
         return "starting a worker"
     if wanted > len(workers):
         return "starting a worker"

@@ -24,6 +24,7 @@ from simyard.web.pages import (
     runs,
     settings,
     sweeps,
+    usage,
 )
 from simyard.web.pages.common import LoginRequired, PasswordChangeRequired
 from simyard.web.pages.sso import mount_sso
@@ -48,7 +49,7 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (auth, account, models, runs, run, preview, newrun, sweeps, admin, audit,
-                   settings):  # fmt: skip
+                   settings, usage):  # fmt: skip
         app.include_router(module.router, include_in_schema=False)
     mount_sso(app, platform.settings)  # single sign-on with OpenID Connect
 

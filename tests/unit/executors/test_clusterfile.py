@@ -73,3 +73,30 @@ def test_a_class_that_cannot_be_imported_names_the_extra() -> None:
         .__name__
         == "SLURMCluster"
     )
+
+
+def test_a_class_simyard_cannot_retire_workers_of_is_refused() -> None:
+    from distributed.deploy.cluster import Cluster
+
+    from simyard.executors.cluster import check_deploy_class
+
+    with pytest.raises(SimyardError, match=r"not a distributed\.SpecCluster"):
+        check_deploy_class(Cluster, "distributed.deploy.cluster.Cluster")
+
+
+def test_workers_declare_the_shape_and_start_at_zero_on_loopback() -> None:
+    from simyard.executors.cluster import cluster_options
+
+    extra = ["--lifetime", "1h"]
+    slurm = parse_cluster_file({"class": "dask_jobqueue.SLURMCluster", "max_workers": 2,
+                                "options": {"cores": 2, "memory": "1GiB",
+                                            "worker_extra_args": extra}})  # fmt: skip
+    options = cluster_options(slurm)
+    assert options["n_workers"] == 0
+    assert options["scheduler_options"]["host"] == "127.0.0.1"
+    assert options["worker_extra_args"] == [
+        "--lifetime", "1h", "--resources", "cpus=2,memory=1073741824"
+    ]  # fmt: skip
+    local = cluster_options(parse_cluster_file({"class": "distributed.LocalCluster",
+                                                "max_workers": 2}))  # fmt: skip
+    assert (local["n_workers"], local["host"], local["resources"]) == (0, "127.0.0.1", {"cpus": 1})

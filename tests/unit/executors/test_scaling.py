@@ -87,3 +87,6 @@ def test_waiting_names_the_pending_batch_job() -> None:
     pending = [WorkerState("w0", connected=False, job_id="123")]
     assert waiting_reason(pending, 1, "Slurm job") == "starting a worker (Slurm job 123 pending)"
     assert waiting_reason([WorkerState("w0", connected=True)], 1) is None
+    two = [WorkerState("w0", connected=False, job_id="12"),
+           WorkerState("w1", connected=False, job_id="9")]  # fmt: skip
+    assert waiting_reason(two, 2, "Slurm job") == "starting a worker (Slurm jobs 9, 12 pending)"

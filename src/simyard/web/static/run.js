@@ -170,7 +170,8 @@
     const queue = $("queue-position");
     queue.hidden = isFinal() || run.queue_position === null || run.queue_position === undefined;
     const ahead = run.queue_position;
-    queue.textContent = "Waiting for a free slot: " + (ahead === 0
+    const why = run.waiting || "waiting for a free slot";
+    queue.textContent = why.charAt(0).toUpperCase() + why.slice(1) + ": " + (ahead === 0
       ? "next in the queue."
       : `${ahead} task ${ahead === 1 ? "run is" : "runs are"} ahead in the queue.`);
     $("cancel-run").hidden = isFinal();

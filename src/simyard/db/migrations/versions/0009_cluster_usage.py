@@ -5,6 +5,9 @@ Revises: 0008
 Create Date: 2026-12-01 15:30:00
 """
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -12,8 +15,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass  # reserved; filled by the change that needs it
+    with op.batch_alter_table("task_runs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("worker_seconds", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("cpu_seconds", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("task_runs", schema=None) as batch_op:
+        batch_op.drop_column("cpu_seconds")
+        batch_op.drop_column("worker_seconds")
