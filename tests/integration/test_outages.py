@@ -28,7 +28,7 @@ from tests.integration.test_web_pages import log_in
 from tests.seaweed import Seaweed
 from tests.tcpcut import TcpCut
 
-pytestmark = [pytest.mark.slow, pytest.mark.chaos]
+pytestmark = pytest.mark.slow
 
 SAVER = """\
 simyard: 1

@@ -329,18 +329,33 @@ class OnFailureSpec(_Command):
 # --------------------------------------------------------------------------- results
 
 
+Delimiter = Annotated[str, Field(pattern=r"^(whitespace|.)$")]  # one character or "whitespace"
+
+
 class Metric(_Strict):
     file: RelPath | None = None
     log: str | None = None
     key: str | None = None
     pattern: Regex | None = None
+    column: str | None = None  # a column of a table file (CSV, or see delimiter)
+    agg: Literal["max", "min", "mean", "first", "last", "count"] | None = None
+    delimiter: Delimiter = ","
+    unit: str | None = None  # shown after the value
+    digits: int | None = Field(default=None, ge=0, le=15)  # decimals the value is rounded to
 
     @model_validator(mode="after")
     def _one_source(self) -> Metric:
         if (self.file is None) == (self.log is None):
             raise ValueError("a metric reads either a 'file' or a task's 'log'")
-        if (self.key is None) == (self.pattern is None):
-            raise ValueError("a metric takes either a JSON 'key' or a regex 'pattern'")
+        readers = [r for r in (self.key, self.pattern, self.column) if r is not None]
+        if len(readers) != 1:
+            raise ValueError(
+                "a metric takes one of a JSON 'key', a regex 'pattern' or a table 'column'"
+            )
+        if self.column is not None and self.file is None:
+            raise ValueError("'column' reads a table file: give 'file'")
+        if self.agg is not None and self.column is None:
+            raise ValueError("'agg' applies to a 'column'")
         if self.key is not None and self.file is None:
             raise ValueError("'key' reads a JSON file; use 'pattern' with 'log'")
         if self.pattern is not None and re.compile(self.pattern).groups < 1:
@@ -354,6 +369,8 @@ class Plot(_Strict):
     x: str
     y: list[str] = Field(min_length=1)
     kind: Literal["line", "scatter"] = "line"
+    y_label: str | None = None  # the y axis' title (default: the one column's name)
+    delimiter: Delimiter = ","  # "whitespace" for columns separated by spaces; '#' lines skipped
 
     @field_validator("y", mode="before")
     @classmethod

@@ -25,7 +25,7 @@ window.SimyardPlots = (() => {
   }
 
   /** Rows of a CSV text (RFC 4180 quoting, CRLF or LF, a leading BOM ignored). */
-  function parseCsv(text) {
+  function parseCsv(text, delimiter = ",") {
     const rows = [];
     let row = [], field = "", quoted = false, i = 0;
     if (text.charCodeAt(0) === 0xfeff) i = 1;
@@ -36,7 +36,7 @@ window.SimyardPlots = (() => {
         else if (c === '"') quoted = false;
         else field += c;
       } else if (c === '"') quoted = true;
-      else if (c === ",") { row.push(field); field = ""; }
+      else if (c === delimiter) { row.push(field); field = ""; }
       else if (c === "\n" || c === "\r") {
         if (c === "\r" && text[i + 1] === "\n") i++;
         row.push(field); field = "";
@@ -70,10 +70,35 @@ window.SimyardPlots = (() => {
   }
 
   /** The columns of a CSV file fetched from ``url``. */
-  async function fetchColumns(url) {
+  /** Rows of a table file: ``#`` comment lines skipped; ``delimiter`` one character
+   * (CSV quoting) or "whitespace" (cells between runs of blanks), as the manifest says. */
+  function parseTable(text, delimiter = ",") {
+    let header = null;
+    const lines = [];
+    for (const line of text.replace(/^\ufeff/, "").split(/\r?\n/)) {
+      if (line.trim() === "") continue;
+      if (line.trimStart().startsWith("#")) {
+        if (lines.length === 0) header = line.trimStart().slice(1);
+        continue;
+      }
+      lines.push(line);
+    }
+    const split = (some) => delimiter === "whitespace"
+      ? some.map((line) => line.trim().split(/\s+/))
+      : parseCsv(some.join("\n"), delimiter);
+    const rows = split(lines);
+    // a first row of numbers only: the last comment line before it is the header
+    const numeric = (cell) => cell.trim() !== "" && Number.isFinite(Number(cell));
+    if (header !== null && rows.length > 0 && rows[0].every(numeric)) {
+      return [...split([header]), ...rows];
+    }
+    return rows;
+  }
+
+  async function fetchColumns(url, delimiter) {
     const response = await fetch(url);
     if (!response.ok) throw new Error(`could not download it (HTTP ${response.status})`);
-    return toColumns(parseCsv(await response.text()));
+    return toColumns(parseTable(await response.text(), delimiter));
   }
 
   /** The output (``{task, path}``) holding ``file``: the last task that wrote it. */
@@ -124,7 +149,8 @@ window.SimyardPlots = (() => {
         }
         let columns;
         try {
-          columns = await fetchColumns(outputUrl(source.runId, found.task, found.path));
+          const url = outputUrl(source.runId, found.task, found.path);
+          columns = await fetchColumns(url, plot.delimiter ?? ",");
         } catch (error) {
           problems.push(`${prefix}${plot.file}: ${error.message}.`);
           return;
@@ -177,7 +203,10 @@ window.SimyardPlots = (() => {
         font: { color: fg, family: "system-ui, sans-serif" },
         margin: { t: 16, r: 16, b: 48, l: 56 },
         xaxis: { ...axis, title: { text: plain(plot.x) } },
-        yaxis: { ...axis, title: { text: plot.y.length === 1 ? plain(plot.y[0]) : "" } },
+        yaxis: {
+          ...axis,
+          title: { text: plain(plot.y_label ?? (plot.y.length === 1 ? plot.y[0] : "")) },
+        },
         legend: { orientation: "h", y: -0.2 },
         hovermode: plot.kind === "scatter" ? "closest" : "x unified",
       },
@@ -185,5 +214,5 @@ window.SimyardPlots = (() => {
     );
   }
 
-  return { loadLibrary, parseCsv, toColumns, findOutput, outputUrl, draw };
+  return { loadLibrary, parseCsv, parseTable, toColumns, findOutput, outputUrl, draw };
 })();

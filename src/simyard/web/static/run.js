@@ -519,7 +519,8 @@
       const row = document.createElement("tr");
       const th = cell("th", name);
       th.scope = "row";
-      const td = cell("td", shown(value));
+      const unit = data.metric_units?.[name];
+      const td = cell("td", shown(value) + (unit && value != null ? ` ${unit}` : ""));
       if (value === null || value === undefined) {
         td.className = "muted";
         td.title = "not found";
