@@ -124,6 +124,13 @@ def prepare_workdir(request: TaskRequest, options: EngineOptions) -> StagedFiles
             if rendered is None:
                 rendered = render_parameter_file(manifest, request.params, request.model_dir)
             target.write_bytes(rendered)
+        for file_spec in manifest.parameter_files:  # several files (OpenFOAM's dictionaries)
+            target = inside(workdir, file_spec.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            target.write_bytes(
+                render_parameter_file(manifest, request.params, request.model_dir, file_spec)
+            )
         for slot, source in request.inputs.items():
             spec = manifest.inputs[slot]
             place_file(source, inside(workdir, spec.path), staged, may_link=False)

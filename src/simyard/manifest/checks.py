@@ -246,6 +246,8 @@ def _check_inputs(manifest: Manifest) -> Iterator[Problem]:
     taken: dict[str, str] = {}
     if manifest.parameter_file is not None:
         taken[manifest.parameter_file.path] = "parameter_file.path"
+    for i, file_spec in enumerate(manifest.parameter_files):
+        taken[file_spec.path] = f"parameter_files[{i}].path"
     for slot, spec in manifest.inputs.items():
         loc = f"inputs.{slot}.path"
         if spec.path in taken:
@@ -275,6 +277,11 @@ def _check_files(manifest: Manifest, model_dir: Path) -> Iterator[Problem]:
     pf = manifest.parameter_file
     if pf is not None and pf.template is not None and not (model_dir / pf.template).is_file():
         yield Problem("parameter_file.template", f"{pf.template!r} not found in the model folder")
+    for i, spec in enumerate(manifest.parameter_files):
+        if spec.template is not None and not (model_dir / spec.template).is_file():
+            yield Problem(
+                f"parameter_files[{i}].template", f"{spec.template!r} not found in the model folder"
+            )
     if manifest.hooks is not None and not (model_dir / manifest.hooks).is_file():
         yield Problem("hooks", f"{manifest.hooks!r} not found in the model folder")
     yield from _check_images(manifest, model_dir)

@@ -44,14 +44,20 @@ _QUOTES = ('"', "'")
 # --------------------------------------------------------------------------- writing
 
 
-def render_parameter_file(manifest: Manifest, params: Mapping[str, Any], model_dir: Path) -> bytes:
-    """The parameter file's bytes (UTF-8) for validated ``params``, in the manifest's format.
+def render_parameter_file(
+    manifest: Manifest,
+    params: Mapping[str, Any],
+    model_dir: Path,
+    spec: ParameterFileSpec | None = None,
+) -> bytes:
+    """The parameter file's bytes (UTF-8) for validated ``params``, in the manifest's format
+    (``spec``: one of the manifest's ``parameter_files`` instead of its ``parameter_file``).
 
     Only the manifest's parameters are written, each must have a value. Values go through
     ``parse_value`` once more, so ISO date strings (from stored JSON) are written as dates
     and a whole number given for a ``number`` parameter as a real (``2.0``).
     """
-    spec = _file_spec(manifest)
+    spec = spec or _file_spec(manifest)
     values: dict[str, Any] = {}
     for name, param in manifest.parameters.items():
         if name not in params:

@@ -404,6 +404,7 @@ class Manifest(_Strict):
         default_factory=dict
     )
     parameter_file: ParameterFileSpec | None = None
+    parameter_files: list[ParameterFileSpec] = Field(default_factory=list)  # several files
     # for every task (a task's own env wins); {workdir} is the task's working directory
     env: dict[Annotated[str, Field(pattern=IDENTIFIER_RE)], str] = Field(default_factory=dict)
     tasks: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")], TaskSpec] = Field(
@@ -413,6 +414,15 @@ class Manifest(_Strict):
     hooks: RelPath | None = None
     results: Results = Field(default_factory=Results)
     environment: Environment = Field(default_factory=Environment)
+
+    @model_validator(mode="after")
+    def _one_way_to_parameter_files(self) -> Manifest:
+        if self.parameter_file is not None and self.parameter_files:
+            raise ValueError("give either parameter_file or parameter_files, not both")
+        paths = [f.path for f in self.parameter_files]
+        if len(set(paths)) != len(paths):
+            raise ValueError("parameter_files: two files have the same path")
+        return self
 
     @field_validator("version", mode="before")
     @classmethod

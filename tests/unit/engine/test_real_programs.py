@@ -285,3 +285,28 @@ def test_warning_lines_are_kept_and_the_task_goes_on(run: Run) -> None:
         "--> FOAM Warning : From function Foam::fvSolution::read",
         "    Convergence failed for p after 1000 iterations",
     ]
+
+
+CASE_MANIFEST = """parameters:
+  end_time: {type: number, default: 0.5}
+  nu: {type: number, default: 1.0e-5}
+parameter_files:
+  - {path: system/controlDict, format: template, template: templates/controlDict.j2}
+  - {path: constant/transportProperties, format: template, template: templates/transport.j2}
+  - {path: case.json, format: json}
+tasks:
+  run:
+    command: [sh, -c, "cat system/controlDict constant/transportProperties case.json"]
+"""
+
+
+def test_several_parameter_files_each_get_the_run_s_values(run: Run) -> None:
+    files = {
+        "templates/controlDict.j2": "endTime     {{ end_time }};\n",
+        "templates/transport.j2": "nu          [0 2 -1 0 0 0 0] {{ nu }};\n",
+    }
+    result = run(CASE_MANIFEST, files, params={"end_time": 2.0})
+    assert result.succeeded, result.failure
+    log = result.log_path.read_text()
+    assert "endTime     2.0;\nnu          [0 2 -1 0 0 0 0] 1e-05;\n" in log
+    assert '"end_time": 2.0' in log

@@ -66,3 +66,10 @@ def test_models_check_accepts_plots_with_a_y_label_and_a_delimiter(make_model: M
     )
     manifest = load_manifest(make_model(HEAD + body, {"x.sh": "true\n"}))
     assert manifest.results.plots[0].y_label == "drag coefficient"
+
+
+def test_models_check_names_a_missing_template_of_parameter_files(make_model: MakeModel) -> None:
+    body = "parameter_files:\n  - {path: system/controlDict, format: template, template: t.j2}\n"
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(make_model(HEAD + body, {"x.sh": "true\n"}))
+    assert "parameter_files[0].template" in [p.field for p in caught.value.problems]
