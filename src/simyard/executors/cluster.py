@@ -208,6 +208,10 @@ class ClusterExecutor(DaskExecutor):
         wanted = wanted_workers(self.demand(), self.shape, min_workers=self.spec.min_workers,
                                 max_workers=self.spec.max_workers)  # fmt: skip
         self._wanted = wanted
+        if set(self.cluster.worker_spec) != set(self.cluster.workers):
+            # A worker asked for is not started (or one retired not closed) yet: have the
+            # cluster correct its state again, in case an earlier correction was cut short.
+            self.cluster.scale(len(self.cluster.worker_spec))
         plan = reconcile(wanted, states, idle_timeout=self.spec.idle_timeout)
         if plan.start:
             log.info("starting %d worker(s) for the queue", plan.start)
