@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import MakeModel, write_model
 from tests.integration.conftest import Server, _server
@@ -132,3 +134,33 @@ def test_models_check_warns_about_a_program_this_machine_does_not_have(
         done.stderr
     )
     assert "tasks.mesh" not in done.stderr
+
+
+def test_models_init_proposes_typed_parameters_from_a_namelist_and_check_accepts_it(
+    server: Server, tmp_path: Path
+) -> None:
+    folder = tmp_path / "Lake Model"
+    folder.mkdir()
+    (folder / "input.nml").write_text(
+        "&lake_params\n  days = 30\n  dt = 0.5\n  station = 'ABC'\n  verbose = .true.\n/\n"
+    )
+    (folder / "run.sh").write_text("#!/bin/sh\ncat input.nml\n")
+    (folder / "run.sh").chmod(0o755)
+    done = server.cli("models", "init", folder)
+    assert done.returncode == 0, done.stderr
+    manifest = yaml.safe_load((folder / "simyard.yaml").read_text())
+    assert manifest["name"] == "lake-model"
+    assert manifest["parameters"] == {
+        "days": {"type": "integer", "default": 30},
+        "dt": {"type": "number", "default": 0.5},
+        "station": {"type": "string", "default": "ABC"},
+        "verbose": {"type": "boolean", "default": True},
+    }
+    assert manifest["parameter_file"] == {
+        "path": "input.nml", "format": "namelist", "group": "lake_params"
+    }  # fmt: skip
+    assert manifest["tasks"]["run"]["command"] == ["./run.sh", "input.nml"]
+    assert server.cli("models", "check", folder).returncode == 0
+    again = server.cli("models", "init", folder)
+    assert again.returncode == 1
+    assert "exists already" in again.stderr

@@ -63,6 +63,27 @@ def check(model_dir: ModelDir) -> None:
         )
 
 
+@app.command("init")
+def init(model_dir: ModelDir) -> None:
+    """Write a first simyard.yaml for a model folder: parameters from a parameter file it
+    can read (namelist, JSON, YAML, name = value), a task running the folder's program."""
+    from simyard.manifest.scaffold import propose_manifest
+
+    target = model_dir / "simyard.yaml"
+    if not model_dir.is_dir():
+        err_console.print(model_text(f"{model_dir} is not a folder"))
+        raise typer.Exit(2)
+    if target.exists():
+        err_console.print(model_text(f"{target} exists already; nothing written"))
+        raise typer.Exit(1)
+    text, source = propose_manifest(model_dir)
+    target.write_text(text)
+    where = f"parameters from {source}" if source else "no parameter file found"
+    console.print(
+        model_text(f"Wrote {target} ({where}). Edit it, then: simyard models check {model_dir}")
+    )
+
+
 def prepare_local_run(
     model_dir: Path,
     params: dict[str, str],
