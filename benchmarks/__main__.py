@@ -29,6 +29,12 @@ def _writers(bench: Bench) -> None:
     writers.run(bench)
 
 
+def _images(bench: Bench) -> None:
+    from benchmarks import images  # model images (issue 15)
+
+    images.run(bench)
+
+
 def _cluster(bench: Bench) -> None:
     from benchmarks import cluster_start  # elastic compute on Slurm (issue 16)
 
@@ -47,6 +53,7 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "s3": dask_s3.run_s3,
     "writers": _writers,
     "cluster": _cluster,
+    "images": _images,
 }
 
 

@@ -16,7 +16,9 @@ system folder, or one holding the Python installation) is refused: see
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
 import re
 import shutil
@@ -264,11 +266,11 @@ def image_bwrap_argv(
     helpers: dict[Path, Path] = {}
     perl = shutil.which("perl", path="/usr/bin:/bin") if status_fd is not None else None
     if perl is not None:
-        binds, prefix = host_helper(perl)
+        binds, prefix = host_helper(perl, remember=rootfs.parent.parent)
         helpers.update((dest, source) for source, dest in binds)
         argv = [*prefix, "-e", IMAGE_REPORTER, str(status_fd), *argv]
     if switch is not None:
-        binds, prefix = host_helper(switch[0])
+        binds, prefix = host_helper(switch[0], remember=rootfs.parent.parent)
         helpers.update((dest, source) for source, dest in binds)
         argv = [*prefix, *switch[1:], *argv]
     for folder in sorted({p for dest in helpers for p in dest.parents if p != Path("/")}):
@@ -295,13 +297,44 @@ def _image_entries(rootfs: Path, folder: Path, *, skip: set[Path]) -> list[str]:
     return args
 
 
-@functools.cache
-def host_helper(program: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+def host_helper(
+    program: str, *, remember: Path | None = None
+) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Binds and command prefix running the host's ``program`` inside an image sandbox.
 
     The program, each library ``ldd`` names and the dynamic loader are bound under
     :data:`IMAGE_HELPERS`; the loader runs the program with only that library folder.
+    ``ldd`` costs tens of milliseconds, so its answer is kept in ``remember`` (the image
+    cache, the server's own folder), checked against each file's ``stat`` before use.
     """
+    memo = remember / f".host-helper-{Path(program).name}.json" if remember else None
+    if memo is not None:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            kept = json.loads(memo.read_text())
+            if kept["program"] == program and all(
+                list(_identity(Path(f))) == ident for f, ident in kept["files"].items()
+            ):
+                return [(Path(a), Path(b)) for a, b in kept["binds"]], list(kept["prefix"])
+    binds, prefix = _host_helper(program)
+    if memo is not None:
+        files = {str(p): _identity(p) for p in [Path(program), *(src for src, _ in binds)]}
+        record: dict[str, object] = {"program": program, "files": files, "prefix": prefix}
+        record["binds"] = [[str(a), str(b)] for a, b in binds]
+        with contextlib.suppress(OSError):
+            tmp = memo.with_name(f"{memo.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(record))
+            tmp.replace(memo)
+    return binds, prefix
+
+
+def _identity(path: Path) -> list[int]:
+    info = os.stat(path)
+    return [info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+@functools.cache
+def _host_helper(program: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """:func:`host_helper` without its memory: asks ``ldd``."""
     try:
         listed = subprocess.run(
             ["ldd", program], capture_output=True, text=True, check=True, timeout=30
