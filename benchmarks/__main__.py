@@ -19,17 +19,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from benchmarks import (
-    dask_s3,
-    dispatch_pass,
-    floor,
-    logs,
-    readers,
-    runs_list,
-    staging,
-    submit,
-    sweep,
-)
+from benchmarks import dask_s3, dispatch_pass, floor, logs, runs_list, staging, submit, sweep
 from benchmarks.context import Bench
 
 
@@ -58,7 +48,6 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "logs": logs.run,
     "runs_list": runs_list.run,
     "dispatch_pass": dispatch_pass.run,
-    "readers": readers.run,
     "sweep": sweep.run,
     "dask": dask_s3.run_dask,
     "s3": dask_s3.run_s3,

@@ -122,14 +122,18 @@ def prepare_workdir(request: TaskRequest, options: EngineOptions) -> StagedFiles
             target.unlink(missing_ok=True)
             rendered = request.parameter_file
             if rendered is None:
-                rendered = render_parameter_file(manifest, request.params, request.model_dir)
+                rendered = render_parameter_file(
+                    manifest, request.params, request.model_dir, inputs=request.inputs
+                )
             target.write_bytes(rendered)
         for file_spec in manifest.parameter_files:  # several files (OpenFOAM's dictionaries)
             target = inside(workdir, file_spec.path)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)
             target.write_bytes(
-                render_parameter_file(manifest, request.params, request.model_dir, file_spec)
+                render_parameter_file(
+                    manifest, request.params, request.model_dir, file_spec, inputs=request.inputs
+                )
             )
         for slot, source in request.inputs.items():
             spec = manifest.inputs[slot]

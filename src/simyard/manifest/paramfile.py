@@ -49,9 +49,13 @@ def render_parameter_file(
     params: Mapping[str, Any],
     model_dir: Path,
     spec: ParameterFileSpec | None = None,
+    *,
+    inputs: Mapping[str, Path] | None = None,
+    filenames: Mapping[str, str] | None = None,
 ) -> bytes:
     """The parameter file's bytes (UTF-8) for validated ``params``, in the manifest's format
     (``spec``: one of the manifest's ``parameter_files`` instead of its ``parameter_file``).
+    A template also sees ``inputs`` (see :func:`template_inputs`) when they are given.
 
     Only the manifest's parameters are written, each must have a value. Values go through
     ``parse_value`` once more, so ISO date strings (from stored JSON) are written as dates
@@ -67,8 +71,27 @@ def render_parameter_file(
         except (ValueError, OverflowError) as exc:
             raise ParameterFileError(f"{spec.path}: {name}: {exc}") from None
     if spec.format is ParameterFileFormat.template:
-        return _render_template(spec, values, model_dir).encode()
+        extra = {} if inputs is None else {"inputs": template_inputs(manifest, inputs, filenames)}
+        return _render_template(spec, values, model_dir, extra).encode()
     return _WRITERS[spec.format](spec, values).encode()
+
+
+def template_inputs(
+    manifest: Manifest, inputs: Mapping[str, Path], filenames: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """What a template knows of each input slot: ``given``, ``name`` (the uploaded file's
+    name), ``path`` (where it lands in the working directory) and ``size`` in bytes, so
+    ``{% if inputs.bathymetry.given %}`` can branch on an optional upload."""
+    shown = {}
+    for slot, spec in manifest.inputs.items():
+        file = inputs.get(slot)
+        size = None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                size = file.stat().st_size
+        name = (filenames or {}).get(slot) or (Path(spec.path).name if file else None)
+        shown[slot] = {"given": file is not None, "name": name, "path": spec.path, "size": size}
+    return shown
 
 
 def write_keyvalue(spec: ParameterFileSpec, values: dict[str, Any]) -> str:
@@ -160,7 +183,12 @@ def _plain_text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _render_template(spec: ParameterFileSpec, values: dict[str, Any], model_dir: Path) -> str:
+def _render_template(
+    spec: ParameterFileSpec,
+    values: dict[str, Any],
+    model_dir: Path,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
     """Render the model's Jinja2 template (strict, sandboxed: it is model-owner content).
 
     The template sees every parameter by its name, plus ``params``, the whole mapping.
@@ -181,7 +209,7 @@ def _render_template(spec: ParameterFileSpec, values: dict[str, Any], model_dir:
     except jinja2.TemplateSyntaxError as exc:
         raise ParameterFileError(f"{where}: line {exc.lineno}: {exc.message}") from None
     try:
-        return template.render({**values, "params": dict(values)})
+        return template.render({**values, **(extra or {}), "params": dict(values)})
     except Exception as exc:  # the model owner's template: report where it broke, never crash
         line = _template_line(exc)
         at = f"line {line}: " if line else ""

@@ -65,7 +65,9 @@ def validate_run_input(
         # Rendered once, now: a value the file format cannot hold is refused before the
         # run, and the file is stored with it (the worker writes it, compare diffs it).
         try:
-            rendered = render_parameter_file(manifest, checked.values, model_dir)
+            rendered = render_parameter_file(
+                manifest, checked.values, model_dir, inputs=inputs, filenames=filenames
+            )
         except ParameterFileError as exc:
             problems.append(Problem("parameter_file", str(exc)))
     if problems:

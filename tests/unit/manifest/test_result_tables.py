@@ -9,6 +9,7 @@ import pytest
 from simyard.errors import ManifestError
 from simyard.manifest import load_manifest
 from simyard.manifest.results import read_metric
+from simyard.manifest.runinput import validate_run_input
 from simyard.manifest.schema import Metric
 from tests.conftest import MakeModel
 
@@ -73,3 +74,39 @@ def test_models_check_names_a_missing_template_of_parameter_files(make_model: Ma
     with pytest.raises(ManifestError) as caught:
         load_manifest(make_model(HEAD + body, {"x.sh": "true\n"}))
     assert "parameter_files[0].template" in [p.field for p in caught.value.problems]
+
+
+TEMPLATED = """simyard: 1
+name: t
+version: "1"
+parameters:
+  depth: {type: number, default: 10}
+inputs:
+  bathymetry: {path: input/bathy.xyz, required: false}
+parameter_file: {path: run.in, format: template, template: run.in.j2}
+tasks:
+  run:
+    command: [sh, x.sh]
+"""
+TEMPLATE = """{% set b = inputs.bathymetry %}{% if b.given -%}
+BATHY {{ b.path }} {{ b.size }} bytes from {{ b.name }}
+{%- else -%}
+FLAT {{ depth }}
+{%- endif %}
+"""
+
+
+def test_a_template_branches_on_whether_an_optional_input_was_given(
+    make_model: MakeModel, tmp_path: Path
+) -> None:
+    model_dir = make_model(TEMPLATED, {"x.sh": "true\n", "run.in.j2": TEMPLATE})
+    manifest = load_manifest(model_dir)
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(b"0 0 -12\n")
+    given = validate_run_input(
+        manifest, model_dir, {}, {"bathymetry": upload},
+        filenames={"bathymetry": "lake.xyz"}, max_input_size=2**20,
+    )  # fmt: skip
+    assert given.parameter_file == b"BATHY input/bathy.xyz 8 bytes from lake.xyz\n"
+    flat = validate_run_input(manifest, model_dir, {}, {}, max_input_size=2**20)
+    assert flat.parameter_file == b"FLAT 10.0\n"
