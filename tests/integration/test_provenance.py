@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from rocrate.rocrate import ROCrate
 
@@ -104,3 +107,39 @@ def test_provenance_and_inputs_are_the_owners_only(crate_server: Server) -> None
         missing = api.get(f"/runs/{run_id}/inputs/nope")
         assert missing.status_code == 404
         assert "no input nope" in missing.json()["detail"]
+
+
+def test_the_run_page_lists_inputs_and_compare_tells_inputs_apart(crate_server: Server) -> None:
+    first = start(crate_server, days=1)
+    with crate_server.http() as api:
+        other_forcing = FORCING + "3,12.5\n"
+        answer = api.post(
+            "/runs",
+            data={"model": "toy", "params": json.dumps({"days": 1})},
+            files={"inputs.forcing": ("my forcing.csv", other_forcing.encode())},
+        )
+        second = int(answer.json()["id"])
+    crate_server.wait_for_run(first)
+    crate_server.wait_for_run(second)
+    with logged_in(crate_server) as browser:
+        page = browser.get(f"/runs/{first}").text
+        digest = hashlib.sha256(FORCING.encode()).hexdigest()
+        assert f'href="/api/v1/runs/{first}/inputs/forcing" download>my forcing.csv</a>' in page
+        assert f'title="{digest}"' in page
+        assert f'href="/api/v1/runs/{first}/provenance"' in page
+        compared = browser.get(f"/compare?a={first}&b={second}").text
+        assert "Both runs have the same parameters." in compared
+        assert "1 of 1 inputs differ" in compared
+        same = browser.get(f"/compare?a={first}&b={first}").text
+        assert "Both runs had the same input files." in same
+
+
+@contextmanager
+def logged_in(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+        assert token
+        form = {"username": "admin", "password": "correct horse battery",
+                "csrf_token": token.group(1), "next": "/"}  # fmt: skip
+        assert client.post("/login", data=form).status_code == 303
+        yield client

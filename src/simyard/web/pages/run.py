@@ -26,12 +26,12 @@ from simyard.domain.registry import manifest_of, model_dir_of
 from simyard.domain.runs import RunNotFound, get_run, queue_position, run_files
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Run, StoredFile, User
-from simyard.domain.waiting import waiting_reason
 from simyard.engine.result import FAILURE_WORDS
 from simyard.errors import SimyardError, TaskRefused
 from simyard.manifest.paramfile import render_parameter_file
 from simyard.manifest.placeholders import fill, pick_file
 from simyard.manifest.schema import Manifest, ParameterFileFormat
+from simyard.manifest.units import format_size
 from simyard.web.pages.common import PageDb, PageUser
 from simyard.web.templating import duration, render
 from simyard.wiring import Platform
@@ -111,13 +111,9 @@ def _plots_of_run(manifest: Manifest, run: Run, paths: list[str]) -> list[dict[s
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(
-    request: Request, run_id: RowId, db: PageDb, user: PageUser, platform: PlatformDep
-) -> HTMLResponse:
+def run_page(request: Request, run_id: RowId, db: PageDb, user: PageUser) -> HTMLResponse:
     run = _visible_run(db, user, run_id)
     shaped = run_out(run, run_files(db=db, run=run, kind="output"), queue_position(db=db, run=run))
-    says = platform.dispatcher.executor.waiting()
-    shaped.waiting = waiting_reason(db=db, run=run, executor_says=says)
     manifest = manifest_of(run.model_version)
     plots = _plots_of_run(manifest, run, [o.path for o in shaped.outputs])
     outputs = _output_files(db, run)
@@ -140,7 +136,8 @@ def run_page(
         outputs=outputs, plots=plots, metric_names=list(manifest.results.metrics),
         metric_units={n: m.unit for n, m in manifest.results.metrics.items() if m.unit},
         failure_words=FAILURE_TEXT, page_data=page_data, time_left=time_left,
-        title=manifest.display_title,
+        title=manifest.display_title, inputs=run_files(db=db, run=run, kind="input"),
+        model_hash=run.model_version.content_hash,
     )  # fmt: skip
 
 
@@ -181,6 +178,23 @@ def parameter_rows(manifests: tuple[Manifest, Manifest], runs: tuple[Run, Run]) 
         )
         for name in names
     ]
+
+
+def input_rows(db: Session, runs: tuple[Run, Run]) -> list[DiffRow]:
+    """Every input slot of either run: its file name, size and hash; changed when the
+    contents differ (two runs that differ only in their forcing file are not the same)."""
+    given = [{f.slot or f.path: f for f in run_files(db=db, run=run, kind="input")} for run in runs]
+    rows = []
+    for slot in _ordered_names(*given):
+        a, b = (files.get(slot) for files in given)
+        shown = [
+            f"{f.filename or f.path} ({format_size(f.size)}, sha256 {f.sha256[:12]}…)" if f else "—"
+            for f in (a, b)
+        ]
+        changed = (a.sha256 if a else None) != (b.sha256 if b else None)
+        note = "same contents" if not changed and a and b and a.filename != b.filename else ""
+        rows.append(DiffRow(slot, shown[0], shown[1], changed, note))
+    return rows
 
 
 def metric_rows(manifests: tuple[Manifest, Manifest], runs: tuple[Run, Run]) -> list[DiffRow]:
@@ -299,7 +313,7 @@ def compare_page(
     }
     return render(
         request, "compare.html", user, nav="runs", chosen=True, a=a, b=b, problem="",
-        runs=shaped, params=parameter_rows(manifests, runs),
+        runs=shaped, params=parameter_rows(manifests, runs), inputs=input_rows(db, runs),
         metrics=metric_rows(manifests, runs),
         paramfile=parameter_file_diff(manifests, runs, platform), plots=plots,
         page_data=page_data,
