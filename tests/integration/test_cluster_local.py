@@ -127,6 +127,12 @@ def test_a_task_no_worker_can_ever_run_is_refused_at_submission(
     (error,) = answer.json()["errors"]
     assert error["field"] == "tasks.run.resources"
     assert "resources.cpus=16: a worker of this cluster has 1" in error["message"]
+    with elastic.http() as api:  # the usage API refuses what it cannot read, naming it
+        late = api.get("/usage", params={"since": "9999-12-31T23:59:59-05:00"})
+        assert late.status_code == 422, late.text
+        assert late.json()["errors"][0]["field"] == "since"
+        assert api.get("/usage", params={"by": "planet"}).status_code == 422
+        assert api.get("/usage", params={"until": "2026-01-01T00:00:00Z"}).json()["rows"] == []
 
 
 def test_a_killed_server_leaves_no_worker_once_it_is_back(elastic: Server, tmp_path: Path) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from simyard.api.deps import DbDep, PlatformDep, UserDep
+from simyard.api.deps import DbDep, PlatformDep, UserDep, problems_response
 from simyard.domain.usage import Grouping, usage_by
+from simyard.errors import Problem
+from simyard.times import aware
 
 router = APIRouter(tags=["usage"])
 
@@ -38,9 +40,15 @@ def get_usage(
     by: Grouping = "user",
     since: Annotated[dt.datetime | None, Query(description="Task runs ended from (UTC)")] = None,
     until: Annotated[dt.datetime | None, Query(description="Task runs ended before")] = None,
-) -> UsageOut:
+) -> Any:
     """Usage of the task runs that ended in the period; an admin sees everyone's, a user
     their own. With the cluster's ``price_per_worker_hour``, also as money."""
+    for name, when in (("since", since), ("until", until)):
+        try:
+            if when is not None:
+                aware(when).astimezone(dt.UTC)
+        except OverflowError:  # a zone pushing the year past 1..9999
+            return problems_response([Problem(name, "out of range: give a time in UTC")])
     price = platform.dispatcher.executor.price_per_worker_hour
     rows = usage_by(db=db, group=by, since=since, until=until,
                     user=None if user.is_admin else user)  # fmt: skip
