@@ -72,7 +72,7 @@ def _within(check: Callable[[Platform], str], platform: Platform, what: str) -> 
     try:
         return future.result(timeout=READY_TIMEOUT)
     except FutureTimeout:
-        return f"{what} did not answer within {READY_TIMEOUT:g} s"
+        return f"{what} unreachable: no answer within {READY_TIMEOUT:g} s"
 
 
 @router.get("/readyz", responses={503: {"description": "Not ready: the reasons"}})

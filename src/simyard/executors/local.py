@@ -49,6 +49,7 @@ from simyard.executors.base import (
     failure_event,
 )
 from simyard.storage.base import Store
+from simyard.storage.retry import abandoned_when
 
 _PR_SET_PDEATHSIG = 1
 # Imported once by the forkserver, so that an attempt child imports nothing of its own.
@@ -246,7 +247,7 @@ def _child_main(
         if deadline is not None and time.time() > deadline.value and not cancel.is_set():
             cancel.set()
 
-    with AttemptReporter(send, tick=past_deadline) as reporter:
+    with AttemptReporter(send, tick=past_deadline) as reporter, abandoned_when(cancel):
         try:
             result = execute_work_order(
                 order,

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -24,6 +27,20 @@ T = TypeVar("T")
 FIRST_WAIT = 0.5
 MAX_WAIT = 10.0
 FULL = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
+
+# Set while an attempt runs: once it is cancelled, a failing operation is not retried.
+_abandon: ContextVar[threading.Event | None] = ContextVar("simyard_storage_abandon", default=None)
+
+
+@contextmanager
+def abandoned_when(cancelled: threading.Event) -> Iterator[None]:
+    """Within this block, stop retrying (raise the last error) once ``cancelled`` is set:
+    a cancelled attempt does not wait for the storage to come back."""
+    token = _abandon.set(cancelled)
+    try:
+        yield
+    finally:
+        _abandon.reset(token)
 
 
 def transient(exc: BaseException) -> bool:
@@ -54,15 +71,17 @@ class RetryingStore(Store):
     def retried(self, what: str, call: Callable[[], T]) -> T:
         deadline = time.monotonic() + self.retry_for
         wait = FIRST_WAIT
+        cancelled = _abandon.get() or threading.Event()
         while True:
             try:
                 return call()
             except (StorageError, OSError) as exc:
                 left = deadline - time.monotonic()
-                if not transient(exc) or left <= 0:
+                if not transient(exc) or left <= 0 or cancelled.is_set():
                     raise
                 log.warning("storage: %s failed (%s); trying again in %.1f s", what, exc, wait)
-                time.sleep(min(wait, left))
+                if cancelled.wait(min(wait, left)):
+                    raise
                 wait = min(wait * 2, MAX_WAIT)
 
     def put(self, key: str, source: Path) -> StoredObject:
