@@ -147,10 +147,11 @@ class Client:
         inputs: Mapping[str, Path],
         validate: bool,
         notify: bool | None = None,
+        **extra: Any,
     ) -> Any:
         name, _, version = model.partition("@")
         fields = {"model": name, "version": version or None, "params": dict(params),
-                  "notify": notify}  # fmt: skip
+                  "notify": notify, **extra}  # fmt: skip
         files = {f"inputs.{slot}": file for slot, file in inputs.items()}
         return self._post_with_files("/runs/validate" if validate else "/runs", fields, files)
 
@@ -161,12 +162,23 @@ class Client:
         inputs: Mapping[str, Path] | None = None,
         *,
         notify: bool | None = None,
+        name: str | None = None,
+        notes: str | None = None,
+        tags: list[str] | None = None,
+        from_run: int | None = None,
     ) -> dict[str, Any]:
         """Start a run of ``model`` (``name`` or ``name@version``); ValidationFailed if refused.
 
-        ``notify`` overrides the owner's notification preferences for this run.
+        ``notify`` overrides the owner's notification preferences for this run; ``from_run``
+        starts from that run's parameters and inputs (``params`` and ``inputs`` replace
+        some of them); ``name``, ``notes`` and ``tags`` label it.
         """
-        return dict(self._run_request(model, params, inputs or {}, False, notify))
+        labels = {"name": name, "notes": notes, "tags": tags or None, "from_run": from_run}
+        return dict(self._run_request(model, params, inputs or {}, False, notify, **labels))
+
+    def label_run(self, run_id: int, **labels: Any) -> dict[str, Any]:
+        """Change a run's ``name``, ``notes`` or ``tags``."""
+        return dict(self._request("PATCH", f"/runs/{run_id}", json=labels))
 
     def validate_run(
         self, model: str, params: Mapping[str, Any], inputs: Mapping[str, Path] | None = None

@@ -87,7 +87,10 @@ class RunOut(BaseModel):
     sweep_id: int | None = None
     notify: bool | None = None  # the run's own choice; None: the owner's settings
     image_digest: str | None = None  # the model version's image (each task's: in tasks)
-    warnings: list[dict[str, str]] = []
+    warnings: list[dict[str, str]] = []  # as when it was created: soft limits, hooks
+    name: str | None = None
+    notes: str | None = None
+    tags: list[str] = []
 
 
 class SweepOut(BaseModel):

@@ -14,6 +14,7 @@ from simyard.api import (
     audit,
     files,
     health,
+    labels,
     models,
     paramfiles,
     provenance,
@@ -65,7 +66,19 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
     limits = BodyLimits(body=settings.max_request_size, upload=settings.max_upload_request_size)
     app.add_middleware(BodySizeLimit, limits=limits)
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
-    routers = (models, paramfiles, runs, sweeps, files, provenance, tokens, users, audit, usage)
+    routers = (
+        models,
+        paramfiles,
+        runs,
+        labels,
+        sweeps,
+        files,
+        provenance,
+        tokens,
+        users,
+        audit,
+        usage,
+    )
     for router in (module.router for module in routers):
         app.include_router(
             router,

@@ -90,6 +90,10 @@ def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = No
         sweep_id=run.sweep_id,
         notify=run.notify,
         image_digest=run.model_version.image_digest,
+        warnings=run.warnings or [],
+        name=run.name,
+        notes=run.notes,
+        tags=run.tags or [],
         worker_seconds=usage[0],
         cpu_seconds=usage[1],
     )

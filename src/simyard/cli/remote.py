@@ -118,6 +118,10 @@ def _print_run(run: dict[str, Any]) -> None:
         Text.assemble(f"Run {run['id']}: ", name, " ", (str(run["state"]), "bold")),
         soft_wrap=True,
     )
+    labels = [f"name: {run['name']}"] if run.get("name") else []
+    labels += [f"tags: {', '.join(run['tags'])}"] if run.get("tags") else []
+    if labels:
+        console.print(model_text("  " + " · ".join(labels)), soft_wrap=True)
     if run.get("params"):
         console.print(
             model_text("  parameters: " + ", ".join(f"{k}={v}" for k, v in run["params"].items())),
@@ -163,6 +167,15 @@ def run(
         bool | None,
         typer.Option("--notify/--no-notify", help="Notify when it ends (default: your settings)."),
     ] = None,
+    from_run: Annotated[
+        int | None,
+        typer.Option(
+            "--from", help="Start from this run's parameters and inputs (-p, -i change some)."
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="A name for the run.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeat for more).")] = None,
+    notes: Annotated[str | None, typer.Option("--notes", help="Notes about the run.")] = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
 ) -> None:
@@ -180,7 +193,10 @@ def run(
         if param_file is not None:
             params = {**_params_from_file(api, model, param_file), **params}
         try:
-            created = api.create_run(model, params, inputs, notify=notify)
+            created = api.create_run(
+                model, params, inputs, notify=notify, name=name, notes=notes, tags=tag,
+                from_run=from_run,
+            )  # fmt: skip
         except (ValidationFailed, ClientError) as exc:
             raise fail(exc, as_json=as_json) from None
         for warning in created.get("warnings", []):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from simyard import taskgraph
 from simyard.domain.registry import manifest_of
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Event, ModelVersion, Run, StoredFile, TaskRun, User
-from simyard.errors import Problem, SimyardError
+from simyard.errors import Problem, SimyardError, ValidationFailed
 from simyard.manifest.inputs import DEFAULT_MAX_UNPACKED_SIZE
 from simyard.manifest.runinput import RunInput, validate_run_input
 from simyard.storage.base import Store
@@ -25,6 +26,66 @@ from simyard.taskgraph import Readiness, Standing
 
 class RunNotFound(SimyardError):
     """No such run, or not one the user may see (the two are not told apart)."""
+
+
+MAX_NAME = 200
+MAX_NOTES = 10_000
+MAX_TAGS = 20
+MAX_TAG = 50
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What a person calls a run: a name, notes, tags (all optional, editable later)."""
+
+    name: str | None = None
+    notes: str | None = None
+    tags: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, fields: Mapping[str, Any], *, partial: bool = False) -> Labels:
+        """The labels of a request's fields; ValidationFailed naming each bad one. Tags may
+        come as a list or, in a form, as JSON text (``["calibration"]``)."""
+        problems: list[Problem] = []
+        name = _text(fields.get("name"), "name", MAX_NAME, problems)
+        notes = _text(fields.get("notes"), "notes", MAX_NOTES, problems)
+        tags = fields.get("tags") or []
+        if isinstance(tags, str):
+            try:
+                tags = json.loads(tags) if tags.strip().startswith("[") else [tags]
+            except ValueError:
+                tags = None
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            problems.append(Problem("tags", 'must be a list of words, e.g. ["calibration"]'))
+            tags = []
+        cleaned = list(dict.fromkeys(t.strip() for t in tags if t.strip()))
+        if len(cleaned) > MAX_TAGS:
+            problems.append(Problem("tags", f"at most {MAX_TAGS} tags"))
+        for tag in cleaned:
+            if len(tag) > MAX_TAG or any(c.isspace() or c in ",=<>" for c in tag):
+                problems.append(
+                    Problem("tags", f"{tag[:60]!r}: a tag is one word of at most {MAX_TAG} "
+                            "characters, without spaces, commas or = < >")
+                )  # fmt: skip
+        if problems:
+            raise ValidationFailed(problems)
+        return cls(name or None, notes or None, tuple(cleaned))
+
+    def apply(self, run: Run) -> None:
+        run.name, run.notes, run.tags = self.name, self.notes, list(self.tags)
+
+
+def _text(value: Any, field: str, limit: int, problems: list[Problem]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.append(Problem(field, "must be text"))
+        return None
+    text = str(value).strip()
+    if len(text) > limit or "\x00" in text:
+        problems.append(Problem(field, f"at most {limit} characters, no NUL"))
+        return None
+    return text
 
 
 @dataclass(frozen=True)
@@ -134,12 +195,19 @@ def create_run(
     checked: RunInput,
     uploads: Mapping[str, Upload],
     notify: bool | None = None,
+    labels: Labels | None = None,
+    warnings: list[Problem] | None = None,
+    from_run: Run | None = None,
 ) -> Run:
-    """Store the inputs and queue the run."""
+    """Store the inputs and queue the run (``from_run``: edited from that run)."""
     stored = store_inputs(store=store, version=version, uploads=uploads)
-    return queue_run(
-        db=db, user=user, version=version, checked=checked, inputs=stored, notify=notify
-    )
+    run = queue_run(
+        db=db, user=user, version=version, checked=checked, inputs=stored, notify=notify,
+        labels=labels, warnings=warnings,
+    )  # fmt: skip
+    if from_run is not None:
+        run.rerun_of = from_run.id
+    return run
 
 
 def queue_run(
@@ -151,6 +219,8 @@ def queue_run(
     inputs: list[StoredInput],
     notify: bool | None = None,
     sweep_id: int | None = None,
+    labels: Labels | None = None,
+    warnings: list[Problem] | None = None,
 ) -> Run:
     """Queue a run of validated input whose files are stored already."""
     manifest = manifest_of(version)
@@ -163,7 +233,9 @@ def queue_run(
         notify=notify,
         sweep_id=sweep_id,
         parameter_file=checked.parameter_file,
+        warnings=[{"field": w.field, "message": w.message} for w in warnings or []],
     )
+    (labels or Labels()).apply(run)
     db.add(run)
     db.flush()
     for given in inputs:

@@ -9,6 +9,7 @@ happens in one transaction; the caller wakes the dispatcher and shapes the answe
 
 from __future__ import annotations
 
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -160,10 +161,15 @@ class Submission(ABC):
     def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
         """Create what was checked; its id."""
 
+    def prepare(self, db: Session, user: User, workdir: Path) -> None:  # noqa: B027 - a hook
+        """Read what the request adds before its model is resolved (``workdir``: a folder
+        for files it fetches, removed when the submission ends)."""
+
     def __call__(self, *, user_id: int, create: bool) -> Submitted:
-        with self.sessions() as db, db.begin():
+        with tempfile.TemporaryDirectory() as workdir, self.sessions() as db, db.begin():
             user = db.get(User, user_id)
             assert user is not None
+            self.prepare(db, user, Path(workdir))
             version = resolve_model(db, self.fields)
             refuse_unrunnable_tasks(version, self.limits)
             model_dir = model_dir_of(version, store=self.store, cache_root=self.cache_root)
@@ -175,7 +181,35 @@ class Submission(ABC):
 
 
 class RunSubmission(Submission):
-    """One run."""
+    """One run; with ``from_run``, edited from that run: its model version, parameters and
+    inputs unless the request gives others (an input kept is the same stored file)."""
+
+    def prepare(self, db: Session, user: User, workdir: Path) -> None:
+        self.labels = run_service.Labels.read(self.fields)
+        self.source = None
+        given = self.fields.get("from_run")
+        if given is None or given == "":
+            return
+        try:
+            source_id = int(given)
+            self.source = run_service.get_run(db=db, run_id=source_id, user=user)
+        except (TypeError, ValueError, OverflowError, run_service.RunNotFound):
+            raise ValidationFailed([Problem("from_run", f"no run {given!r} of yours")]) from None
+        old = self.source
+        self.fields = {
+            **self.fields,
+            "model": self.fields.get("model") or old.model_version.name,
+            "version": self.fields.get("version") or (
+                None if self.fields.get("model") else old.model_version.version),
+            "params": {**old.params, **(self.fields.get("params") or {})},
+        }  # fmt: skip
+        kept: dict[str, run_service.Upload] = {}
+        for stored in run_service.run_files(db=db, run=old, kind="input"):
+            if stored.slot and stored.slot not in self.uploads:
+                path = workdir / f"{len(kept)}.input"
+                self.store.get(stored.key, path)
+                kept[stored.slot] = run_service.Upload(path, stored.filename or stored.path)
+        self.uploads = {**kept, **self.uploads}
 
     def check(self, version: ModelVersion, model_dir: Path) -> tuple[Any, list[Problem]]:
         checked = run_service.check_run_input(
@@ -197,6 +231,9 @@ class RunSubmission(Submission):
             checked=checked,
             uploads=self.uploads,
             notify=notify_choice(self.fields.get("notify")),
+            labels=self.labels,
+            warnings=checked.warnings,
+            from_run=self.source,
         ).id
 
 

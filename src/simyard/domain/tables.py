@@ -149,6 +149,12 @@ class Run(Base):
     )
     # Rendered once at submission (None: the model has none, or the run is older).
     parameter_file: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # What its owner calls it and notes about it (editable), and the warnings it was
+    # created with (soft limits, hooks), each {"field", "message"}.
+    name: Mapped[str | None] = mapped_column(String(200))
+    notes: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+    warnings: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
 
     user: Mapped[User] = relationship()
     model_version: Mapped[ModelVersion] = relationship()

@@ -1,0 +1,137 @@
+"""Names, notes and tags on runs; the warnings a run was created with, kept; a run edited
+from another (its parameters and inputs, some replaced) through the API and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_model
+from tests.integration.conftest import Server, _server
+from tests.toymodel import FILES, FORCING, MODEL
+
+pytestmark = pytest.mark.slow
+
+OTHER_FORCING = FORCING + "3,12.5\n"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("edit-rerun")
+    for server in _server(tmp, {}):
+        assert server.cli("models", "add", write_model(tmp / "toy", MODEL, FILES)).returncode == 0
+        server.add_user("carol")
+        (tmp / "forcing.csv").write_text(FORCING)
+        (tmp / "other.csv").write_text(OTHER_FORCING)
+        yield server
+
+
+def post_run(srv: Server, user: str = "admin", forcing: str = FORCING, **fields: object) -> dict:  # type: ignore[type-arg]
+    data = {k: json.dumps(v) if isinstance(v, dict | list) else str(v) for k, v in fields.items()}
+    with srv.http(user) as api:
+        answer = api.post(
+            "/runs", data=data, files={"inputs.forcing": ("forcing.csv", forcing.encode())}
+        )
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def test_labels_and_warnings_are_kept_and_editable(srv: Server) -> None:
+    created = post_run(
+        srv, model="toy", params={"days": 1, "albedo": 0.5}, name="first try",
+        notes="high albedo on purpose", tags=["calibration", "drought"],
+    )  # fmt: skip
+    run_id = created["id"]
+    with srv.http() as api:
+        run = api.get(f"/runs/{run_id}").json()
+        assert run["name"] == "first try"
+        assert run["notes"] == "high albedo on purpose"
+        assert run["tags"] == ["calibration", "drought"]
+        # The soft-limit warning given at creation is still there when the run is read.
+        assert [w["field"] for w in run["warnings"]] == ["params.albedo"]
+        assert run["warnings"] == created["warnings"]
+
+        changed = api.patch(f"/runs/{run_id}", json={"name": "calibrated", "tags": ["final"]})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["name"] == "calibrated"
+        assert changed.json()["notes"] == "high albedo on purpose"  # left out: unchanged
+        assert api.get(f"/runs/{run_id}").json()["tags"] == ["final"]
+
+        bad = api.patch(f"/runs/{run_id}", json={"tags": ["two words"], "owner": "x"})
+        assert bad.status_code == 422
+        assert {e["field"] for e in bad.json()["errors"]} == {"owner"}
+        bad = api.patch(f"/runs/{run_id}", json={"tags": ["two words"], "name": "x" * 201})
+        assert {e["field"] for e in bad.json()["errors"]} == {"tags", "name"}
+    with srv.http("carol") as other:
+        assert other.patch(f"/runs/{run_id}", json={"name": "mine"}).status_code == 404
+    srv.wait_for_run(run_id)
+
+
+def test_a_run_edited_from_another_keeps_what_is_not_changed(srv: Server) -> None:
+    source = post_run(srv, model="toy", params={"days": 2, "site": "North"})
+    source_id = source["id"]
+    srv.wait_for_run(source_id)
+    with srv.http() as api:
+        # JSON: only what changes; the model, other parameters and the input come along.
+        edited = api.post("/runs", json={"from_run": source_id, "params": {"days": 3}})
+        assert edited.status_code == 201, edited.text
+        run = srv.wait_for_run(edited.json()["id"])
+        assert run["state"] == "succeeded"
+        assert run["model"] == "toy"
+        assert run["params"]["days"] == 3
+        assert run["params"]["site"] == "North"
+        assert run["rerun_of"] == source_id
+        crate = api.get(f"/runs/{run['id']}/provenance").json()["@graph"]
+        (forcing,) = [e for e in crate if str(e["@id"]).endswith("/inputs/forcing")]
+        assert forcing["sha256"] == hashlib.sha256(FORCING.encode()).hexdigest()
+
+        # A refused edit names the field and creates nothing.
+        refused = api.post("/runs", json={"from_run": source_id, "params": {"days": 0}})
+        assert refused.status_code == 422
+        assert [e["field"] for e in refused.json()["errors"]] == ["params.days"]
+        missing = api.post("/runs", json={"from_run": 999999})
+        assert missing.status_code == 422
+        assert missing.json()["errors"][0]["field"] == "from_run"
+    # Another user's run is not a starting point.
+    with srv.http("carol") as other:
+        theirs = other.post("/runs", json={"from_run": source_id})
+        assert theirs.status_code == 422
+        assert theirs.json()["errors"][0]["field"] == "from_run"
+
+    # A form replacing the input: the new file is used, the parameters kept.
+    replaced = post_run(srv, forcing=OTHER_FORCING, model="toy", from_run=source_id)
+    with srv.http() as api:
+        crate = api.get(f"/runs/{replaced['id']}/provenance").json()["@graph"]
+    (forcing,) = [e for e in crate if str(e["@id"]).endswith("/inputs/forcing")]
+    assert forcing["sha256"] == hashlib.sha256(OTHER_FORCING.encode()).hexdigest()
+    assert srv.wait_for_run(replaced["id"])["params"]["site"] == "North"
+
+
+def test_the_cli_labels_and_edits_runs(srv: Server) -> None:
+    forcing = srv.home.parent / "forcing.csv"
+    done = srv.cli(
+        "run", "toy", "-p", "days=1", "-i", f"forcing={forcing}", "--name", "baseline",
+        "--tag", "calibration", "--tag", "v2", "--wait", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout)
+    assert first["name"] == "baseline"
+    assert first["tags"] == ["calibration", "v2"]
+    shown = srv.cli("runs", "show", str(first["id"])).stdout
+    assert "name: baseline · tags: calibration, v2" in shown
+
+    other = srv.home.parent / "other.csv"
+    again = srv.cli(
+        "run", "toy", "--from", str(first["id"]), "-p", "days=2", "-i", f"forcing={other}",
+        "--wait", "--json",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    edited = json.loads(again.stdout)
+    assert edited["params"]["days"] == 2
+    assert edited["rerun_of"] == first["id"]
+    assert edited["name"] is None  # labels are the new run's own
+    assert Path(other).read_text() == OTHER_FORCING
