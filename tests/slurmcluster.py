@@ -144,9 +144,15 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        # Job steps and the workers in jobs left their daemons' sessions: find them by
-        # the configuration they were started under.
-        for proc in psutil.process_iter():
+        # Job steps and the workers in jobs left their daemons' sessions: find the workers
+        # by the configuration they were started under, and the job steps (slurmstepd
+        # clears its environment) by the log files of this cluster they hold open.
+        for proc in psutil.process_iter(["cmdline"]):
             with contextlib.suppress(psutil.Error):
-                if proc.pid != os.getpid() and proc.environ().get("SLURM_CONF") == str(self.conf):
+                if proc.pid == os.getpid():
+                    continue
+                if (proc.info["cmdline"] or [""])[0].startswith("slurmstepd"):
+                    if any(f.path.startswith(str(self.root)) for f in proc.open_files()):
+                        proc.kill()
+                elif proc.environ().get("SLURM_CONF") == str(self.conf):
                     proc.kill()
