@@ -135,3 +135,38 @@ def test_the_cli_labels_and_edits_runs(srv: Server) -> None:
     assert edited["rerun_of"] == first["id"]
     assert edited["name"] is None  # labels are the new run's own
     assert Path(other).read_text() == OTHER_FORCING
+
+
+def test_the_form_without_javascript_edits_a_run(srv: Server) -> None:
+    import re
+
+    import httpx
+
+    source = post_run(srv, model="toy", params={"days": 2, "site": "South"}, tags=["old"])
+    srv.wait_for_run(source["id"])
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+        assert token
+        form = {"username": "admin", "password": "correct horse battery",
+                "csrf_token": token.group(1), "next": "/"}  # fmt: skip
+        assert client.post("/login", data=form).status_code == 303
+        page = client.get(f"/models/toy/run?from={source['id']}")
+        assert page.status_code == 200
+        assert f'name="from_run" id="from-run" value="{source["id"]}"' in page.text
+        assert 'value="South"' in page.text
+        assert "Kept: <strong>forcing.csv</strong>" in page.text
+        assert 'value="old"' in page.text  # the tags, to keep or change
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf
+        fields = {"csrf_token": csrf.group(1), "version": "0.1", "params.days": "1",
+                  "params.site": "South", "params.albedo": "0.06", "params.pace": "0",
+                  "from_run": str(source["id"]), "name": "no js", "tags": "a, b"}  # fmt: skip
+        posted = client.post("/models/toy/run", data=fields)
+        assert posted.status_code == 303, posted.text
+        new_id = int(posted.headers["location"].rsplit("/", 1)[-1])
+        # Another user's run, or an id out of range, is no starting point.
+        assert client.get("/models/toy/run?from=99999").status_code == 404
+        assert client.get(f"/models/toy/run?from={2**40}").status_code == 422
+    run = srv.wait_for_run(new_id)
+    assert run["state"] == "succeeded"
+    assert (run["name"], run["tags"], run["rerun_of"]) == ("no js", ["a", "b"], source["id"])

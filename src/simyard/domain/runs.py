@@ -28,6 +28,7 @@ class RunNotFound(SimyardError):
     """No such run, or not one the user may see (the two are not told apart)."""
 
 
+MAX_ROW_ID = 2**31 - 1  # ids are INTEGER columns (32 bits on PostgreSQL)
 MAX_NAME = 200
 MAX_NOTES = 10_000
 MAX_TAGS = 20
@@ -50,9 +51,9 @@ class Labels:
         name = _text(fields.get("name"), "name", MAX_NAME, problems)
         notes = _text(fields.get("notes"), "notes", MAX_NOTES, problems)
         tags = fields.get("tags") or []
-        if isinstance(tags, str):
+        if isinstance(tags, str):  # a form's field: JSON, or words split by commas
             try:
-                tags = json.loads(tags) if tags.strip().startswith("[") else [tags]
+                tags = json.loads(tags) if tags.strip().startswith("[") else tags.split(",")
             except ValueError:
                 tags = None
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):

@@ -192,6 +192,8 @@ class RunSubmission(Submission):
             return
         try:
             source_id = int(given)
+            if not 1 <= source_id <= run_service.MAX_ROW_ID:  # an INTEGER column's range
+                raise run_service.RunNotFound(given)
             self.source = run_service.get_run(db=db, run_id=source_id, user=user)
         except (TypeError, ValueError, OverflowError, run_service.RunNotFound):
             raise ValidationFailed([Problem("from_run", f"no run {given!r} of yours")]) from None

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from simyard.api.deps import PlatformDep
+from simyard.api.deps import PlatformDep, RowId
 from simyard.api.runrequest import (
     MAX_FORM_FILES,
     read_run_request,
@@ -25,8 +25,9 @@ from simyard.api.runrequest import (
     upload_scratch,
 )
 from simyard.domain.registry import find_version, manifest_of
+from simyard.domain.runs import MAX_ROW_ID, RunNotFound, get_run, run_files
 from simyard.domain.submission import RunSubmission
-from simyard.domain.tables import ModelVersion, User
+from simyard.domain.tables import ModelVersion, Run, User
 from simyard.errors import Refusal
 from simyard.manifest.params import show_number
 from simyard.manifest.schema import ARCHIVE_SUFFIXES, Manifest, Parameter
@@ -38,6 +39,7 @@ from simyard.wiring import Platform
 router = APIRouter()
 
 FieldValue = str | bool
+LABEL_FIELDS = ("from_run", "name", "tags")  # the form's fields besides parameters, files
 Messages = dict[str, list[str]]
 
 
@@ -120,6 +122,9 @@ def _form_page(
     note: str = "",
     status_code: int = 200,
     notify_me: bool = True,
+    from_run: int | None = None,
+    kept_inputs: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> HTMLResponse:
     field_errors, general_errors = messages_by_field(errors or [], manifest)
     field_warnings, general_warnings = messages_by_field(warnings or [], manifest)
@@ -131,7 +136,8 @@ def _form_page(
         general_warnings=general_warnings, note=note, accepted=accepted_extensions(manifest),
         default_max_size=platform.settings.max_input_size,
         can_import=paramfile is not None and paramfile.format != "template",
-        notify_me=notify_me,
+        notify_me=notify_me, from_run=from_run, kept_inputs=kept_inputs or {},
+        labels=labels or {},
     )  # fmt: skip
 
 
@@ -151,11 +157,32 @@ def new_run_page(
     user: PageUser,
     platform: PlatformDep,
     version: str | None = None,
+    from_run: Annotated[RowId | None, Query(alias="from")] = None,
 ) -> HTMLResponse:
-    """The form, pre-filled with the manifest's defaults."""
-    found = _find(db, name, version)
+    """The form, pre-filled with the manifest's defaults, or with ``?from=RUN``, with that
+    run's model version, parameters and inputs (each input kept unless replaced)."""
+    if from_run is None:
+        found = _find(db, name, version)
+        manifest = manifest_of(found)
+        return _form_page(request, user, platform, found, manifest, values=default_values(manifest))
+    try:
+        source = get_run(db=db, run_id=from_run, user=user)
+    except RunNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"run {from_run} not found") from None
+    found = source.model_version
+    if found.name != name:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"run {from_run} is not of {name}")
     manifest = manifest_of(found)
-    return _form_page(request, user, platform, found, manifest, values=default_values(manifest))
+    values = default_values(manifest) | {
+        key: shown_value(manifest.parameters[key], value)
+        for key, value in source.params.items()
+        if key in manifest.parameters
+    }
+    return _form_page(
+        request, user, platform, found, manifest, values=values, from_run=source.id,
+        kept_inputs=_inputs_of(db, source),
+        labels={"name": source.name or "", "tags": ", ".join(source.tags or [])},
+    )  # fmt: skip
 
 
 def _session_user(platform: Platform, request: Request) -> User | None:
@@ -207,8 +234,9 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
             errors = [{"field": p.field, "message": p.message} for p in read.problems]
             answer: dict[str, Any] = {"errors": errors, "warnings": []}
         else:
+            labels = {k: read.fields[k] for k in LABEL_FIELDS if read.fields.get(k)}
             request_fields = {"model": name, "version": found.version, "params": params,
-                              "notify": None if notify_me else False}  # fmt: skip
+                              "notify": None if notify_me else False, **labels}  # fmt: skip
             try:
                 submitted = await submit_request(
                     RunSubmission, platform, user_id=user.id, fields=request_fields,
@@ -227,8 +255,29 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
         # Browsers never pre-select a file, so say it rather than let the form look complete.
         chosen = ", ".join(u.filename for u in uploads.values())
         note = f"Nothing was started, and your files were not kept: select them again ({chosen})."
+    kept: dict[str, str] = {}
+    given = read.fields.get("from_run")
+    source = int(given) if isinstance(given, str) and given.isdigit() else None
+    source = source if source is not None and 1 <= source <= MAX_ROW_ID else None
+    if source is not None:
+        kept = await run_in_threadpool(_kept_inputs, platform, user, source)
     return _form_page(
         request, user, platform, found, manifest, values=values, note=note,
         errors=list(answer.get("errors", [])), warnings=list(answer.get("warnings", [])),
-        status_code=422, notify_me=notify_me,
+        status_code=422, notify_me=notify_me, from_run=source if kept else None,
+        kept_inputs=kept, labels={k: str(read.fields.get(k) or "") for k in ("name", "tags")},
     )  # fmt: skip
+
+
+def _kept_inputs(platform: Platform, user: User, run_id: int) -> dict[str, str]:
+    """The inputs a form editing run ``run_id`` keeps, by slot; {} when not the user's."""
+    with platform.sessions() as db, db.begin():
+        try:
+            return _inputs_of(db, get_run(db=db, run_id=run_id, user=user))
+        except RunNotFound:
+            return {}
+
+
+def _inputs_of(db: Session, run: Run) -> dict[str, str]:
+    """The run's input files' names, by slot."""
+    return {f.slot: f.filename or f.path for f in run_files(db=db, run=run, kind="input") if f.slot}

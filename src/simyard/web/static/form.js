@@ -42,6 +42,10 @@
     for (const el of inputFields) {
       if (el.files.length) body.append(el.name, el.files[0]);
     }
+    for (const id of ["from-run", "run-name", "run-tags"]) {
+      const el = $(id);
+      if (el && el.value.trim()) body.append(el.name, el.value.trim());
+    }
     return body;
   }
 
