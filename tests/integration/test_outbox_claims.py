@@ -18,7 +18,7 @@ from tests.conftest import MakeModel
 from tests.integration.conftest import _server, free_port
 from tests.integration.test_notify import Mailbox, Smtp
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 QUICK = """\
 simyard: 1
@@ -123,5 +123,65 @@ def test_a_server_killed_before_the_250_sends_again_at_once_with_the_same_messag
         time.sleep(1.5)
         assert len(held_smtp.box.messages) == 2  # and then never again
     finally:
+        for _ in gen:
+            pass
+
+
+STATES = """\
+simyard: 1
+name: states
+version: "1"
+parameters:
+  end: {type: string, default: ok}
+tasks:
+  run:
+    command: [python3, states.py, "{end}"]
+"""
+STATES_PY = """\
+import sys, time
+if sys.argv[1] == "fail":
+    sys.exit(3)
+if sys.argv[1] == "hang":
+    time.sleep(60)
+print("ok")
+"""
+
+
+def test_smtp_outage_then_recovery_sends_one_email_per_final_state(
+    tmp_path: Path, make_model: MakeModel
+) -> None:
+    smtp = Smtp(free_port())  # down: nothing listens yet
+    gen = _server(tmp_path, {**MAIL, "SIMYARD_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}"})
+    server = next(gen)
+    try:
+        model = make_model(STATES, {"states.py": STATES_PY})
+        assert server.cli("models", "add", model).returncode == 0
+        ids = {}
+        for end in ("ok", "fail", "hang"):
+            done = server.cli("run", "states", "-p", f"end={end}", "--json")
+            assert done.returncode == 0, done.stderr
+            ids[end] = json.loads(done.stdout)["id"]
+        with server.http() as api:
+            assert api.post(f"/runs/{ids['hang']}/cancel").status_code == 200
+        runs = {end: server.wait_for_run(run_id) for end, run_id in ids.items()}
+        assert {end: run["state"] for end, run in runs.items()} == {
+            "ok": "succeeded", "fail": "failed", "hang": "cancelled"}  # fmt: skip
+        assert runs["fail"]["error"], runs["fail"]  # each final with its reason
+        assert runs["hang"]["error"], runs["hang"]
+        log = server.home / "server.log"
+        deadline = time.monotonic() + 30
+        while log.read_text().count("failed (attempt") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)  # every message has failed at least once
+        smtp.start()
+        smtp.wait_for(3, timeout=60)
+        time.sleep(2)
+        subjects = Counter(str(message["Subject"]) for _, message in smtp.box.messages)
+        assert subjects == Counter(
+            f"[simyard] states run {ids[end]} {state}"
+            for end, state in (("ok", "succeeded"), ("fail", "failed"), ("hang", "was cancelled"))
+        )
+        assert not list((server.home / "work").glob("*/*")), "a working folder was left"
+    finally:
+        smtp.stop()
         for _ in gen:
             pass

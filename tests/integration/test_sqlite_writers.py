@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 WRITERS = 20
 ROUNDS = 2
