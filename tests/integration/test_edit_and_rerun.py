@@ -170,3 +170,37 @@ def test_the_form_without_javascript_edits_a_run(srv: Server) -> None:
     run = srv.wait_for_run(new_id)
     assert run["state"] == "succeeded"
     assert (run["name"], run["tags"], run["rerun_of"]) == ("no js", ["a", "b"], source["id"])
+
+
+def test_the_runs_list_finds_runs_by_name_tag_and_parameter(srv: Server) -> None:
+    import re
+
+    import httpx
+
+    hot = post_run(srv, model="toy", params={"days": 1, "albedo": 0.25}, name="hot lake",
+                   tags=["heatwave"])  # fmt: skip
+    cold = post_run(srv, model="toy", params={"days": 1, "albedo": 0.02}, tags=["winter"])
+    with httpx.Client(base_url=srv.url, timeout=30) as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+        assert token
+        form = {"username": "admin", "password": "correct horse battery",
+                "csrf_token": token.group(1), "next": "/"}  # fmt: skip
+        assert client.post("/login", data=form).status_code == 303
+
+        def found(q: str) -> set[int]:
+            page = client.get("/runs", params={"q": q}).text
+            return {int(i) for i in re.findall(r'<a href="/runs/(\d+)">#', page)}
+
+        assert found("albedo>0.2") >= {hot["id"]}
+        assert cold["id"] not in found("albedo>0.2")
+        assert cold["id"] in found("albedo<0.05")
+        assert found("tag:heatwave") == {hot["id"]}
+        assert found("hot") == {hot["id"]}  # a word of the name
+        assert found("tag:winter albedo<0.05") == {cold["id"]}
+        page = client.get("/runs", params={"q": f"#{hot['id']}"}).text
+        assert '<span class="run-name">hot lake</span>' in page
+        assert '<span class="tag">heatwave</span>' in page
+        assert "albedo=0.25" in page  # differs from the default, so shown
+        assert "pace=0" not in page  # the default: not shown
+    srv.wait_for_run(hot["id"])
+    srv.wait_for_run(cold["id"])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session, selectinload
 
 from simyard.api.deps import RowId
+from simyard.domain.runsearch import Search, parse_search
 from simyard.domain.states import RunState
 from simyard.domain.tables import ModelVersion, Run, User
 from simyard.web.pages.common import PageDb, PageUser
@@ -15,6 +16,8 @@ from simyard.web.templating import render
 
 router = APIRouter()
 PAGE = 50
+SCAN_LIMIT = 20_000  # runs looked through for a search by tag or parameter
+SCAN_BATCH = 500
 
 
 @router.get("/runs", response_class=HTMLResponse)
@@ -36,17 +39,18 @@ def runs_page(
         query = query.where(
             Run.model_version_id.in_(select(ModelVersion.id).where(ModelVersion.name == model))
         )
-    text = q.strip()
-    if text.isdigit():
-        query = query.where(Run.id == int(text))
-    elif text:
-        like = f"%{text}%"
+    search = parse_search(q)
+    if search.run_id is not None:
+        query = query.where(Run.id == search.run_id)
+    for word in search.words:
+        like = f"%{word}%"
         # "+ 0" keeps the database from answering through the two columns' indexes: it
         # would gather every match and sort them all (70 ms with 100,000 runs). Walking
         # the runs newest first stops at a full page (under 1 ms when most runs match;
         # a search matching nothing reads every run once, about 20 ms).
         query = query.where(
             or_(
+                Run.name.like(like),
                 (Run.model_version_id + 0).in_(
                     select(ModelVersion.id).where(ModelVersion.name.like(like))
                 ),
@@ -55,11 +59,36 @@ def runs_page(
         )
     if before is not None:
         query = query.where(Run.id < before)
-    runs = list(db.scalars(query.order_by(Run.id.desc()).limit(PAGE + 1)))
-    more = len(runs) > PAGE
-    runs = runs[:PAGE]
+    runs, more = _page(db, query.order_by(Run.id.desc()), search)
     names = sorted({v for v in db.scalars(select(ModelVersion.name).distinct())})
     return render(
         request, "runs.html", user, nav="runs", runs=runs, more=more, states=list(RunState),
         models=names, state=state, model=model, q=q, before=before,
+        changed=lambda run: changed_params(run),
     )  # fmt: skip
+
+
+def _page(db: Session, query: Select[Run], search: Search) -> tuple[list[Run], bool]:
+    """A page of runs, and whether older ones follow. Tags and parameter conditions are
+    checked on the runs, newest first, looking through at most SCAN_LIMIT of them."""
+    if not search.needs_runs:
+        runs = list(db.scalars(query.limit(PAGE + 1)))
+        return runs[:PAGE], len(runs) > PAGE
+    found: list[Run] = []
+    for offset in range(0, SCAN_LIMIT, SCAN_BATCH):
+        batch = list(db.scalars(query.offset(offset).limit(SCAN_BATCH)))
+        found += [run for run in batch if search.matches(run)]
+        if len(found) > PAGE or len(batch) < SCAN_BATCH:
+            break
+    return found[:PAGE], len(found) > PAGE
+
+
+def changed_params(run: Run) -> dict[str, object]:
+    """The run's parameters that differ from its model's defaults (all when none do)."""
+    defaults = {
+        name: spec.get("default")
+        for name, spec in (run.model_version.manifest.get("parameters") or {}).items()
+        if isinstance(spec, dict)
+    }
+    params = run.params or {}
+    return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
