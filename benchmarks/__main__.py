@@ -19,20 +19,30 @@ from types import FrameType
 
 from rich.console import Console
 
-from benchmarks import dask_s3, dispatch_pass, floor, logs, runs_list, staging, submit, sweep
+from benchmarks import (
+    dask_s3,
+    dispatch_pass,
+    floor,
+    logs,
+    readers,
+    runs_list,
+    staging,
+    submit,
+    sweep,
+)
 from benchmarks.context import Bench
-
-
-def _writers(bench: Bench) -> None:
-    from benchmarks import writers  # concurrent writers on SQLite (issue 18)
-
-    writers.run(bench)
 
 
 def _images(bench: Bench) -> None:
     from benchmarks import images  # model images (issue 15)
 
     images.run(bench)
+
+
+def _writers(bench: Bench) -> None:
+    from benchmarks import writers  # concurrent writers on SQLite (issue 18)
+
+    writers.run(bench)
 
 
 def _cluster(bench: Bench) -> None:
@@ -48,12 +58,13 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "logs": logs.run,
     "runs_list": runs_list.run,
     "dispatch_pass": dispatch_pass.run,
+    "readers": readers.run,
     "sweep": sweep.run,
     "dask": dask_s3.run_dask,
     "s3": dask_s3.run_s3,
     "writers": _writers,
-    "cluster": _cluster,
     "images": _images,
+    "cluster": _cluster,
 }
 
 

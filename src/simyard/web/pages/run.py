@@ -26,6 +26,7 @@ from simyard.domain.registry import manifest_of, model_dir_of
 from simyard.domain.runs import RunNotFound, get_run, queue_position, run_files
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Run, StoredFile, User
+from simyard.domain.waiting import waiting_reason
 from simyard.engine.result import FAILURE_WORDS
 from simyard.errors import SimyardError, TaskRefused
 from simyard.manifest.paramfile import render_parameter_file
@@ -111,9 +112,13 @@ def _plots_of_run(manifest: Manifest, run: Run, paths: list[str]) -> list[dict[s
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(request: Request, run_id: RowId, db: PageDb, user: PageUser) -> HTMLResponse:
+def run_page(
+    request: Request, run_id: RowId, db: PageDb, user: PageUser, platform: PlatformDep
+) -> HTMLResponse:
     run = _visible_run(db, user, run_id)
     shaped = run_out(run, run_files(db=db, run=run, kind="output"), queue_position(db=db, run=run))
+    says = platform.dispatcher.executor.waiting()
+    shaped.waiting = waiting_reason(db=db, run=run, executor_says=says)
     manifest = manifest_of(run.model_version)
     plots = _plots_of_run(manifest, run, [o.path for o in shaped.outputs])
     outputs = _output_files(db, run)

@@ -1,0 +1,107 @@
+"""Twenty clients reading while runs execute: API latency and dispatch throughput.
+
+Issue 13 item 8: with 20 clients reading lists, runs and logs while runs execute, the
+API answers p99 ≤ 200 ms and dispatch throughput stays within 10 % of an idle API.
+Measured on one server: the throughput of ``THROUGHPUT_RUNS`` trivial runs with no
+reader, then again with ``READERS`` threads each looping over ``GET /runs``,
+``GET /runs/{id}`` and ``GET /runs/{id}/logs/<task>`` of runs they saw, timing every
+answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from benchmarks.context import Bench
+from benchmarks.figures import BAR_COLUMNS, LATENCY_COLUMNS, Latency, bar_row, table
+from benchmarks.submit import (
+    MODEL,
+    MODEL_FILES,
+    TASK,
+    Throughput,
+    server_throughput,
+    submit,
+    wait_final,
+)
+
+READERS = 20
+API_P99_BAR = 0.200
+THROUGHPUT_SHARE_BAR = 0.90
+
+
+def _read_loop(
+    bench: Bench, stop: threading.Event, timings: dict[str, list[float]], lock: threading.Lock
+) -> None:
+    """One client: the runs list, a run, its log, over and over, each answer timed."""
+    server = bench.server()
+    with httpx.Client(base_url=server.url + "/api/v1", timeout=30,
+                      headers={"Authorization": f"Bearer {server.token}"}) as api:  # fmt: skip
+        seen: list[int] = []
+        while not stop.is_set():
+            paths = [("list", "/runs?limit=50")]
+            if seen:
+                run_id = seen[int(time.monotonic() * 1000) % len(seen)]
+                paths += [("run", f"/runs/{run_id}"), ("log", f"/runs/{run_id}/logs/{TASK}")]
+            for what, path in paths:
+                started = time.perf_counter()
+                try:
+                    answer = api.get(path)
+                except httpx.HTTPError as exc:  # counted and shown: a reader never stops
+                    bench.note(f"readers: GET {what} failed: {type(exc).__name__}")
+                    continue
+                took = time.perf_counter() - started
+                with lock:
+                    timings[what].append(took)
+                if answer.status_code >= 400:
+                    bench.note(f"readers: GET {what} answered {answer.status_code}")
+                elif what == "list":
+                    seen = [run["id"] for run in answer.json()][:20]
+
+
+def run(bench: Bench) -> None:
+    bench.model(MODEL, MODEL_FILES)
+    with bench.server().api() as api:  # warm-up: the model unpacked, the first imports done
+        run_id = submit(bench, api)
+        if run_id is not None:
+            wait_final(api, run_id)
+    idle = server_throughput(bench)
+    stop = threading.Event()
+    lock = threading.Lock()
+    timings: dict[str, list[float]] = {"list": [], "run": [], "log": []}
+    readers = [
+        threading.Thread(target=_read_loop, args=(bench, stop, timings, lock), daemon=True)
+        for _ in range(READERS)
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        busy = server_throughput(bench)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=60)
+    every = [t for found in timings.values() for t in found]
+    rows = [[f"GET {what}", *Latency.of(found).row()] for what, found in timings.items()]
+    rows.append(["every answer", *Latency.of(every).row()])
+    bench.console.print(
+        table(f"the API under {READERS} reading clients, while runs execute", LATENCY_COLUMNS, rows)
+    )
+    show(bench, idle, busy, Latency.of(every))
+
+
+def show(bench: Bench, idle: Throughput, busy: Throughput, api: Latency) -> None:
+    rows = [
+        ["idle API", f"{idle.per_second:.1f} runs/s", ""],
+        [f"{READERS} readers", f"{busy.per_second:.1f} runs/s",
+         f"{busy.per_second / idle.per_second:.0%} of idle"],
+    ]  # fmt: skip
+    bench.console.print(table("dispatch throughput", ["API", "throughput", "share"], rows))
+    bars = [
+        bar_row("API p99 ≤ 200 ms", f"{api.p99 * 1000:.1f}", api.p99, API_P99_BAR, at_most=True),
+        bar_row("throughput ≥ 90 % of idle", f"{busy.per_second / idle.per_second:.0%}",
+                busy.per_second / idle.per_second, THROUGHPUT_SHARE_BAR, at_most=False),
+    ]  # fmt: skip
+    bench.console.print(table("bars", BAR_COLUMNS, bars))
