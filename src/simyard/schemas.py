@@ -9,13 +9,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, PlainSerializer
 
-from simyard.times import aware
+from simyard.times import aware, utc_text
 
 # A time in an answer: always with its zone (RFC 3339 "date-time", as the document says),
-# also where SQLite gave it back without one.
-Timestamp = Annotated[dt.datetime, AfterValidator(aware)]
+# also where SQLite gave it back without one, and written in UTC with "Z".
+Timestamp = Annotated[
+    dt.datetime, AfterValidator(aware), PlainSerializer(utc_text, when_used="json")
+]
 
 
 class ProblemOut(BaseModel):

@@ -13,3 +13,8 @@ def utcnow() -> dt.datetime:
 def aware(when: dt.datetime) -> dt.datetime:
     """A time read back from a database, in UTC (SQLite forgets the zone)."""
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def utc_text(when: dt.datetime) -> str:
+    """``2026-12-01T16:03:05.123456Z``: ISO 8601 in UTC, with ``Z``, as answers write it."""
+    return aware(when).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,18 @@ class Server:
                     return run  # type: ignore[no-any-return]
                 time.sleep(0.1)
         raise AssertionError(f"run {run_id} did not end: {run}")
+
+
+@contextmanager
+def logged_in(server: Server, user: str = "admin") -> Iterator[httpx.Client]:
+    """A cookie-keeping client of the web pages, logged in through the login form."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+        assert token
+        form = {"username": user, "password": "correct horse battery",
+                "csrf_token": token.group(1), "next": "/"}  # fmt: skip
+        assert client.post("/login", data=form).status_code == 303
+        yield client
 
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import write_model
-from tests.integration.conftest import Server, _server
+from tests.integration.conftest import Server, _server, logged_in
 from tests.toymodel import FILES, FORCING, MODEL
 
 pytestmark = pytest.mark.slow
@@ -138,18 +139,9 @@ def test_the_cli_labels_and_edits_runs(srv: Server) -> None:
 
 
 def test_the_form_without_javascript_edits_a_run(srv: Server) -> None:
-    import re
-
-    import httpx
-
     source = post_run(srv, model="toy", params={"days": 2, "site": "South"}, tags=["old"])
     srv.wait_for_run(source["id"])
-    with httpx.Client(base_url=srv.url, timeout=30) as client:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
-        assert token
-        form = {"username": "admin", "password": "correct horse battery",
-                "csrf_token": token.group(1), "next": "/"}  # fmt: skip
-        assert client.post("/login", data=form).status_code == 303
+    with logged_in(srv) as client:
         page = client.get(f"/models/toy/run?from={source['id']}")
         assert page.status_code == 200
         assert f'name="from_run" id="from-run" value="{source["id"]}"' in page.text
@@ -173,19 +165,10 @@ def test_the_form_without_javascript_edits_a_run(srv: Server) -> None:
 
 
 def test_the_runs_list_finds_runs_by_name_tag_and_parameter(srv: Server) -> None:
-    import re
-
-    import httpx
-
     hot = post_run(srv, model="toy", params={"days": 1, "albedo": 0.25}, name="hot lake",
                    tags=["heatwave"])  # fmt: skip
     cold = post_run(srv, model="toy", params={"days": 1, "albedo": 0.02}, tags=["winter"])
-    with httpx.Client(base_url=srv.url, timeout=30) as client:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
-        assert token
-        form = {"username": "admin", "password": "correct horse battery",
-                "csrf_token": token.group(1), "next": "/"}  # fmt: skip
-        assert client.post("/login", data=form).status_code == 303
+    with logged_in(srv) as client:
 
         def found(q: str) -> set[int]:
             page = client.get("/runs", params={"q": q}).text
@@ -204,3 +187,13 @@ def test_the_runs_list_finds_runs_by_name_tag_and_parameter(srv: Server) -> None
         assert "pace=0" not in page  # the default: not shown
     srv.wait_for_run(hot["id"])
     srv.wait_for_run(cold["id"])
+
+
+def test_the_run_page_shows_the_warnings_it_was_started_with(srv: Server) -> None:
+    warned = post_run(srv, model="toy", params={"days": 1, "albedo": 0.5})
+    with logged_in(srv) as client:
+        page = client.get(f"/runs/{warned['id']}").text
+    assert 'id="run-warnings"' in page
+    assert "Started with a warning:" in page
+    assert "<code>params.albedo</code>" in page
+    srv.wait_for_run(warned["id"])

@@ -6,18 +6,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from rocrate.rocrate import ROCrate
 
 from tests.conftest import write_model
-from tests.integration.conftest import Server, _server
+from tests.integration.conftest import Server, _server, logged_in
 from tests.toymodel import FILES, FORCING, MODEL
 
 pytestmark = pytest.mark.slow
@@ -132,14 +129,3 @@ def test_the_run_page_lists_inputs_and_compare_tells_inputs_apart(crate_server: 
         assert "1 of 1 inputs differ" in compared
         same = browser.get(f"/compare?a={first}&b={first}").text
         assert "Both runs had the same input files." in same
-
-
-@contextmanager
-def logged_in(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
-        assert token
-        form = {"username": "admin", "password": "correct horse battery",
-                "csrf_token": token.group(1), "next": "/"}  # fmt: skip
-        assert client.post("/login", data=form).status_code == 303
-        yield client

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from simyard.domain.runs import run_files
 from simyard.domain.states import RunState
 from simyard.domain.tables import Run, StoredFile
-from simyard.times import aware
+from simyard.times import utc_text
 
 CONTEXT = "https://w3id.org/ro/crate/1.1/context"
 SPEC = "https://w3id.org/ro/crate/1.1"
@@ -36,7 +36,7 @@ ACTIVE = "http://schema.org/ActiveActionStatus"
 
 
 def _when(value: dt.datetime | None) -> str | None:
-    return None if value is None else aware(value).isoformat().replace("+00:00", "Z")
+    return None if value is None else utc_text(value)
 
 
 def _ref(entity: dict[str, Any]) -> dict[str, str]:
