@@ -352,6 +352,7 @@ def test_demo_starts_registers_the_examples_and_runs_lake_heat(tmp_path: Path) -
         password = re.search(r"with password (\S+)", printed)
         assert password, printed
         assert "registered lake-heat 1.4.0" in printed
+        assert "✗" not in printed  # the README's first command prints no error
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(

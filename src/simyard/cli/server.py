@@ -252,7 +252,14 @@ def prepare_demo(settings: Settings) -> str | None:
             try:
                 version, created = register_model(db=db, store=store, model_dir=folder, user=admin)
             except ManifestError as exc:
-                err_console.print(f"[red]✗[/red] example {folder.name}: {exc}")
+                builder = folder / "build-image.sh"
+                if builder.is_file() and "image" in str(exc):  # its image is made on demand
+                    console.print(
+                        f"  skipped {folder.name}: its image is not built yet ({builder})",
+                        markup=False, soft_wrap=True,
+                    )  # fmt: skip
+                else:
+                    err_console.print(f"[red]✗[/red] example {folder.name}: {exc}")
                 continue
             if created:
                 record(
