@@ -301,3 +301,27 @@ def test_webhook_to_a_loopback_address_is_refused_without_the_allow_list(
         receiver.close()
         for _ in gen:
             pass
+
+
+def test_the_email_names_the_run_and_tells_its_warnings(
+    mail_server: Server, smtp: Smtp, tmp_path: Path, make_model: MakeModel
+) -> None:
+    patterns = '    error_patterns: ["^ERROR"]'
+    warned = MODEL.replace("name: toy", "name: toywarn").replace(
+        patterns, patterns + '\n    warning_patterns: ["^day 2 "]'
+    )
+    assert mail_server.cli("models", "add", make_model(warned, FILES)).returncode == 0
+    done = mail_server.cli(
+        "run", "toywarn", "-p", "days=3", "-p", "albedo=0.5", "-i",
+        f"forcing={tmp_path / 'forcing.csv'}", "--name", "hot lake", "--tag", "heatwave",
+        "--wait", "--json",
+    )  # fmt: skip
+    run = json.loads(done.stdout)
+    assert run["state"] == "succeeded", done.stderr
+    ((_, message),) = smtp.wait_for(1)
+    assert message["Subject"] == f"[simyard] toywarn run {run['id']} “hot lake” succeeded"
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "Tags: heatwave" in text
+    warnings = text.split("Warnings:\n", 1)[1].split("\n\n", 1)[0]
+    assert "params.albedo: " in warnings  # the soft limit it was started past
+    assert "task simulate: day 2 of 3" in warnings  # a line of its warning_patterns

@@ -25,15 +25,20 @@ def run_message(run: Run, outputs: list[StoredFile], *, base_url: str, event_id:
     name = run.model_version.name
     link = f"{base_url.rstrip('/')}/runs/{run.id}"
     outcome = OUTCOME_WORDS.get(run.state, run.state)
-    subject = f"[simyard] {name} run {run.id} {outcome}"
+    called = f" “{run.name}”" if run.name else ""
+    subject = f"[simyard] {name} run {run.id}{called} {outcome}"
     took = ""
     if run.started_at and run.finished_at:
         took = f"{(run.finished_at - run.started_at).total_seconds():.1f} s"
-    lines = [f"Run {run.id} of {name} {run.model_version.version} {outcome}."]
+    lines = [f"Run {run.id}{called} of {name} {run.model_version.version} {outcome}."]
+    if run.tags:
+        lines.append(f"Tags: {', '.join(run.tags)}")
     if took:
         lines.append(f"Duration: {took}")
     params = list(run.params.items())[:MAX_PARAMS]
     lines += ["", "Parameters:"] + [f"  {k} = {v}" for k, v in params]
+    if warned := warning_lines(run):
+        lines += ["", "Warnings:"] + [f"  {line}" for line in warned]
     if run.state == "succeeded":
         if run.metrics:
             lines += ["", "Metrics:"] + [f"  {k} = {v}" for k, v in run.metrics.items()]
@@ -57,6 +62,9 @@ def run_message(run: Run, outputs: list[StoredFile], *, base_url: str, event_id:
         "model": name,
         "version": run.model_version.version,
         "state": run.state,
+        "name": run.name,
+        "tags": run.tags or [],
+        "warnings": warning_lines(run),
         "params": run.params,
         "metrics": run.metrics,
         "error": {"kind": run.error_kind, "task": run.error_task, "summary": run.error_summary}
@@ -69,6 +77,15 @@ def run_message(run: Run, outputs: list[StoredFile], *, base_url: str, event_id:
 
 
 MAX_SWEEP_LINES = 200
+
+
+def warning_lines(run: Run) -> list[str]:
+    """What the run was warned about: at its start (soft limits, hooks), then by its tasks
+    (lines matching a task's warning_patterns)."""
+    lines = [f"{w.get('field')}: {w.get('message')}" for w in run.warnings or []]
+    for task_run in run.task_runs:
+        lines += [f"task {task_run.name}: {line}" for line in task_run.warnings or []]
+    return lines
 
 
 def failure_words(kind: str) -> str:
