@@ -5,10 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +22,7 @@ import psutil
 import pytest
 
 from tests.conftest import MakeModel
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, free_port
 from tests.integration.test_web_pages import browser
 from tests.toymodel import FILES, FORCING, MODEL
 
@@ -319,15 +325,51 @@ def test_server_killed_mid_run_then_restarted_finishes_every_run(server: Server,
         assert server.wait_for_run(other)["state"] == "succeeded"
 
 
+@contextmanager
+def demo_server(env: dict[str, str], port: int, out: Path) -> Iterator[str]:
+    """``simyard serve --demo`` running; what it printed once it says how to log in."""
+    with open(out, "wb") as printed_to:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "simyard", "serve", "--demo", "--port", str(port)],
+            env=env,
+            stdout=printed_to,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            printed = ""
+            while "log in as admin" not in printed and time.monotonic() < deadline:
+                time.sleep(0.2)
+                printed = out.read_text()
+            yield printed
+        finally:
+            demo.terminate()
+            demo.wait(timeout=30)
+
+
+def demo_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "simyard", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def demo_login(env: dict[str, str], url: str, password: str) -> None:
+    """Log in as the demo's admin, trying while the server starts answering."""
+    for _ in range(100):
+        login = demo_cli(env, "login", url, "-u", "admin", "--password", password)
+        if login.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(login.stderr)
+
+
 def test_demo_starts_registers_the_examples_and_runs_lake_heat(tmp_path: Path) -> None:
     """The README's first command: a fresh data folder, the examples, an admin to log in as."""
-    import os
-    import re
-    import subprocess
-    import sys
-
-    from tests.integration.conftest import free_port
-
     port = free_port()
     env = {
         **os.environ,
@@ -336,84 +378,30 @@ def test_demo_starts_registers_the_examples_and_runs_lake_heat(tmp_path: Path) -
     }
     env.pop("SIMYARD_URL", None)
     env.pop("SIMYARD_TOKEN", None)
-    out = open(tmp_path / "demo.out", "wb")  # noqa: SIM115 - closed below
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "simyard", "serve", "--demo", "--port", str(port)],
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        printed = ""
-        while "log in as admin" not in printed and time.monotonic() < deadline:
-            time.sleep(0.2)
-            printed = (tmp_path / "demo.out").read_text()
+    url = f"http://127.0.0.1:{port}"
+    with demo_server(env, port, tmp_path / "demo.out") as printed:
         password = re.search(r"with password (\S+)", printed)
         assert password, printed
         assert "registered lake-heat 1.4.0" in printed
         assert "✗" not in printed  # the README's first command prints no error
-
-        def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "simyard", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            login = cli("login", url, "-u", "admin", "--password", password.group(1))
-            if login.returncode == 0:
-                break
-            time.sleep(0.2)
-        assert login.returncode == 0, login.stderr
-        done = cli("run", "lake-heat", "--wait", "--json")
+        demo_login(env, url, password.group(1))
+        done = demo_cli(env, "run", "lake-heat", "--wait", "--json")
         assert done.returncode == 0, done.stdout + done.stderr
         run = json.loads(done.stdout)
         assert run["state"] == "succeeded"
         assert run["metrics"]["days_simulated"] == 30
-    finally:
-        demo.terminate()
-        demo.wait(timeout=30)
-        out.close()
 
     # A port in use is refused before anything is set up or printed, with what to do.
-    import socket
-
     with socket.create_server(("127.0.0.1", 0)) as taken:
         busy = taken.getsockname()[1]
-        refused = cli("serve", "--demo", "--port", str(busy))
+        refused = demo_cli(env, "serve", "--demo", "--port", str(busy))
     assert refused.returncode == 2
     assert f"cannot listen on 127.0.0.1:{busy}" in refused.stderr
     assert "--port" in refused.stderr
     assert "password" not in refused.stdout + refused.stderr
 
     # A restart keeps the admin's password: the one printed first still logs in.
-    with open(tmp_path / "again.out", "wb") as again_out:
-        again = subprocess.Popen(
-            [sys.executable, "-m", "simyard", "serve", "--demo", "--port", str(port)],
-            env=env,
-            stdout=again_out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            printed = ""
-            while "log in as admin" not in printed and time.monotonic() < deadline:
-                time.sleep(0.2)
-                printed = (tmp_path / "again.out").read_text()
-            assert "with the password printed when this demo was set up" in printed, printed
-            assert "with password " not in printed
-            for _ in range(100):
-                login = cli("login", url, "-u", "admin", "--password", password.group(1))
-                if login.returncode == 0:
-                    break
-                time.sleep(0.2)
-            assert login.returncode == 0, login.stderr
-        finally:
-            again.terminate()
-            again.wait(timeout=30)
+    with demo_server(env, port, tmp_path / "again.out") as printed:
+        assert "with the password printed when this demo was set up" in printed, printed
+        assert "with password " not in printed
+        demo_login(env, url, password.group(1))
