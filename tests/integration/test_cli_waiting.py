@@ -136,3 +136,13 @@ def test_version() -> None:
     )
     assert done.stdout.startswith("simyard ")
     assert done.stdout.split()[1][0].isdigit()
+
+
+def test_an_unknown_model_suggests_close_names(cli_server: Server) -> None:
+    done = cli_server.cli("run", "tyo", "--json")
+    assert done.returncode == 2
+    (error,) = json.loads(done.stdout)["errors"]
+    assert error["field"] == "model"
+    assert error["message"] == "no model 'tyo' is registered; did you mean 'toy'?"
+    other = cli_server.cli("run", "toy@9.9")
+    assert "no model 'toy 9.9' is registered; 'toy' has no version '9.9'" in other.stderr

@@ -9,6 +9,7 @@ happens in one transaction; the caller wakes the dispatcher and shapes the answe
 
 from __future__ import annotations
 
+import difflib
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from simyard.config import Settings
@@ -96,7 +98,13 @@ def resolve_model(db: Session, fields: Mapping[str, Any]) -> ModelVersion:
     version = find_version(db=db, name=model, version=version_name or None)
     if version is None:
         what = f"{model} {version_name}" if version_name else model
-        raise ValidationFailed([Problem("model", f"no model {what!r} is registered")])
+        if version_name and find_version(db=db, name=model) is not None:
+            hint = f"; {model!r} has no version {version_name!r}"
+        else:
+            names = db.scalars(select(ModelVersion.name).distinct()).all()
+            close = difflib.get_close_matches(model, names, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
+        raise ValidationFailed([Problem("model", f"no model {what!r} is registered{hint}")])
     return version
 
 
