@@ -125,6 +125,9 @@ def test_the_cli_labels_and_edits_runs(srv: Server) -> None:
     shown = srv.cli("runs", "show", str(first["id"])).stdout
     assert "name: baseline · tags: calibration, v2" in shown
 
+    # A newer version of the model meanwhile: an edit keeps the version it was run with.
+    newer = write_model(srv.home.parent / "toy-0.2", MODEL.replace('"0.1"', '"0.2"'), FILES)
+    assert srv.cli("models", "add", newer).returncode == 0
     other = srv.home.parent / "other.csv"
     again = srv.cli(
         "run", "toy", "--from", str(first["id"]), "-p", "days=2", "-i", f"forcing={other}",
@@ -133,6 +136,7 @@ def test_the_cli_labels_and_edits_runs(srv: Server) -> None:
     assert again.returncode == 0, again.stderr
     edited = json.loads(again.stdout)
     assert edited["params"]["days"] == 2
+    assert edited["version"] == "0.1"
     assert edited["rerun_of"] == first["id"]
     assert edited["name"] is None  # labels are the new run's own
     assert Path(other).read_text() == OTHER_FORCING

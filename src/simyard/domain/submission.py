@@ -206,13 +206,15 @@ class RunSubmission(Submission):
         except (TypeError, ValueError, OverflowError, run_service.RunNotFound):
             raise ValidationFailed([Problem("from_run", f"no run {given!r} of yours")]) from None
         old = self.source
+        model = self.fields.get("model") or old.model_version.name
+        same_model = model == old.model_version.name  # then its version, unless one is named
         self.fields = {
             **self.fields,
-            "model": self.fields.get("model") or old.model_version.name,
-            "version": self.fields.get("version") or (
-                None if self.fields.get("model") else old.model_version.version),
+            "model": model,
+            "version": self.fields.get("version")
+            or (old.model_version.version if same_model else None),
             "params": {**old.params, **(self.fields.get("params") or {})},
-        }  # fmt: skip
+        }
         kept: dict[str, run_service.Upload] = {}
         for stored in run_service.run_files(db=db, run=old, kind="input"):
             if stored.slot and stored.slot not in self.uploads:
