@@ -122,7 +122,7 @@ def model_processes(servers: tuple[Server, ...]) -> dict[int, int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"slow.py" not in argv or b"bwrap" in argv[0]:
+        if argv[1:2] != [b"slow.py"]:  # the model itself, not bwrap or the exit reporter
             continue
         pid = ancestor = int(proc.name)
         while ancestor > 1 and ancestor not in roots:
