@@ -67,6 +67,12 @@ def test_labels_and_warnings_are_kept_and_editable(srv: Server) -> None:
         assert {e["field"] for e in bad.json()["errors"]} == {"owner"}
         bad = api.patch(f"/runs/{run_id}", json={"tags": ["two words"], "name": "x" * 201})
         assert {e["field"] for e in bad.json()["errors"]} == {"tags", "name"}
+        # A name goes into email subjects: one line, no control characters.
+        bad = api.patch(f"/runs/{run_id}", json={"name": "a\r\nBcc: x@example.org"})
+        assert bad.status_code == 422
+        assert bad.json()["errors"] == [
+            {"field": "name", "message": "one line of at most 200 characters"}
+        ]
     with srv.http("carol") as other:
         assert other.patch(f"/runs/{run_id}", json={"name": "mine"}).status_code == 404
     srv.wait_for_run(run_id)

@@ -48,7 +48,7 @@ class Labels:
         """The labels of a request's fields; ValidationFailed naming each bad one. Tags may
         come as a list or, in a form, as JSON text (``["calibration"]``)."""
         problems: list[Problem] = []
-        name = _text(fields.get("name"), "name", MAX_NAME, problems)
+        name = _text(fields.get("name"), "name", MAX_NAME, problems, one_line=True)
         notes = _text(fields.get("notes"), "notes", MAX_NOTES, problems)
         tags = fields.get("tags") or []
         if isinstance(tags, str):  # a form's field: JSON, or words split by commas
@@ -76,15 +76,21 @@ class Labels:
         run.name, run.notes, run.tags = self.name, self.notes, list(self.tags)
 
 
-def _text(value: Any, field: str, limit: int, problems: list[Problem]) -> str | None:
+def _text(
+    value: Any, field: str, limit: int, problems: list[Problem], *, one_line: bool = False
+) -> str | None:
+    """Text of at most ``limit`` characters, without NUL; ``one_line``: without any control
+    character either (a name goes into email subjects and terminal lines)."""
     if value is None:
         return None
     if not isinstance(value, str):
         problems.append(Problem(field, "must be text"))
         return None
     text = str(value).strip()
-    if len(text) > limit or "\x00" in text:
-        problems.append(Problem(field, f"at most {limit} characters, no NUL"))
+    controls = [c for c in text if ord(c) < 32 or ord(c) == 127] if one_line else []
+    if len(text) > limit or "\x00" in text or controls:
+        rule = "one line of at most {} characters" if one_line else "at most {} characters, no NUL"
+        problems.append(Problem(field, rule.format(limit)))
         return None
     return text
 
