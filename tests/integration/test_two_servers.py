@@ -160,7 +160,7 @@ def test_a_stalled_dispatcher_past_its_lease_never_runs_attempts_beside_the_new_
 
     os.kill(leader.process.pid, signal.SIGSTOP)  # the dispatching server stalls
     stopped = time.monotonic()
-    while time.monotonic() - stopped < 30:
+    while time.monotonic() - stopped < 90:  # generous: a loaded CI machine takes over slowly
         sample()
         taken_over = [s for s in seen.values() if s[0] != leader_index]
         if taken_over and time.monotonic() - min(s[1] for s in taken_over) > 2:
