@@ -69,8 +69,9 @@ class UidLease:
             lease = cls._try(users, uid)
             if lease is None:
                 continue
-            _kill_leftovers(uid)
-            return lease
+            if _kill_leftovers(uid):
+                return lease
+            lease.release()
         raise EngineError(
             f"all {users.count} model uids from {users.first} are in use; "
             "raise SIMYARD_MODEL_UID_COUNT"
@@ -162,11 +163,19 @@ def _make_lock_dir(lock_dir: Path) -> None:
         raise EngineError(f"{lock_dir} must be a folder that only root may write")
 
 
-def _kill_leftovers(uid: int) -> None:
-    """Kill processes of ``uid`` that a crashed engine left (none in the usual case)."""
-    from simyard.engine.proctree import ProcessTree
+def _kill_leftovers(uid: int) -> bool:
+    """Kill processes of ``uid`` that a crashed engine left (none in the usual case); True
+    when the uid then has no process at all.
+
+    A killed process whose parent has not reaped it yet (an orphan waits for init) still
+    counts against the uid's RLIMIT_NPROC: a model started as that uid could then not even
+    start its own program, so such a uid is passed over until its dead are reaped.
+    """
+    from simyard.engine.proctree import ProcessTable, ProcessTree
 
     ProcessTree(None, None, uid=uid).kill()
+    table = ProcessTable.read(with_uids=True)
+    return not any(entry.uid == uid for entry in table.entries.values())
 
 
 def kill_unleased_processes(users: ModelUsers) -> None:

@@ -102,3 +102,25 @@ def test_processes_of_an_unleased_model_uid_are_killed_leased_ones_kept(tmp_path
             for proc in (orphan, kept):
                 proc.kill()
                 proc.wait()
+
+
+@needs_root
+def test_a_uid_whose_dead_are_not_yet_reaped_is_passed_over(tmp_path: Path) -> None:
+    """An unreaped process still counts against the uid's process limit: a model given that
+    uid with a small limit could not even start its program (setpriv exits 126)."""
+    users = ModelUsers(first=3_900_000_010, count=2, lock_dir=tmp_path / "uids")
+    pid = os.fork()
+    if pid == 0:  # the child dies as the lowest uid and stays unreaped until we wait
+        os.setresgid(users.first, users.first, users.first)
+        os.setresuid(users.first, users.first, users.first)
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and psutil.Process(pid).status() != "zombie":
+            time.sleep(0.01)
+        with UidLease.acquire(users) as lease:
+            assert lease.uid == users.first + 1
+    finally:
+        os.waitpid(pid, 0)
+    with UidLease.acquire(users) as lease:
+        assert lease.uid == users.first  # reaped, it is free again
