@@ -261,8 +261,9 @@ def create_sweep(
     stored = store_inputs(store=store, version=version, uploads=uploads)
     for run_input in checked:
         queue_run(
-            db=db, user=user, version=version, checked=run_input, inputs=stored, sweep_id=sweep.id
-        )
+            db=db, user=user, version=version, checked=run_input, inputs=stored,
+            sweep_id=sweep.id, warnings=run_input.warnings,
+        )  # fmt: skip
     return sweep
 
 
