@@ -15,6 +15,7 @@ from markupsafe import Markup
 from simyard.domain.tables import User
 from simyard.manifest.units import format_size
 from simyard.notify.base import shown_target
+from simyard.times import utc_text
 from simyard.web.session import CSRF_FIELD, csrf_token
 from simyard.web.vendor import GLOBAL_STYLE_ID, plotly_styles
 
@@ -53,7 +54,7 @@ def when(value: dt.datetime | None) -> str:
 
 
 templates = Jinja2Templates(directory=str(TEMPLATES))
-templates.env.filters.update(markdown=markdown, size=format_size, when=when)
+templates.env.filters.update(markdown=markdown, size=format_size, when=when, utc=utc_text)
 templates.env.globals.update(
     duration=duration, csrf_field=CSRF_FIELD, shown_target=shown_target,
     plotly_styles=plotly_styles, plotly_global_style=GLOBAL_STYLE_ID,

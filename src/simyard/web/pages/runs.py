@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from simyard.api.deps import RowId
 from simyard.domain.runsearch import Search, parse_search
-from simyard.domain.states import RunState
+from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import ModelVersion, Run, User
 from simyard.web.pages.common import PageDb, PageUser
+from simyard.web.pages.compare import MAX_COMPARED
 from simyard.web.templating import render
 
 router = APIRouter()
@@ -30,7 +31,9 @@ def runs_page(
     q: str = "",
     before: RowId | None = None,
 ) -> HTMLResponse:
-    query = select(Run).options(selectinload(Run.model_version), selectinload(Run.user))
+    query = select(Run).options(
+        selectinload(Run.model_version), selectinload(Run.user), selectinload(Run.task_runs)
+    )
     if not user.is_admin:
         query = query.where(Run.user_id == user.id)
     if state in {s.value for s in RunState}:
@@ -61,11 +64,35 @@ def runs_page(
         query = query.where(Run.id < before)
     runs, more = _page(db, query.order_by(Run.id.desc()), search)
     names = sorted({v for v in db.scalars(select(ModelVersion.name).distinct())})
+    param_columns, metric_columns = offered_columns(runs)
     return render(
         request, "runs.html", user, nav="runs", runs=runs, more=more, states=list(RunState),
         models=names, state=state, model=model, q=q, before=before,
-        changed=lambda run: changed_params(run),
+        changed=lambda run: changed_params(run), progress=run_progress,
+        param_columns=param_columns, metric_columns=metric_columns,
+        final={s.value for s in RunState if s.final}, max_compared=MAX_COMPARED,
     )  # fmt: skip
+
+
+def offered_columns(runs: list[Run]) -> tuple[list[str], list[str]]:
+    """The parameters and the metrics of the page's runs' models, in manifest order: the
+    columns the column chooser offers."""
+    params: dict[str, None] = {}
+    metrics: dict[str, None] = {}
+    for run in runs:
+        manifest = run.model_version.manifest
+        params |= dict.fromkeys(manifest.get("parameters") or {})
+        metrics |= dict.fromkeys((manifest.get("results") or {}).get("metrics") or {})
+    return list(params), list(metrics)
+
+
+def run_progress(run: Run) -> float | None:
+    """How far a running run is, in percent over its tasks (an ended task counts whole);
+    None when it is not running."""
+    if run.state != RunState.running or not run.task_runs:
+        return None
+    done = sum(100.0 if TaskRunState(t.state).final else (t.progress or 0.0) for t in run.task_runs)
+    return done / len(run.task_runs)
 
 
 def _page(db: Session, query: Select[Run], search: Search) -> tuple[list[Run], bool]:

@@ -8,6 +8,7 @@
     label: run.label ?? `#${run.id}`,
     runId: run.id,
     outputs: run.outputs,
+    color: run.color,
   }));
 
   function showError(text) {

@@ -49,6 +49,8 @@ window.SimyardPlots = (() => {
     return rows;
   }
 
+  const DASHES = ["solid", "dot", "dash", "dashdot", "longdash"];
+
   const NOT_A_NUMBER = /^[-+]?(nan|inf|infinity)$/i;
 
   /** Column name -> values; a column whose every cell is a number (or empty) holds numbers. */
@@ -131,7 +133,7 @@ window.SimyardPlots = (() => {
 
   /**
    * Draw ``plot`` (a manifest entry: title, file, x, y, kind) into ``element`` from
-   * ``sources``: ``[{label, runId, outputs}]``; each source adds one trace per y column,
+   * ``sources``: ``[{label, runId, outputs, color?}]``; each source adds one trace per y column,
    * named "<label> <column>" (or just the column without a label).
    */
   async function draw(element, plot, sources) {
@@ -173,7 +175,13 @@ window.SimyardPlots = (() => {
             name: plain(prefix + name),
             x: plainValues(x),
             y: plainValues(y),
-            line: index > 0 ? { dash: "dot" } : {},
+            // A run's own colour (compare, sweeps) on every chart; its columns told by dashes.
+            ...(source.color
+              ? {
+                line: { color: source.color, dash: DASHES[plot.y.indexOf(name) % DASHES.length] },
+                marker: { color: source.color },
+              }
+              : { line: index > 0 ? { dash: "dot" } : {} }),
           });
         }
       }),
