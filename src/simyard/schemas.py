@@ -93,6 +93,23 @@ class RunOut(BaseModel):
     name: str | None = None
     notes: str | None = None
     tags: list[str] = []
+    project: str | None = None  # the project it was started in (its members read it)
+
+
+class ShareOut(BaseModel):
+    """A run or sweep shared read-only with ``user``, or with every signed-in user."""
+
+    user: str | None
+    everyone: bool
+    shared_by: str | None
+    created_at: Timestamp
+
+
+class ProjectOut(BaseModel):
+    name: str
+    members: list[str]
+    max_active_runs: int | None  # at most this many of its runs not yet ended; None: any
+    created_at: Timestamp
 
 
 class SweepOut(BaseModel):

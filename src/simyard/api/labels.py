@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, HTTPException, status
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from simyard.api.deps import DbDep, PlatformDep, RowId, UserDep, problems_response
 from simyard.api.runs import load_run
 from simyard.api.schemas import RunOut, run_out
+from simyard.domain.access import Action
 from simyard.domain.runs import Labels, queue_position, run_files
 from simyard.errors import Problem, ValidationFailed
 
@@ -26,9 +27,7 @@ def label_run(
     changes: dict[str, Any] = Body(examples=[{"name": "calibrated", "tags": ["calibration"]}]),  # noqa: B008
 ) -> Any:
     """Change a run's ``name``, ``notes`` and ``tags``; a key left out stays as it is."""
-    run = load_run(db, user, run_id)
-    if run.user_id != user.id and not user.is_admin:  # pragma: no cover - load_run refuses
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"run {run_id} not found")
+    run = load_run(db, user, run_id, Action.relabel)
     unknown = [Problem(k, "not a label of a run (name, notes, tags)") for k in changes
                if k not in EDITABLE]  # fmt: skip
     current = {"name": run.name, "notes": run.notes, "tags": run.tags or []}

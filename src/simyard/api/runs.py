@@ -20,6 +20,8 @@ from simyard.api.runrequest import read_run_request, submit_request, upload_scra
 from simyard.api.schemas import REFUSED, RunOut, SweepOut, run_out, sweep_out
 from simyard.domain import runs as run_service
 from simyard.domain import sweeps as sweep_service
+from simyard.domain.access import Action, ReadOnly
+from simyard.domain.projects import check_project_quota, find_project, is_member
 from simyard.domain.submission import (
     RunRateSpent,
     RunSubmission,
@@ -29,7 +31,7 @@ from simyard.domain.submission import (
 )
 from simyard.domain.tables import User
 from simyard.domain.waiting import waiting_reason
-from simyard.errors import ValidationFailed
+from simyard.errors import Problem, ValidationFailed
 from simyard.wiring import Platform
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -109,19 +111,38 @@ def list_runs(
     model: str | None = None,
     before: Annotated[RowId | None, Query(description="Only runs with a smaller id")] = None,
     limit: int = Query(default=50, ge=1, le=500),
-) -> list[RunOut]:
-    """The caller's runs (every run for an admin), newest first."""
+    shared: Annotated[
+        bool, Query(description="Instead: the runs others shared with the caller (read-only)")
+    ] = False,
+    project: Annotated[
+        str | None, Query(description="Instead: the runs of this project (members, admins)")
+    ] = None,
+) -> Any:
+    """The caller's runs (every run for an admin), newest first; ``shared=1``: the runs
+    shared with the caller (by a user, with everyone, through a sweep or a project);
+    ``project=NAME``: that project's runs."""
+    chosen = None
+    if project:
+        chosen = find_project(db=db, name=project)
+        if chosen is None or not (user.is_admin or is_member(db=db, project=chosen, user=user)):
+            problem = Problem("project", f"you are not a member of a project {project[:64]!r}")
+            return problems_response([problem])
     runs = run_service.list_runs(
-        db=db, user=user, state=state, model=model, before_id=before, limit=limit
-    )
+        db=db, user=user, state=state, model=model, before_id=before, limit=limit,
+        shared=shared, project=chosen,
+    )  # fmt: skip
     return [run_out(run, []) for run in runs]
 
 
-def load_run(db: DbDep, user: UserDep, run_id: RowId) -> Any:
+def load_run(db: DbDep, user: UserDep, run_id: RowId, action: Action = Action.read) -> Any:
+    """The run if the user may do ``action`` to it: 404 when they may not see it, 403
+    when it is shared with them read-only (domain/access.py decides)."""
     try:
-        return run_service.get_run(db=db, run_id=run_id, user=user)
+        return run_service.get_run(db=db, run_id=run_id, user=user, action=action)
     except run_service.RunNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"run {run_id} not found") from None
+    except ReadOnly as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(exc)) from None
 
 
 @router.get("/{run_id}", response_model=RunOut)
@@ -136,7 +157,7 @@ def get_run(run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -> R
 
 @router.post("/{run_id}/cancel", response_model=RunOut)
 def cancel_run(run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -> RunOut:
-    run = load_run(db, user, run_id)
+    run = load_run(db, user, run_id, Action.cancel)
     run_service.cancel_run(db=db, run=run)
     db.commit()
     platform.dispatcher.wake()
@@ -147,11 +168,15 @@ def cancel_run(run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -
 def rerun(
     run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep, from_failed: bool = False
 ) -> Any:
-    run = load_run(db, user, run_id)
+    run = load_run(db, user, run_id, Action.rerun)
     try:
+        if run.project is not None:
+            check_project_quota(db=db, project=run.project)
         spend_run_rate(db, platform.settings.run_rate_limit(), user)
     except RunRateSpent as exc:
         return rate_refusal(exc)
+    except ValidationFailed as exc:
+        return problems_response(exc.problems)
     new_id = run_service.rerun(db=db, run=run, user=user, from_failed=from_failed).id
     db.commit()
     platform.dispatcher.wake()

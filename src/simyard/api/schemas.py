@@ -94,6 +94,7 @@ def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = No
         name=run.name,
         notes=run.notes,
         tags=run.tags or [],
+        project=run.project.name if run.project else None,
         worker_seconds=usage[0],
         cpu_seconds=usage[1],
     )

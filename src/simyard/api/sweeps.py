@@ -10,6 +10,7 @@ from simyard.api.deps import DbDep, PlatformDep, RowId, UserDep
 from simyard.api.runs import submit
 from simyard.api.schemas import REFUSED, SweepOut, sweep_out
 from simyard.domain import sweeps as sweep_service
+from simyard.domain.access import Action, ReadOnly
 from simyard.domain.submission import SweepSubmission
 from simyard.domain.tables import Sweep
 
@@ -43,19 +44,29 @@ def list_sweeps(
     user: UserDep,
     before: Annotated[RowId | None, Query(description="Only sweeps with a smaller id")] = None,
     limit: int = Query(default=50, ge=1, le=500),
+    shared: Annotated[
+        bool, Query(description="Instead: the sweeps others shared with the caller")
+    ] = False,
 ) -> list[SweepOut]:
-    """The caller's sweeps (every sweep for an admin), newest first, without their runs."""
-    found = sweep_service.list_sweeps(db=db, user=user, before_id=before, limit=limit)
+    """The caller's sweeps (every sweep for an admin), newest first, without their runs;
+    ``shared=1``: the sweeps shared with the caller."""
+    found = sweep_service.list_sweeps(
+        db=db, user=user, before_id=before, limit=limit, shared=shared
+    )
     return [sweep_out(sweep, with_runs=False) for sweep in found]
 
 
-def load_sweep(db: DbDep, user: UserDep, sweep_id: RowId) -> Sweep:
+def load_sweep(db: DbDep, user: UserDep, sweep_id: RowId, action: Action = Action.read) -> Sweep:
+    """The sweep if the user may do ``action`` to it: 404 when they may not see it, 403
+    when it is shared with them read-only (domain/access.py decides)."""
     try:
-        return sweep_service.get_sweep(db=db, sweep_id=sweep_id, user=user)
+        return sweep_service.get_sweep(db=db, sweep_id=sweep_id, user=user, action=action)
     except sweep_service.SweepNotFound:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"sweep {sweep_id} not found"
         ) from None
+    except ReadOnly as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(exc)) from None
 
 
 @router.get("/{sweep_id}", response_model=SweepOut)
@@ -67,7 +78,7 @@ def get_sweep(sweep_id: RowId, db: DbDep, user: UserDep) -> SweepOut:
 @router.post("/{sweep_id}/cancel", response_model=SweepOut)
 def cancel_sweep(sweep_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -> SweepOut:
     """Stop every run of the sweep that has not ended."""
-    sweep = load_sweep(db, user, sweep_id)
+    sweep = load_sweep(db, user, sweep_id, Action.cancel)
     sweep_service.cancel_sweep(db=db, sweep=sweep)
     db.commit()
     platform.dispatcher.wake()

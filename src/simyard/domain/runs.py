@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from simyard import taskgraph
+from simyard.domain.access import Action, readable_runs, require, run_standing
 from simyard.domain.registry import manifest_of
 from simyard.domain.states import RunState, TaskRunState
-from simyard.domain.tables import Event, ModelVersion, Run, StoredFile, TaskRun, User
+from simyard.domain.tables import Event, ModelVersion, Project, Run, StoredFile, TaskRun, User
 from simyard.errors import Problem, SimyardError, ValidationFailed
 from simyard.manifest.inputs import DEFAULT_MAX_UNPACKED_SIZE
 from simyard.manifest.runinput import RunInput, validate_run_input
@@ -205,8 +206,10 @@ def create_run(
     labels: Labels | None = None,
     warnings: list[Problem] | None = None,
     from_run: Run | None = None,
+    project: Project | None = None,
 ) -> Run:
-    """Store the inputs and queue the run (``from_run``: edited from that run)."""
+    """Store the inputs and queue the run (``from_run``: edited from that run; ``project``:
+    started in that project, whose membership and quota the caller checked)."""
     stored = store_inputs(store=store, version=version, uploads=uploads)
     run = queue_run(
         db=db, user=user, version=version, checked=checked, inputs=stored, notify=notify,
@@ -214,6 +217,8 @@ def create_run(
     )  # fmt: skip
     if from_run is not None:
         run.rerun_of = from_run.id
+    if project is not None:
+        run.project_id = project.id
     return run
 
 
@@ -279,15 +284,18 @@ def _add_task_runs(db: Session, run: Run, order: list[str], needs: Mapping[str, 
     db.flush()
 
 
-def get_run(*, db: Session, run_id: int, user: User) -> Run:
-    """The run, if ``user`` may see it (owner or admin); RunNotFound otherwise."""
+def get_run(*, db: Session, run_id: int, user: User, action: Action = Action.read) -> Run:
+    """The run, if ``user`` may do ``action`` to it (see domain/access.py): RunNotFound
+    when they may not see it, ReadOnly when they may only read it."""
     run = db.scalar(
         select(Run)
         .where(Run.id == run_id)
         .options(selectinload(Run.task_runs), selectinload(Run.model_version))
     )
-    if run is None or (run.user_id != user.id and not user.is_admin):
-        raise RunNotFound(f"run {run_id} not found")
+    missing = RunNotFound(f"run {run_id} not found")
+    if run is None:
+        raise missing
+    require(run_standing(db, user, run), action, f"run {run_id}", missing)
     return run
 
 
@@ -299,10 +307,19 @@ def list_runs(
     model: str | None = None,
     before_id: int | None = None,
     limit: int = 50,
+    shared: bool = False,
+    project: Project | None = None,
 ) -> list[Run]:
-    """The user's runs (all runs for an admin), newest first; keyset pagination by id."""
+    """The user's runs (all runs for an admin), newest first; keyset pagination by id.
+    ``shared``: instead, the runs others shared with the user (directly, with everyone,
+    through a sweep or a project); ``project``: the project's runs (the caller checked
+    that the user may read them)."""
     query = select(Run).options(selectinload(Run.model_version), selectinload(Run.task_runs))
-    if not user.is_admin:
+    if project is not None:
+        query = query.where(Run.project_id == project.id)
+    elif shared:
+        query = query.where(Run.user_id != user.id, readable_runs(user))
+    elif not user.is_admin:
         query = query.where(Run.user_id == user.id)
     if state:
         query = query.where(Run.state == state)
@@ -369,6 +386,7 @@ def rerun(*, db: Session, run: Run, user: User, from_failed: bool = False) -> Ru
         state=RunState.queued,
         cancel_requested=False,
         parameter_file=run.parameter_file,
+        project_id=run.project_id,
     )
     db.add(new)
     db.flush()

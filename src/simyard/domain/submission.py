@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from simyard.config import Settings
 from simyard.domain import runs as run_service
 from simyard.domain import sweeps as sweep_service
+from simyard.domain.access import Action, ReadOnly
+from simyard.domain.projects import project_for_run
 from simyard.domain.ratelimit import RunRate, retry_after, spend_run
 from simyard.domain.registry import find_version, manifest_of, model_dir_of
 from simyard.domain.tables import ModelVersion, User
@@ -194,6 +196,7 @@ class RunSubmission(Submission):
 
     def prepare(self, db: Session, user: User, workdir: Path) -> None:
         self.labels = run_service.Labels.read(self.fields)
+        self.project = project_for_run(db=db, user=user, name=self.fields.get("project"))
         self.source = None
         given = self.fields.get("from_run")
         if given is None or given == "":
@@ -202,8 +205,10 @@ class RunSubmission(Submission):
             source_id = int(given)
             if not 1 <= source_id <= run_service.MAX_ROW_ID:  # an INTEGER column's range
                 raise run_service.RunNotFound(given)
-            self.source = run_service.get_run(db=db, run_id=source_id, user=user)
-        except (TypeError, ValueError, OverflowError, run_service.RunNotFound):
+            self.source = run_service.get_run(
+                db=db, run_id=source_id, user=user, action=Action.rerun
+            )
+        except (TypeError, ValueError, OverflowError, run_service.RunNotFound, ReadOnly):
             raise ValidationFailed([Problem("from_run", f"no run {given!r} of yours")]) from None
         old = self.source
         model = self.fields.get("model") or old.model_version.name
@@ -246,6 +251,7 @@ class RunSubmission(Submission):
             labels=self.labels,
             warnings=checked.warnings,
             from_run=self.source,
+            project=self.project,
         ).id
 
 

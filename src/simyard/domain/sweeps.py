@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from simyard.domain.access import Action, readable_sweeps, require, sweep_standing
 from simyard.domain.registry import manifest_of
 from simyard.domain.runs import (
     Upload,
@@ -267,8 +268,9 @@ def create_sweep(
     return sweep
 
 
-def get_sweep(*, db: Session, sweep_id: int, user: User) -> Sweep:
-    """The sweep with its runs, if ``user`` may see it (owner or admin); SweepNotFound otherwise."""
+def get_sweep(*, db: Session, sweep_id: int, user: User, action: Action = Action.read) -> Sweep:
+    """The sweep with its runs, if ``user`` may do ``action`` to it (see domain/access.py):
+    SweepNotFound when they may not see it, ReadOnly when they may only read it."""
     sweep = db.scalar(
         select(Sweep)
         .where(Sweep.id == sweep_id)
@@ -278,17 +280,27 @@ def get_sweep(*, db: Session, sweep_id: int, user: User) -> Sweep:
             selectinload(Sweep.runs).selectinload(Run.model_version),
         )
     )
-    if sweep is None or (sweep.user_id != user.id and not user.is_admin):
-        raise SweepNotFound(f"sweep {sweep_id} not found")
+    missing = SweepNotFound(f"sweep {sweep_id} not found")
+    if sweep is None:
+        raise missing
+    require(sweep_standing(db, user, sweep), action, f"sweep {sweep_id}", missing)
     return sweep
 
 
 def list_sweeps(
-    *, db: Session, user: User, before_id: int | None = None, limit: int = 50
+    *,
+    db: Session,
+    user: User,
+    before_id: int | None = None,
+    limit: int = 50,
+    shared: bool = False,
 ) -> list[Sweep]:
-    """The user's sweeps (every sweep for an admin), newest first; keyset pagination by id."""
+    """The user's sweeps (every sweep for an admin), newest first; keyset pagination by id.
+    ``shared``: instead, the sweeps others shared with the user."""
     query = select(Sweep).options(selectinload(Sweep.model_version), selectinload(Sweep.runs))
-    if not user.is_admin:
+    if shared:
+        query = query.where(Sweep.user_id != user.id, readable_sweeps(user))
+    elif not user.is_admin:
         query = query.where(Sweep.user_id == user.id)
     if before_id is not None:
         query = query.where(Sweep.id < before_id)

@@ -155,9 +155,14 @@ class Run(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     tags: Mapped[list[str] | None] = mapped_column(JSON)
     warnings: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
+    # The project it was started in (its members read it; its quota counted it), if any.
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="SET NULL"), index=True
+    )
 
     user: Mapped[User] = relationship()
     model_version: Mapped[ModelVersion] = relationship()
+    project: Mapped[Project | None] = relationship()
     task_runs: Mapped[list[TaskRun]] = relationship(
         back_populates="run", order_by="TaskRun.position", cascade="all, delete-orphan"
     )
@@ -193,6 +198,53 @@ class Sweep(Base):
     user: Mapped[User] = relationship()
     model_version: Mapped[ModelVersion] = relationship()
     runs: Mapped[list[Run]] = relationship(order_by="Run.id")
+
+
+class Project(Base):
+    """A named group of users: each member reads the project's runs; its own quota."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # At most this many of the project's runs not yet ended at once (None: no quota).
+    max_active_runs: Mapped[int | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[User]] = relationship(secondary="project_members", order_by="User.name")
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_members"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Share(Base):
+    """A run or a sweep (one of the two) shared read-only with a user, or with every
+    signed-in user when ``user_id`` is None."""
+
+    __tablename__ = "shares"
+    __table_args__ = (
+        Index("ix_shares_run", "run_id"),
+        Index("ix_shares_sweep", "sweep_id"),
+        Index("ix_shares_user", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    shared_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User | None] = relationship(foreign_keys=[user_id])
+    sharer: Mapped[User | None] = relationship(foreign_keys=[shared_by])
 
 
 class TaskRun(Base):

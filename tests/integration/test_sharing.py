@@ -1,0 +1,259 @@
+"""Who may do what to a run: owner, a user it is shared with, every signed-in user, a
+project member, a non-member, an admin — over the HTTP API of a real server. Readers
+read (page data, logs, outputs, provenance) and nothing more; strangers are told nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import write_model
+from tests.integration.conftest import Server, _server
+from tests.toymodel import FILES, FORCING, MODEL
+
+pytestmark = pytest.mark.slow
+
+USERS = ("alice", "bob", "carol", "dave")
+READS = ("", "/logs/simulate", "/outputs", "/provenance", "/outputs.zip")
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("sharing")
+    for server in _server(tmp, {}):
+        assert server.cli("models", "add", write_model(tmp / "toy", MODEL, FILES)).returncode == 0
+        for name in USERS:
+            server.add_user(name)
+        yield server
+
+
+def start(srv: Server, user: str = "alice", **fields: Any) -> dict[str, Any]:
+    data = {"model": "toy", "params": json.dumps(fields.pop("params", {"days": 1}))}
+    data |= {k: str(v) for k, v in fields.items()}
+    with srv.http(user) as api:
+        answer = api.post(
+            "/runs", data=data, files={"inputs.forcing": ("forcing.csv", FORCING.encode())}
+        )
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def status_of(srv: Server, user: str, method: str, path: str, **kwargs: Any) -> int:
+    with srv.http(user) as api:
+        return api.request(method, path, **kwargs).status_code
+
+
+@pytest.fixture(scope="module")
+def runs(srv: Server) -> dict[str, int]:
+    """alice's runs: one shared with bob, one with everyone, one in project ocean (alice
+    and carol), one not shared at all; each finished."""
+    with srv.http("admin") as api:
+        made = api.post("/projects", json={"name": "ocean", "members": ["alice", "carol"]})
+        assert made.status_code == 201, made.text
+        assert made.json()["members"] == ["alice", "carol"]
+    ids = {
+        "user": start(srv)["id"],
+        "everyone": start(srv)["id"],
+        "project": start(srv, project="ocean")["id"],
+        "private": start(srv)["id"],
+    }
+    with srv.http("alice") as api:
+        shared = api.post(f"/runs/{ids['user']}/shares", json={"user": "bob"})
+        assert shared.status_code == 201, shared.text
+        assert [(s["user"], s["everyone"]) for s in shared.json()] == [("bob", False)]
+        shared = api.post(f"/runs/{ids['everyone']}/shares", json={"everyone": True})
+        assert [(s["user"], s["everyone"]) for s in shared.json()] == [(None, True)]
+        assert api.get(f"/runs/{ids['project']}").json()["project"] == "ocean"
+    for run_id in ids.values():
+        assert srv.wait_for_run(run_id)["state"] == "succeeded"
+    return ids
+
+
+# who reads which run: (user, run) -> True (reads), False (told nothing: 404)
+def readers(runs: dict[str, int]) -> dict[tuple[str, str], bool]:
+    return {
+        ("alice", "user"): True, ("bob", "user"): True, ("carol", "user"): False,
+        ("dave", "user"): False, ("admin", "user"): True,
+        ("alice", "everyone"): True, ("bob", "everyone"): True, ("carol", "everyone"): True,
+        ("dave", "everyone"): True, ("admin", "everyone"): True,
+        ("alice", "project"): True, ("bob", "project"): False, ("carol", "project"): True,
+        ("dave", "project"): False, ("admin", "project"): True,
+        ("alice", "private"): True, ("bob", "private"): False, ("carol", "private"): False,
+        ("dave", "private"): False, ("admin", "private"): True,
+    }  # fmt: skip
+
+
+def test_readers_read_every_part_of_a_run_and_others_get_404(
+    srv: Server, runs: dict[str, int]
+) -> None:
+    for (user, which), reads in readers(runs).items():
+        for part in READS:
+            path = f"/runs/{runs[which]}{part}"
+            assert status_of(srv, user, "GET", path) == (200 if reads else 404), (user, path)
+
+
+def test_readers_may_not_cancel_rerun_relabel_or_share_and_strangers_get_404(
+    srv: Server, runs: dict[str, int]
+) -> None:
+    writes = [
+        ("POST", "/cancel", {}),
+        ("POST", "/rerun", {}),
+        ("PATCH", "", {"json": {"name": "mine now"}}),
+        ("GET", "/shares", {}),
+        ("POST", "/shares", {"json": {"user": "dave"}}),
+        ("POST", "/shares", {"json": {"everyone": True}}),
+        ("DELETE", "/shares", {"json": {"user": "bob"}}),
+        ("DELETE", "/shares?everyone=true", {}),
+    ]
+    for (user, which), reads in readers(runs).items():
+        if user in ("alice", "admin"):
+            continue
+        for method, part, kwargs in writes:
+            path = f"/runs/{runs[which]}{part}"
+            got = status_of(srv, user, method, path, **kwargs)
+            assert got == (403 if reads else 404), (user, method, path, got)
+    with srv.http("bob") as api:
+        refused = api.post(f"/runs/{runs['user']}/cancel")
+        assert "read-only" in refused.json()["detail"]
+        assert "shared with you by alice" in refused.json()["detail"]
+        # Nothing changed: the share is still there, the name is not bob's.
+        assert api.get(f"/runs/{runs['user']}").json()["name"] is None
+    with srv.http("alice") as api:
+        assert [s["user"] for s in api.get(f"/runs/{runs['user']}/shares").json()] == ["bob"]
+        assert len(api.get("/runs").json()) >= 4  # no rerun was made for alice either
+    with srv.http("bob") as api:
+        assert api.get("/runs").json() == []  # bob's own runs: none was made by his reruns
+
+
+def test_a_reader_cannot_edit_and_rerun_from_a_shared_run(
+    srv: Server, runs: dict[str, int]
+) -> None:
+    with srv.http("bob") as api:
+        answer = api.post("/runs", json={"from_run": runs["user"]})
+    assert answer.status_code == 422
+    assert [e["field"] for e in answer.json()["errors"]] == ["from_run"]
+
+
+def test_the_owner_and_an_admin_change_shares_and_labels(srv: Server, runs: dict[str, int]) -> None:
+    run_id = runs["private"]
+    with srv.http("admin") as api:
+        assert api.post(f"/runs/{run_id}/shares", json={"user": "dave"}).status_code == 201
+    assert status_of(srv, "dave", "GET", f"/runs/{run_id}") == 200
+    with srv.http("alice") as api:
+        # Sharing twice changes nothing; an unknown user is a 422 naming the field.
+        again = api.post(f"/runs/{run_id}/shares", json={"user": "dave"})
+        assert [s["user"] for s in again.json()] == ["dave"]
+        unknown = api.post(f"/runs/{run_id}/shares", json={"user": "nobody"})
+        assert unknown.status_code == 422
+        assert unknown.json()["errors"] == [{"field": "user", "message": "no user 'nobody'"}]
+        assert api.post(f"/runs/{run_id}/shares", json={}).json()["errors"][0]["field"] == "user"
+        assert api.patch(f"/runs/{run_id}", json={"name": "private"}).status_code == 200
+        gone = api.request("DELETE", f"/runs/{run_id}/shares", json={"user": "dave"})
+        assert gone.status_code == 200
+        assert gone.json() == []
+    assert status_of(srv, "dave", "GET", f"/runs/{run_id}") == 404
+
+
+def test_shared_and_project_runs_are_listed_on_request(srv: Server, runs: dict[str, int]) -> None:
+    def ids(user: str, query: str) -> set[int]:
+        with srv.http(user) as api:
+            answer = api.get(f"/runs?{query}")
+            assert answer.status_code == 200, answer.text
+            return {r["id"] for r in answer.json()}
+
+    assert ids("bob", "shared=1") == {runs["user"], runs["everyone"]}
+    assert ids("dave", "shared=1") == {runs["everyone"]}
+    assert ids("carol", "shared=1") == {runs["everyone"], runs["project"]}
+    assert ids("carol", "project=ocean") == {runs["project"]}
+    assert ids("alice", "shared=1") == set()  # her own runs are not "shared with her"
+    with srv.http("dave") as api:
+        refused = api.get("/runs?project=ocean")
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["field"] == "project"
+        assert api.get("/projects").json() == []
+    with srv.http("carol") as api:
+        assert [p["name"] for p in api.get("/projects").json()] == ["ocean"]
+
+
+def test_a_non_member_cannot_start_a_run_in_a_project_and_its_quota_holds(
+    srv: Server, runs: dict[str, int]
+) -> None:
+    with srv.http("dave") as api:
+        answer = api.post(
+            "/runs",
+            data={"model": "toy", "project": "ocean"},
+            files={"inputs.forcing": ("forcing.csv", FORCING.encode())},
+        )
+        assert answer.status_code == 422
+        assert [e["field"] for e in answer.json()["errors"]] == ["project"]
+        assert api.post("/projects", json={"name": "mine"}).status_code == 403
+        assert api.post("/projects/ocean/members", json={"user": "dave"}).status_code == 403
+    with srv.http("admin") as api:
+        assert api.patch("/projects/ocean", json={"max_active_runs": 1}).status_code == 200
+        bad = api.patch("/projects/ocean", json={"max_active_runs": 0})
+        assert bad.json()["errors"][0]["field"] == "max_active_runs"
+        unknown = api.post("/projects/ocean/members", json={"user": "nobody"})
+        assert unknown.status_code == 422
+        assert unknown.json()["errors"][0]["field"] == "user"
+    slow = start(srv, "carol", project="ocean", params={"days": 30, "pace": 0.2})
+    with srv.http("carol") as api:
+        answer = api.post(
+            "/runs",
+            data={"model": "toy", "project": "ocean"},
+            files={"inputs.forcing": ("forcing.csv", FORCING.encode())},
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["field"] == "project"
+        assert "at most 1 at once" in answer.json()["errors"][0]["message"]
+    # alice reads carol's project run, and may not cancel it.
+    assert status_of(srv, "alice", "GET", f"/runs/{slow['id']}") == 200
+    assert status_of(srv, "alice", "POST", f"/runs/{slow['id']}/cancel") == 403
+    assert status_of(srv, "carol", "POST", f"/runs/{slow['id']}/cancel") == 200
+    srv.wait_for_run(slow["id"])
+    with srv.http("admin") as api:
+        assert api.patch("/projects/ocean", json={"max_active_runs": None}).status_code == 200
+        removed = api.delete("/projects/ocean/members/carol")
+        assert removed.json()["members"] == ["alice"]
+    assert status_of(srv, "carol", "GET", f"/runs/{runs['project']}") == 404
+    with srv.http("admin") as api:
+        assert api.post("/projects/ocean/members", json={"user": "carol"}).status_code == 200
+
+
+def test_a_shared_sweep_is_read_only_with_its_runs(srv: Server, tmp_path: Path) -> None:
+    with srv.http("alice") as api:
+        made = api.post(
+            "/sweeps",
+            data={"model": "toy", "params": json.dumps({"days": 1}),
+                  "axes": json.dumps({"albedo": [0.1, 0.2]})},
+            files={"inputs.forcing": ("forcing.csv", FORCING.encode())},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        sweep = made.json()
+        assert api.post(f"/sweeps/{sweep['id']}/shares", json={"user": "bob"}).status_code == 201
+    run_id = sweep["runs"][0]["id"]
+    assert status_of(srv, "bob", "GET", f"/sweeps/{sweep['id']}") == 200
+    assert status_of(srv, "bob", "GET", f"/runs/{run_id}") == 200
+    assert status_of(srv, "bob", "POST", f"/sweeps/{sweep['id']}/cancel") == 403
+    assert status_of(srv, "bob", "POST", f"/runs/{run_id}/cancel") == 403
+    assert (
+        status_of(srv, "bob", "POST", f"/sweeps/{sweep['id']}/shares", json={"user": "dave"}) == 403
+    )
+    assert status_of(srv, "dave", "GET", f"/sweeps/{sweep['id']}") == 404
+    assert status_of(srv, "dave", "GET", f"/runs/{run_id}") == 404
+    assert (
+        status_of(srv, "dave", "POST", f"/sweeps/{sweep['id']}/shares", json={"user": "dave"})
+        == 404
+    )
+    with srv.http("bob") as api:
+        assert [s["id"] for s in api.get("/sweeps?shared=1").json()] == [sweep["id"]]
+    with srv.http("alice") as api:
+        gone = api.delete(f"/sweeps/{sweep['id']}/shares?user=bob")
+        assert gone.status_code == 200
+        assert gone.json() == []
+    assert status_of(srv, "bob", "GET", f"/sweeps/{sweep['id']}") == 404
+    for run in sweep["runs"]:
+        srv.wait_for_run(run["id"])
