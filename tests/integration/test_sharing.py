@@ -5,6 +5,7 @@ read (page data, logs, outputs, provenance) and nothing more; strangers are told
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import write_model
-from tests.integration.conftest import Server, _server
+from tests.integration.conftest import Server, _server, logged_in
 from tests.toymodel import FILES, FORCING, MODEL
 
 pytestmark = pytest.mark.slow
@@ -257,3 +258,24 @@ def test_a_shared_sweep_is_read_only_with_its_runs(srv: Server, tmp_path: Path) 
     assert status_of(srv, "bob", "GET", f"/sweeps/{sweep['id']}") == 404
     for run in sweep["runs"]:
         srv.wait_for_run(run["id"])
+
+
+def test_the_runs_page_lists_shared_and_project_runs_marked_read_only(
+    srv: Server, runs: dict[str, int]
+) -> None:
+    def listed(user: str, show: str) -> tuple[set[int], str]:
+        with logged_in(srv, user) as web:
+            page = web.get("/runs", params={"show": show})
+            assert page.status_code == 200
+            return {int(i) for i in re.findall(r'data-run="(\d+)"', page.text)}, page.text
+
+    ids, text = listed("bob", "shared")
+    assert ids == {runs["user"], runs["everyone"]}
+    assert "Runs shared with me" in text
+    assert "read-only" in text
+    assert listed("bob", "")[0] == set()  # his own: none
+    ids, text = listed("carol", "project:ocean")
+    assert runs["project"] in ids
+    assert "Runs of project ocean" in text
+    assert listed("dave", "project:ocean")[0] == set()  # not a member: nothing shown
+    assert listed("dave", "shared")[0] == {runs["everyone"]}

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from simyard.api.deps import RowId
+from simyard.domain.access import readable_runs
+from simyard.domain.projects import find_project, list_projects
 from simyard.domain.runsearch import Search, parse_search
 from simyard.domain.states import RunState, TaskRunState
-from simyard.domain.tables import ModelVersion, Run, User
+from simyard.domain.tables import ModelVersion, Project, Run, User
 from simyard.web.pages.common import PageDb, PageUser
 from simyard.web.pages.compare import MAX_COMPARED
 from simyard.web.templating import render
@@ -30,12 +34,15 @@ def runs_page(
     model: str = "",
     q: str = "",
     before: RowId | None = None,
+    show: str = "",
 ) -> HTMLResponse:
     query = select(Run).options(
         selectinload(Run.model_version), selectinload(Run.user), selectinload(Run.task_runs)
     )
-    if not user.is_admin:
-        query = query.where(Run.user_id == user.id)
+    projects = list_projects(db=db, user=user)
+    whose = whose_runs(db, user, show, projects)
+    if whose is not None:
+        query = query.where(whose)
     if state in {s.value for s in RunState}:
         query = query.where(Run.state == state)
     if model:
@@ -71,7 +78,21 @@ def runs_page(
         changed=lambda run: changed_params(run), progress=run_progress,
         param_columns=param_columns, metric_columns=metric_columns,
         final={s.value for s in RunState if s.final}, max_compared=MAX_COMPARED,
+        show=show, projects=projects,
     )  # fmt: skip
+
+
+def whose_runs(db: Session, user: User, show: str, projects: list[Project]) -> Any:
+    """Which runs the list shows: the user's own (every run for an admin); ``shared``: the
+    runs others shared with them; ``project:NAME``: a project's they are a member of."""
+    if show == "shared":
+        return and_(Run.user_id != user.id, readable_runs(user))
+    if show.startswith("project:"):
+        name = show.removeprefix("project:")
+        project = find_project(db=db, name=name)
+        member = project is not None and (user.is_admin or project in projects)
+        return Run.project_id == project.id if member and project else false()
+    return None if user.is_admin else Run.user_id == user.id
 
 
 def offered_columns(runs: list[Run]) -> tuple[list[str], list[str]]:
