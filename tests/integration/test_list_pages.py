@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.conftest import write_model
@@ -102,3 +105,44 @@ def test_the_runs_list_offers_compare_columns_and_shows_notes(toy_server: Server
     assert 'data-col="param:albedo"' in page
     assert 'data-col="metric:total"' in page
     assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT[\d:.]+Z"', page)
+
+
+def test_a_sweep_page_tells_warnings_and_exports_its_results_as_csv(toy_server: Server) -> None:
+    with toy_server.http() as api:
+        answer = api.post(
+            "/sweeps",
+            data={"model": "toy", "params": json.dumps({"days": 1}),
+                  "axes": json.dumps({"albedo": [0.1, 0.35]}), "mode": "grid"},
+            files={"inputs.forcing": ("forcing.csv", FORCING.encode())},
+        )  # fmt: skip
+        assert answer.status_code == 201, answer.text
+        sweep = answer.json()
+        ids = [run["id"] for run in sweep["runs"]]
+        for run_id in ids:
+            toy_server.wait_for_run(run_id)
+        with browser(toy_server) as client:
+            page = client.get(f"/sweeps/{sweep['id']}").text
+            warnings = re.search(r'<div class="warning" id="sweep-warnings".*?</div>', page, re.S)
+            assert warnings, "the sweep page shows no warnings"
+            told = re.sub(r"<[^>]+>", "", warnings.group(0))
+            assert "albedo: 0.35 is above the usual maximum 0.3 (allowed)" in told
+            assert f"run #{ids[1]}" in told
+            assert f"#{ids[0]}" not in told
+            assert "2 of 2 runs ended · 100 %" in page
+
+            exported = client.get(f"/sweeps/{sweep['id']}/results.csv")
+            assert exported.status_code == 200
+            assert exported.headers["content-type"].startswith("text/csv")
+            assert "attachment" in exported.headers["content-disposition"]
+            rows = list(csv.reader(io.StringIO(exported.text)))
+            assert rows[0] == ["run", "name", "state", "days", "albedo", "site", "pace", "total"]
+            assert rows[1:] == [
+                [str(ids[0]), "", "succeeded", "1", "0.1", "A B", "0.0", "10"],
+                [str(ids[1]), "", "succeeded", "1", "0.35", "A B", "0.0", "10"],
+            ]
+        # the export is the sweep's: another user gets 404, a stranger the login page
+        with browser(toy_server, "bob") as bob:
+            assert bob.get(f"/sweeps/{sweep['id']}/results.csv").status_code == 404
+        anonymous = httpx.get(f"{toy_server.url}/sweeps/{sweep['id']}/results.csv")
+        assert anonymous.status_code == 303
+        assert "/login" in anonymous.headers["location"]

@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -23,10 +26,11 @@ from simyard.domain import sweeps as sweep_service
 from simyard.domain.registry import manifest_of
 from simyard.domain.states import RunState
 from simyard.domain.submission import SweepSubmission
-from simyard.domain.tables import ModelVersion, Sweep, User
+from simyard.domain.tables import ModelVersion, Run, Sweep, User
 from simyard.errors import Refusal
-from simyard.manifest.schema import Manifest
+from simyard.manifest.schema import ChoiceParameter, Manifest
 from simyard.web.pages.common import Csrf, LoginRequired, PageDb, PageUser
+from simyard.web.pages.compare import RUN_COLOURS
 from simyard.web.pages.newrun import (
     _find,
     _model_version,
@@ -35,8 +39,9 @@ from simyard.web.pages.newrun import (
     messages_by_field,
 )
 from simyard.web.pages.run import FAILURE_TEXT, _output_files
+from simyard.web.pages.runs import run_progress
 from simyard.web.session import CSRF_FIELD, check_csrf
-from simyard.web.templating import render
+from simyard.web.templating import duration, render
 from simyard.wiring import Platform
 
 router = APIRouter()
@@ -133,6 +138,10 @@ async def start_sweep_from_form(request: Request, name: str, platform: PlatformD
             for key, value in fields.items()
             if key.startswith("values.")
         }
+        for param, spec in manifest_of(found).parameters.items():
+            ticked = [str(v) for v in form.getlist(f"choices.{param}") if isinstance(v, str)]
+            if isinstance(spec, ChoiceParameter) and ticked:  # a choice's boxes: its values
+                values[param] = ", ".join(ticked)
         params, axes = sweep_request(values)
         mode = fields.get("mode") if fields.get("mode") in ("grid", "zip") else "grid"
         notify_me = fields.get("notify_me") == "on"
@@ -191,7 +200,8 @@ def _visible_sweep(db: Any, user: User, sweep_id: int) -> Sweep:
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(request: Request, sweep_id: RowId, db: PageDb, user: PageUser) -> HTMLResponse:
-    """Every run of the sweep with its axis values, state and metrics; the plots overlaid."""
+    """Every run of the sweep with its axis values, state and metrics; its progress and
+    warnings; the plots overlaid and the metrics against the parameters."""
     sweep = _visible_sweep(db, user, sweep_id)
     manifest = manifest_of(sweep.model_version)
     shaped = sweep_out(sweep)
@@ -207,19 +217,91 @@ def sweep_page(request: Request, sweep_id: RowId, db: PageDb, user: PageUser) ->
             {
                 "id": run.id,
                 "label": f"#{run.id} " + " ".join(f"{a}={run.params.get(a)}" for a in axes),
+                "color": RUN_COLOURS[i % len(RUN_COLOURS)],
                 "outputs": _output_files(db, run),
             }
-            for run in overlaid
+            for i, run in enumerate(overlaid)
         ]
         if plots
         else [],
         "plots": plots,
+        "axes": axes,
+        "metrics": metric_names,
+        "results": [
+            {"id": run.id, "state": run.state, "params": run.params, "metrics": run.metrics}
+            for run in sweep.runs
+        ],
     }
     return render(
         request, "sweep.html", user, nav="sweeps", sweep=shaped, axes=axes,
         metric_names=metric_names, plots=plots, page_data=page_data,
         failure_text=FAILURE_TEXT, overlaid=len(overlaid), succeeded=len(succeeded),
+        progress=sweep_progress(sweep.runs), warnings=sweep_warnings(sweep.runs),
     )  # fmt: skip
+
+
+def sweep_progress(runs: list[Run], now: dt.datetime | None = None) -> tuple[float, int, str]:
+    """The whole sweep's percentage (an ended run counts whole, a running one as far as
+    its tasks are), how many runs have ended, and the time left while it goes on."""
+    if not runs:
+        return 100.0, 0, ""
+    ended = sum(1 for run in runs if RunState(run.state).final)
+    done = sum(100.0 if RunState(run.state).final else (run_progress(run) or 0.0) for run in runs)
+    percent = done / len(runs)
+    starts = [run.started_at for run in runs if run.started_at]
+    if ended == len(runs) or not starts or percent <= 0:
+        return percent, ended, ""
+    now = now or dt.datetime.now(dt.UTC)
+    first = min(start if start.tzinfo else start.replace(tzinfo=dt.UTC) for start in starts)
+    elapsed = max((now - first).total_seconds(), 0.0)
+    left = elapsed * (100 - percent) / percent
+    return percent, ended, f"about {duration(now, now + dt.timedelta(seconds=left))} left"
+
+
+def sweep_warnings(runs: list[Run]) -> list[tuple[str, list[int]]]:
+    """Each warning the runs were created with (a value above a parameter's warn_max...),
+    told once with the runs it concerns."""
+    told: dict[str, list[int]] = {}
+    for run in runs:
+        for warning in run.warnings or []:
+            field = warning["field"].removeprefix("params.")
+            told.setdefault(f"{field}: {warning['message']}", []).append(run.id)
+    return list(told.items())
+
+
+def _csv_cell(value: Any) -> str:
+    """A value as a spreadsheet reads it back; text that a spreadsheet would take for a
+    formula (=, +, -, @ first) is quoted with a leading apostrophe."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@router.get("/sweeps/{sweep_id}/results.csv")
+def sweep_results_csv(sweep_id: RowId, db: PageDb, user: PageUser) -> Response:
+    """One row per run: its id, name, state, every parameter and every metric."""
+    sweep = _visible_sweep(db, user, sweep_id)
+    manifest = manifest_of(sweep.model_version)
+    runs = sweep.runs
+    params = list(dict.fromkeys([*manifest.parameters, *(k for r in runs for k in r.params)]))
+    metrics = list(
+        dict.fromkeys([*manifest.results.metrics, *(k for r in runs for k in r.metrics or {})])
+    )
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["run", "name", "state", *params, *metrics])
+    for run in runs:
+        values = [run.params.get(p) for p in params] + [(run.metrics or {}).get(m) for m in metrics]
+        writer.writerow([run.id, _csv_cell(run.name), run.state, *map(_csv_cell, values)])
+    filename = f"sweep-{sweep.id}-{sweep.model_version.name}.csv"
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.post("/sweeps/{sweep_id}/cancel")
