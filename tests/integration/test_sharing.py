@@ -279,3 +279,68 @@ def test_the_runs_page_lists_shared_and_project_runs_marked_read_only(
     assert "Runs of project ocean" in text
     assert listed("dave", "project:ocean")[0] == set()  # not a member: nothing shown
     assert listed("dave", "shared")[0] == {runs["everyone"]}
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+def test_the_admin_manages_projects_on_the_projects_page(srv: Server, runs: dict[str, int]) -> None:
+    with logged_in(srv, "admin") as web:
+        page = web.get("/admin/projects")
+        assert page.status_code == 200
+        assert 'id="project-ocean"' in page.text
+        token = csrf_of(page.text)
+        made = web.post("/admin/projects", data={"name": "lake", "max_active_runs": "2",
+                                                 "csrf_token": token})  # fmt: skip
+        assert made.status_code == 303
+        added = web.post("/admin/projects/lake/members", data={"user": "bob", "csrf_token": token})
+        assert added.status_code == 303
+        page = web.get("/admin/projects")
+        assert "bob is a member of lake." in page.text
+        lake = page.text.split('id="project-lake"')[1].split("</tr>")[0]
+        assert ">bob" in lake.replace("\n", "").replace(" ", "")
+        assert 'value="2"' in lake
+        refused = web.post("/admin/projects/lake/members", data={"user": "nobody",
+                                                                  "csrf_token": token})  # fmt: skip
+        assert refused.status_code == 422
+        assert "user: no user &#39;nobody&#39;" in refused.text
+        twice = web.post("/admin/projects", data={"name": "lake", "csrf_token": token})
+        assert twice.status_code == 422
+        assert "exists already" in twice.text
+        removed = web.post("/admin/projects/lake/members/remove",
+                           data={"user": "bob", "csrf_token": token})  # fmt: skip
+        assert removed.status_code == 303
+    with logged_in(srv, "bob") as web:
+        assert web.get("/admin/projects").status_code == 403
+        page = web.get("/runs")
+        token = csrf_of(page.text) if "csrf_token" in page.text else ""
+        forged = web.post("/admin/projects", data={"name": "mine", "csrf_token": token})
+        assert forged.status_code == 403
+
+
+def test_the_new_run_form_offers_the_users_projects(srv: Server, runs: dict[str, int]) -> None:
+    with logged_in(srv, "carol") as web:
+        page = web.get("/models/toy/run").text
+        assert 'id="run-project"' in page
+        assert "<option >ocean</option>" in page or "<option>ocean</option>" in page
+        form = {"version": "0.1", "params.days": "1", "project": "ocean",
+                "csrf_token": csrf_of(page)}  # fmt: skip
+        started = web.post("/models/toy/run", data=form,
+                           files={"inputs.forcing": ("forcing.csv", FORCING.encode())})  # fmt: skip
+        assert started.status_code == 303, started.text
+        run_id = int(started.headers["location"].rsplit("/", 1)[1])
+    with srv.http("alice") as api:  # a fellow member reads it
+        assert api.get(f"/runs/{run_id}").json()["project"] == "ocean"
+    with logged_in(srv, "dave") as web:
+        page = web.get("/models/toy/run").text
+        assert 'id="run-project"' not in page
+        form = {"version": "0.1", "params.days": "1", "project": "ocean",
+                "csrf_token": csrf_of(page)}  # fmt: skip
+        refused = web.post("/models/toy/run", data=form,
+                           files={"inputs.forcing": ("forcing.csv", FORCING.encode())})  # fmt: skip
+        assert refused.status_code == 422
+        assert "you are not a member of a project &#39;ocean&#39;" in refused.text
+    srv.wait_for_run(run_id)

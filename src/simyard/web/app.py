@@ -21,9 +21,11 @@ from simyard.web.pages import (
     models,
     newrun,
     preview,
+    projects,
     run,
     runs,
     settings,
+    shares,
     sweeps,
     usage,
 )
@@ -49,8 +51,8 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
     )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, account, models, runs, compare, run, preview, newrun, sweeps, admin,
-                   audit, settings, usage):  # fmt: skip
+    for module in (auth, account, models, runs, compare, run, shares, preview, newrun, sweeps,
+                   admin, projects, audit, settings, usage):  # fmt: skip
         app.include_router(module.router, include_in_schema=False)
     mount_sso(app, platform.settings)  # single sign-on with OpenID Connect
 

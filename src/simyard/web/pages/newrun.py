@@ -24,6 +24,8 @@ from simyard.api.runrequest import (
     submit_request,
     upload_scratch,
 )
+from simyard.domain.access import Action, ReadOnly
+from simyard.domain.projects import list_projects
 from simyard.domain.registry import find_version, manifest_of
 from simyard.domain.runs import MAX_ROW_ID, RunNotFound, get_run, run_files
 from simyard.domain.submission import RunSubmission
@@ -39,7 +41,7 @@ from simyard.wiring import Platform
 router = APIRouter()
 
 FieldValue = str | bool
-LABEL_FIELDS = ("from_run", "name", "tags")  # the form's fields besides parameters, files
+LABEL_FIELDS = ("from_run", "name", "tags", "project")  # the fields besides parameters, files
 Messages = dict[str, list[str]]
 
 
@@ -125,7 +127,11 @@ def _form_page(
     from_run: int | None = None,
     kept_inputs: dict[str, str] | None = None,
     labels: dict[str, str] | None = None,
+    projects: list[str] | None = None,
 ) -> HTMLResponse:
+    """The form; ``projects``: those the user may start it in (None: read them here)."""
+    if projects is None:
+        projects = _project_names(platform, user)
     field_errors, general_errors = messages_by_field(errors or [], manifest)
     field_warnings, general_warnings = messages_by_field(warnings or [], manifest)
     paramfile = manifest.parameter_file
@@ -137,8 +143,15 @@ def _form_page(
         default_max_size=platform.settings.max_input_size,
         can_import=paramfile is not None and paramfile.format != "template",
         notify_me=notify_me, from_run=from_run, kept_inputs=kept_inputs or {},
-        labels=labels or {},
+        labels=labels or {}, projects=projects,
     )  # fmt: skip
+
+
+def _project_names(platform: Platform, user: User) -> list[str]:
+    """The projects the user may start a run in (a member of), by name, read in a
+    transaction of its own (no page session may be open: SQLite has one writer)."""
+    with platform.sessions() as db, db.begin():
+        return [p.name for p in list_projects(db=db, user=user)]
 
 
 def _find(db: Session, name: str, version: str | None) -> ModelVersion:
@@ -164,11 +177,16 @@ def new_run_page(
     if from_run is None:
         found = _find(db, name, version)
         manifest = manifest_of(found)
-        return _form_page(request, user, platform, found, manifest, values=default_values(manifest))
+        return _form_page(
+            request, user, platform, found, manifest, values=default_values(manifest),
+            projects=[p.name for p in list_projects(db=db, user=user)],
+        )  # fmt: skip
     try:
-        source = get_run(db=db, run_id=from_run, user=user)
+        source = get_run(db=db, run_id=from_run, user=user, action=Action.rerun)
     except RunNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"run {from_run} not found") from None
+    except ReadOnly as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(exc)) from None
     found = source.model_version
     if found.name != name:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"run {from_run} is not of {name}")
@@ -181,7 +199,9 @@ def new_run_page(
     return _form_page(
         request, user, platform, found, manifest, values=values, from_run=source.id,
         kept_inputs=_inputs_of(db, source),
-        labels={"name": source.name or "", "tags": ", ".join(source.tags or [])},
+        labels={"name": source.name or "", "tags": ", ".join(source.tags or []),
+                "project": source.project.name if source.project else ""},
+        projects=[p.name for p in list_projects(db=db, user=user)],
     )  # fmt: skip
 
 
@@ -265,7 +285,8 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
         request, user, platform, found, manifest, values=values, note=note,
         errors=list(answer.get("errors", [])), warnings=list(answer.get("warnings", [])),
         status_code=422, notify_me=notify_me, from_run=source if kept else None,
-        kept_inputs=kept, labels={k: str(read.fields.get(k) or "") for k in ("name", "tags")},
+        kept_inputs=kept,
+        labels={k: str(read.fields.get(k) or "") for k in ("name", "tags", "project")},
     )  # fmt: skip
 
 
@@ -273,8 +294,8 @@ def _kept_inputs(platform: Platform, user: User, run_id: int) -> dict[str, str]:
     """The inputs a form editing run ``run_id`` keeps, by slot; {} when not the user's."""
     with platform.sessions() as db, db.begin():
         try:
-            return _inputs_of(db, get_run(db=db, run_id=run_id, user=user))
-        except RunNotFound:
+            return _inputs_of(db, get_run(db=db, run_id=run_id, user=user, action=Action.rerun))
+        except (RunNotFound, ReadOnly):
             return {}
 
 

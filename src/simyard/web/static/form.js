@@ -42,7 +42,7 @@
     for (const el of inputFields) {
       if (el.files.length) body.append(el.name, el.files[0]);
     }
-    for (const id of ["from-run", "run-name", "run-tags"]) {
+    for (const id of ["from-run", "run-name", "run-tags", "run-project"]) {
       const el = $(id);
       if (el && el.value.trim()) body.append(el.name, el.value.trim());
     }
