@@ -251,6 +251,16 @@ def test_a_shared_sweep_is_read_only_with_its_runs(srv: Server, tmp_path: Path) 
     )
     with srv.http("bob") as api:
         assert [s["id"] for s in api.get("/sweeps?shared=1").json()] == [sweep["id"]]
+    with logged_in(srv, "bob") as web:  # nor through the sweep page's Cancel form
+        page = web.get(f"/sweeps/{sweep['id']}")
+        assert page.status_code == 200
+        form = {"csrf_token": csrf_of(page.text)}
+        assert web.post(f"/sweeps/{sweep['id']}/cancel", data=form).status_code == 403
+        assert web.post(f"/runs/{run_id}/shares", data=form | {"user": "dave"}).status_code == 403
+    with srv.http("alice") as api:
+        assert all(
+            r["state"] != "cancelled" for r in api.get(f"/sweeps/{sweep['id']}").json()["runs"]
+        )
     with srv.http("alice") as api:
         gone = api.delete(f"/sweeps/{sweep['id']}/shares?user=bob")
         assert gone.status_code == 200

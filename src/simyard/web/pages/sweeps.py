@@ -23,6 +23,7 @@ from simyard.api.runrequest import (
 )
 from simyard.api.schemas import sweep_out
 from simyard.domain import sweeps as sweep_service
+from simyard.domain.access import Action, ReadOnly
 from simyard.domain.registry import manifest_of
 from simyard.domain.states import RunState
 from simyard.domain.submission import SweepSubmission
@@ -189,13 +190,16 @@ def sweeps_page(
     )  # fmt: skip
 
 
-def _visible_sweep(db: Any, user: User, sweep_id: int) -> Sweep:
-    """The sweep if ``user`` may see it; 404 (never 403: another user's sweep does not exist)."""
+def _visible_sweep(db: Any, user: User, sweep_id: int, action: Action = Action.read) -> Sweep:
+    """The sweep if ``user`` may do ``action`` to it; 404 when they may not see it (another
+    user's sweep does not exist), 403 when it is shared with them read-only."""
     try:
-        return sweep_service.get_sweep(db=db, sweep_id=sweep_id, user=user)
+        return sweep_service.get_sweep(db=db, sweep_id=sweep_id, user=user, action=action)
     except sweep_service.SweepNotFound:
         detail = f"sweep {sweep_id} not found"
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=detail) from None
+    except ReadOnly as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=str(exc)) from None
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
@@ -315,7 +319,7 @@ def cancel_sweep_from_page(
 ) -> Response:
     """The sweep page's cancel button (a form: it works without JavaScript too)."""
     check_csrf(request, csrf_token)
-    sweep = _visible_sweep(db, user, sweep_id)
+    sweep = _visible_sweep(db, user, sweep_id, Action.cancel)
     sweep_service.cancel_sweep(db=db, sweep=sweep)
     db.commit()
     platform.dispatcher.wake()
