@@ -228,7 +228,7 @@ def test_a_shared_sweep_is_read_only_with_its_runs(srv: Server, tmp_path: Path) 
     with srv.http("alice") as api:
         made = api.post(
             "/sweeps",
-            data={"model": "toy", "params": json.dumps({"days": 1}),
+            data={"model": "toy", "params": json.dumps({"days": 25, "pace": 0.2}),
                   "axes": json.dumps({"albedo": [0.1, 0.2]})},
             files={"inputs.forcing": ("forcing.csv", FORCING.encode())},
         )  # fmt: skip
@@ -254,6 +254,8 @@ def test_a_shared_sweep_is_read_only_with_its_runs(srv: Server, tmp_path: Path) 
     with logged_in(srv, "bob") as web:  # nor through the sweep page's Cancel form
         page = web.get(f"/sweeps/{sweep['id']}")
         assert page.status_code == 200
+        assert "This sweep is shared with you by alice, read-only" in page.text
+        assert "Cancel sweep" not in page.text
         form = {"csrf_token": csrf_of(page.text)}
         assert web.post(f"/sweeps/{sweep['id']}/cancel", data=form).status_code == 403
         assert web.post(f"/runs/{run_id}/shares", data=form | {"user": "dave"}).status_code == 403

@@ -23,7 +23,7 @@ from simyard.api.runrequest import (
 )
 from simyard.api.schemas import sweep_out
 from simyard.domain import sweeps as sweep_service
-from simyard.domain.access import Action, ReadOnly
+from simyard.domain.access import Action, ReadOnly, sweep_standing
 from simyard.domain.registry import manifest_of
 from simyard.domain.states import RunState
 from simyard.domain.submission import SweepSubmission
@@ -241,6 +241,7 @@ def sweep_page(request: Request, sweep_id: RowId, db: PageDb, user: PageUser) ->
         metric_names=metric_names, plots=plots, page_data=page_data,
         failure_text=FAILURE_TEXT, overlaid=len(overlaid), succeeded=len(succeeded),
         progress=sweep_progress(sweep.runs), warnings=sweep_warnings(sweep.runs),
+        standing=sweep_standing(db, user, sweep),
     )  # fmt: skip
 
 
