@@ -166,14 +166,17 @@ class Client:
         notes: str | None = None,
         tags: list[str] | None = None,
         from_run: int | None = None,
+        project: str | None = None,
     ) -> dict[str, Any]:
         """Start a run of ``model`` (``name`` or ``name@version``); ValidationFailed if refused.
 
         ``notify`` overrides the owner's notification preferences for this run; ``from_run``
         starts from that run's parameters and inputs (``params`` and ``inputs`` replace
-        some of them); ``name``, ``notes`` and ``tags`` label it.
+        some of them); ``name``, ``notes`` and ``tags`` label it; ``project``: started in
+        that project of the user's.
         """
-        labels = {"name": name, "notes": notes, "tags": tags or None, "from_run": from_run}
+        labels = {"name": name, "notes": notes, "tags": tags or None, "from_run": from_run,
+                  "project": project}  # fmt: skip
         return dict(self._run_request(model, params, inputs or {}, False, notify, **labels))
 
     def label_run(self, run_id: int, **labels: Any) -> dict[str, Any]:
@@ -221,10 +224,28 @@ class Client:
     # -------------------------------------------------------------- runs: list, look, act
 
     def runs(
-        self, *, state: str | None = None, model: str | None = None, limit: int = 50
+        self,
+        *,
+        state: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        shared: bool = False,
+        project: str | None = None,
     ) -> list[dict[str, Any]]:
-        query = {k: v for k, v in {"state": state, "model": model, "limit": limit}.items() if v}
-        return list(self._request("GET", "/runs", params=query))
+        """The caller's runs; ``shared``: those others shared with them; ``project``: the
+        project's."""
+        given = {"state": state, "model": model, "limit": limit, "shared": shared,
+                 "project": project}  # fmt: skip
+        return list(self._request("GET", "/runs", params={k: v for k, v in given.items() if v}))
+
+    def share(
+        self, run_id: int, user: str | None = None, *, everyone: bool = False, undo: bool = False
+    ) -> list[dict[str, Any]]:
+        """Share the run read-only with ``user`` or every signed-in user (``undo``: unshare);
+        every share of the run."""
+        body: dict[str, Any] = {"everyone": True} if everyone else {"user": user}
+        method = "DELETE" if undo else "POST"
+        return list(self._request(method, f"/runs/{run_id}/shares", json=body))
 
     def get_run(self, run_id: int) -> dict[str, Any]:
         return dict(self._request("GET", f"/runs/{run_id}"))

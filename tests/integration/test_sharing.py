@@ -356,3 +356,30 @@ def test_the_new_run_form_offers_the_users_projects(srv: Server, runs: dict[str,
         assert refused.status_code == 422
         assert "you are not a member of a project &#39;ocean&#39;" in refused.text
     srv.wait_for_run(run_id)
+
+
+def test_the_command_line_shares_lists_and_starts_in_a_project(
+    srv: Server, runs: dict[str, int], tmp_path: Path
+) -> None:
+    run_id = runs["private"]
+    done = srv.cli("runs", "share", str(run_id), "carol", user="alice")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"run {run_id} is shared read-only with: carol"
+    listed = srv.cli("runs", "list", "--shared", "--json", user="carol")
+    assert run_id in {r["id"] for r in json.loads(listed.stdout)}
+    onward = srv.cli("runs", "share", str(run_id), "dave", user="carol")
+    assert onward.returncode == 1
+    assert "read-only" in onward.stderr
+    done = srv.cli("runs", "share", str(run_id), "carol", "--undo", user="alice")
+    assert done.stdout.strip() == f"run {run_id} is not shared"
+    forcing = tmp_path / "forcing.csv"
+    forcing.write_text(FORCING)
+    started = srv.cli("run", "toy", "-i", f"forcing={forcing}", "--project", "ocean", "--json",
+                      user="alice")  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    created = json.loads(started.stdout)
+    assert created["project"] == "ocean"
+    refused = srv.cli("run", "toy", "-i", f"forcing={forcing}", "--project", "ocean", user="dave")
+    assert refused.returncode == 2
+    assert "project: you are not a member of a project 'ocean'" in refused.stderr
+    srv.wait_for_run(created["id"])

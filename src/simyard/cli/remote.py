@@ -176,6 +176,9 @@ def run(
     name: Annotated[str | None, typer.Option("--name", help="A name for the run.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeat for more).")] = None,
     notes: Annotated[str | None, typer.Option("--notes", help="Notes about the run.")] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Start it in this project of yours.")
+    ] = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
 ) -> None:
@@ -195,7 +198,7 @@ def run(
         try:
             created = api.create_run(
                 model, params, inputs, notify=notify, name=name, notes=notes, tags=tag,
-                from_run=from_run,
+                from_run=from_run, project=project,
             )  # fmt: skip
         except (ValidationFailed, ClientError) as exc:
             raise fail(exc, as_json=as_json) from None
@@ -359,13 +362,19 @@ def _params_from_file(api: Client, model: str, path: Path) -> dict[str, Any]:
 def runs_list(
     state: Annotated[str | None, typer.Option("--state")] = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
+    shared: Annotated[
+        bool, typer.Option("--shared", help="The runs others shared with you instead.")
+    ] = False,
+    project: Annotated[
+        str | None, typer.Option("--project", help="The runs of this project instead.")
+    ] = None,
     as_json: JsonOption = False,
     server: ServerOption = None,
 ) -> None:
     """Your runs, newest first (all runs for an admin)."""
     with client(server) as api:
         try:
-            runs = api.runs(state=state, model=model)
+            runs = api.runs(state=state, model=model, shared=shared, project=project)
         except ClientError as exc:
             raise fail(exc) from None
     if as_json:
@@ -381,6 +390,29 @@ def runs_list(
             model_text(item["owner"]),
         )
     console.print(table)
+
+
+@runs_app.command("share")
+def runs_share(
+    run_id: int,
+    user: Annotated[str | None, typer.Argument(help="The user to share it with.")] = None,
+    everyone: Annotated[
+        bool, typer.Option("--everyone", help="Share it with every signed-in user.")
+    ] = False,
+    undo: Annotated[bool, typer.Option("--undo", help="Unshare it instead.")] = False,
+    server: ServerOption = None,
+) -> None:
+    """Share a run of yours read-only with a user, or --everyone (--undo: unshare)."""
+    if (user is None) == (not everyone):
+        raise fail(ClientError("name a user, or give --everyone (not both)"))
+    with client(server) as api:
+        try:
+            shares = api.share(run_id, user, everyone=everyone, undo=undo)
+        except ClientError as exc:
+            raise fail(exc) from None
+    names = ["every signed-in user" if s["everyone"] else str(s["user"]) for s in shares]
+    print(f"run {run_id} is shared read-only with: {', '.join(names)}" if names
+          else f"run {run_id} is not shared")  # fmt: skip
 
 
 @runs_app.command("show")
