@@ -32,16 +32,52 @@
     };
   }
 
-  /** One parcoords dimension: numbers as they are, other values as ticked categories. */
+  /** One axis of the parallel coordinates: each run's value placed between 0 (the least)
+   * and 1 (the most), and the labels to write along it. Text values are spaced evenly. */
   function dimension(label, values) {
-    if (values.every(isNumber)) return { label: plain(label), values };
+    if (values.every(isNumber)) {
+      const low = Math.min(...values), high = Math.max(...values);
+      const place = (v) => (high > low ? (v - low) / (high - low) : 0.5);
+      const ticks = high > low ? [[0, low], [1, high]] : [[0.5, low]];
+      return { label, places: values.map(place), ticks };
+    }
     const categories = [...new Set(values.map(String))];
-    return {
-      label: plain(label),
-      values: values.map((v) => categories.indexOf(String(v))),
-      tickvals: categories.map((_, i) => i),
-      ticktext: categories.map(plain),
-    };
+    const place = (v) =>
+      categories.length > 1 ? categories.indexOf(String(v)) / (categories.length - 1) : 0.5;
+    return { label, places: values.map(place), ticks: categories.map((c) => [place(c), c]) };
+  }
+
+  const VIRIDIS = [[68, 1, 84], [33, 145, 140], [253, 231, 37]];
+  function shade(fraction) {
+    const f = Math.min(Math.max(fraction, 0), 1) * (VIRIDIS.length - 1);
+    const i = Math.min(Math.floor(f), VIRIDIS.length - 2), t = f - i;
+    const mix = VIRIDIS[i].map((c, k) => Math.round(c + (VIRIDIS[i + 1][k] - c) * t));
+    return `rgb(${mix.join(",")})`;
+  }
+
+  /** Parallel coordinates drawn as lines over the axes (SVG: plotly's own parcoords needs
+   * WebGL code that the Content-Security-Policy does not let run), coloured by the metric. */
+  function parallelFigure(done, metric, y) {
+    const dims = data.axes.map((axis) => dimension(axis, done.map((run) => run.params[axis])));
+    dims.push(dimension(metric, y));
+    const colour = dimension(metric, y).places;
+    const traces = done.map((run, r) => ({
+      type: "scatter", mode: "lines+markers", showlegend: false,
+      x: dims.map((_, i) => i), y: dims.map((d) => d.places[r]),
+      text: dims.map((d, i) =>
+        `#${run.id} ${plain(d.label)}=${plain(i < data.axes.length ? run.params[d.label] : y[r])}`),
+      hovertemplate: "%{text}<extra></extra>",
+      line: { color: shade(colour[r]), width: 2 }, marker: { color: shade(colour[r]), size: 6 },
+    }));
+    const annotations = dims.flatMap((d, i) => d.ticks.map(([at, text]) => ({
+      x: i, y: at, text: plain(isNumber(text) ? Number(text.toPrecision(4)) : text),
+      showarrow: false, xanchor: "left", xshift: 6, font: { size: 11 },
+    })));
+    const fig = layout({ annotations, margin: { t: 16, r: 48, b: 48, l: 24 } });
+    fig.xaxis = { ...fig.xaxis, tickvals: dims.map((_, i) => i),
+                  ticktext: dims.map((d) => plain(d.label)), showgrid: true, zeroline: false };
+    fig.yaxis = { ...fig.yaxis, visible: false, range: [-0.08, 1.08] };
+    return [traces, fig];
   }
 
   function problem(box, text) {
@@ -88,20 +124,10 @@
       { responsive: true, displaylogo: false },
     );
     try {
-      const dims = data.axes.map((axis) => dimension(axis, done.map((run) => run.params[axis])));
-      dims.push(dimension(metric, y));
-      await Plotly.react(
-        parallelBox,
-        [{
-          type: "parcoords", dimensions: dims,
-          line: { color: y, colorscale: "Viridis", showscale: true,
-                  colorbar: { title: { text: plain(metric) } } },
-        }],
-        layout({ margin: { t: 48, r: 64, b: 24, l: 64 } }),
-        { responsive: true, displaylogo: false },
-      );
+      const [traces, fig] = parallelFigure(done, metric, y);
+      await Plotly.react(parallelBox, traces, fig, { responsive: true, displaylogo: false });
     } catch (error) {
-      problem(parallelBox, `The parallel coordinates cannot be drawn here: ${error.message}.`);
+      problem(parallelBox, `The parallel coordinates cannot be drawn: ${error.message}.`);
     }
   }
 
