@@ -208,3 +208,20 @@ def test_a_sweep_is_explored_sorted_and_plotted_from_its_page(
     expect(parallel.locator(".scatterlayer .trace")).to_have_count(6)  # a line per run
     expect(parallel.locator(".xtick")).to_have_text(["albedo", "scenario", "max_surface_temp"])
     screenshot(page, "sweep-explore")
+
+
+def test_the_executor_health_page_follows_a_task_run_without_a_reload(
+    server: Server, logged_in: Page
+) -> None:
+    page = logged_in
+    page.goto(server.url + "/admin/health")
+    mark_page(page)
+    running = page.locator("#running tbody tr")
+    expect(running).to_have_text(["Nothing is running."])
+    run_id = start_run(server, days=8, pace=1)
+    expect(running.get_by_role("link", name=f"#{run_id}")).to_be_visible()
+    expect(page.locator("#slots-used")).to_have_text("1")
+    expect(page.locator("#health-note")).to_contain_text("Updated every 5 s")
+    server.wait_for_run(run_id)
+    expect(running).to_have_text(["Nothing is running."])
+    assert_not_reloaded(page)
