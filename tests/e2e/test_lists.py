@@ -24,6 +24,13 @@ from tests.integration.conftest import Server
 pytestmark = pytest.mark.slow
 
 
+def seconds(shown: str) -> float:
+    """``1 min 05 s`` or ``3.2 s`` as seconds."""
+    found = re.fullmatch(r"(?:(\d+) min )?([\d.]+) s", shown.strip())
+    assert found, shown
+    return int(found.group(1) or 0) * 60 + float(found.group(2))
+
+
 def mark_page(page: Page) -> None:
     """Leave a mark on the page's window: a reload would wipe it."""
     page.evaluate("window.__notReloaded = true")
@@ -195,6 +202,12 @@ def test_a_sweep_is_explored_sorted_and_plotted_from_its_page(
     albedo_header.click()
     expect(albedo_header).to_have_attribute("aria-sort", "descending")
     expect(cells).to_have_text(["0.4", "0.4", "0.2", "0.2", "0.05", "0.05"])
+
+    ran_header = page.locator("#sweep-results thead th", has_text="Ran for")
+    ran_header.click()
+    ran = [seconds(text) for text in page.locator(
+        "#sweep-results tbody td[data-cell='ran']").all_inner_texts()]  # fmt: skip
+    assert ran == sorted(ran), ran  # durations sort as times, not as text
 
     page.get_by_label("Metric").select_option("max_surface_temp")
     page.get_by_label("against parameter").select_option("albedo")

@@ -97,6 +97,12 @@
     return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`;
   }
 
+  /** The time from ``start`` to ``end`` (now while it has none), as duration() says it. */
+  function since(start, end) {
+    if (!start) return "";
+    return duration(Math.max(((end ? new Date(end) : new Date()) - new Date(start)) / 1000, 0));
+  }
+
   function showProgress(sweep) {
     const runs = sweep.runs;
     if (runs.length === 0) return;
@@ -120,6 +126,10 @@
       badge.textContent = run.state;
       badge.className = `state ${STATES.includes(run.state) ? run.state : ""}`;
     }
+    const ended = ENDED.has(run.state);
+    const queuedEnd = run.started_at || (ended ? run.finished_at : null);
+    row.querySelector('[data-cell="queued"]').textContent = since(run.created_at, queuedEnd);
+    row.querySelector('[data-cell="ran"]').textContent = since(run.started_at, run.finished_at);
     if (run.metrics && metricCount) {
       const cells = [...row.children].slice(-metricCount);
       metricNames.forEach((name, i) => {
