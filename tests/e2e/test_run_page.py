@@ -188,3 +188,104 @@ def test_the_compare_page_shows_both_values_of_a_changed_parameter(
     expect(diff).to_contain_text("0.07")
     expect(diff).to_contain_text("0.21")
     screenshot(page, "compare")
+
+
+def _top(page: Page, selector: str) -> float:
+    """Where the element's top is in the viewport, in CSS pixels."""
+    return float(page.locator(selector).evaluate("e => e.getBoundingClientRect().top"))
+
+
+def test_at_1024x640_the_summary_comes_first_and_the_running_tasks_log_is_in_sight(
+    server: Server, logged_in: Page
+) -> None:
+    add_lake_heat(server)
+    run_id = start_run(server, "lake-heat", forcing=None, days=20, pace=1)  # 20 s of simulate
+    wait_for_task_state(server, run_id, "simulate", "running")
+    page = logged_in
+    page.set_viewport_size({"width": 1024, "height": 640})
+    page.goto(f"{server.url}/runs/{run_id}")
+    expect(page.locator("#log-simulate .line").first).to_contain_text("day 1 of 20")
+    assert page.evaluate("window.scrollY") == 0
+    log_top = _top(page, "#log-simulate")
+    screenshot(page, "run-running-1024")
+    # its top and some five lines of it in sight
+    assert 0 < log_top < 640 - 100, f"the running task's log starts at {log_top} px"
+    expect(page.locator("#log-simulate")).to_be_in_viewport()
+    # the one progress bar with time left, above the logs
+    expect(page.locator("#run-progress")).to_be_visible()
+    expect(page.locator("#run-progress-text")).to_contain_text("left")
+    assert _top(page, "#run-progress") < _top(page, "#logs")
+    sections = "#run-summary, #logs, #outputs-section, #inputs, #params"
+    order = page.evaluate(f"""() => [...document.querySelectorAll("{sections}")].map(e => e.id)""")
+    assert order == ["run-summary", "logs", "outputs-section", "inputs", "params"]
+    # the finished task's log is folded, the running one's open, one not started folded
+    assert page.locator("#logbox-preprocess").evaluate("d => d.open") is False
+    assert page.locator("#logbox-simulate").evaluate("d => d.open") is True
+    assert page.locator("#logbox-report").evaluate("d => d.open") is False
+    expect(page.locator("#log-preprocess")).to_be_hidden()
+    # each live line shows when the server captured it
+    at = page.locator("#log-simulate .line .at").first
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", at.get_attribute("data-at") or "")
+    assert re.fullmatch(r"captured \d{4}-\d\d-\d\dT[0-9:.]+Z", at.get_attribute("title") or "")
+    screenshot(page, "run-running-1024")
+    with server.http() as api:
+        api.post(f"/runs/{run_id}/cancel")
+
+
+def test_at_1366x768_a_failed_runs_summary_is_in_sight_and_its_quote_links_to_the_log_line(
+    server: Server, logged_in: Page
+) -> None:
+    run_id = start_run(server, albedo=0.95)
+    assert server.wait_for_run(run_id)["state"] == "failed"
+    page = logged_in
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{server.url}/runs/{run_id}")
+    summary = page.locator("#failure-summary")
+    expect(summary).to_be_in_viewport()
+    assert _top(page, "#failure-summary") < 400
+    assert _top(page, "#failure-summary") < _top(page, "#logs")
+    # the model's error line, quoted, is a link to that line of the log: line 4
+    quote = summary.locator("a.quote-link", has_text="ERROR: albedo too high").first
+    expect(quote).to_have_attribute("href", "#log-simulate-L4")
+    quote.click()
+    expect(page).to_have_url(re.compile(r"#log-simulate-L4$"))
+    line = page.locator("#log-simulate-L4")
+    expect(line).to_have_text(re.compile(r"ERROR: albedo too high for open water$"))
+    expect(line).to_have_class(re.compile(r"\btarget\b"))
+    expect(line).to_be_in_viewport()
+    # the summary's text is still the summary's own
+    expect(summary.locator(".failure-text")).to_contain_text(
+        "The model said:\n  ERROR: albedo too high for open water"
+    )
+
+
+def test_a_log_has_line_numbers_and_a_search_that_keeps_the_matching_lines(
+    server: Server, logged_in: Page
+) -> None:
+    run_id = start_run(server, days=12)
+    assert server.wait_for_run(run_id)["state"] == "succeeded"
+    page = logged_in
+    page.goto(f"{server.url}/runs/{run_id}")
+    box = page.locator("#logbox-simulate")
+    assert box.evaluate("d => d.open") is False  # a finished task's log is folded
+    box.locator("summary").click()
+    lines = page.locator("#log-simulate .line")
+    expect(lines).to_have_count(12)
+    numbers = lines.evaluate_all("ls => ls.map(l => getComputedStyle(l, '::before').content)")
+    assert numbers == [f'"{n}"' for n in range(1, 13)]
+    # the number is drawn, not text: the log reads as the model wrote it
+    expect(lines.nth(1)).to_have_text(re.compile(r"^day 2 of 12$"))
+    at = lines.nth(0).locator(".at").get_attribute("data-at")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", at or "")
+
+    search = page.get_by_label("Search the log of task simulate")
+    search.fill("DAY 1")  # any case: day 1, day 10, day 11, day 12
+    expect(lines).to_have_count(4)
+    expect(lines.locator("mark").first).to_have_text("day 1")
+    assert lines.evaluate_all("ls => ls.map(l => l.dataset.n)") == ["1", "10", "11", "12"]
+    expect(box.locator(".log-matches")).to_have_text("4 matching lines")
+    search.fill("no such words")
+    expect(lines).to_have_count(0)
+    expect(box.locator(".log-matches")).to_have_text("no line matches")
+    search.fill("")
+    expect(lines).to_have_count(12)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import datetime as dt
 import json
 import logging
 import re
@@ -21,6 +23,7 @@ from simyard.domain.provenance import METADATA_FILE, run_crate
 from simyard.domain.states import TaskRunState
 from simyard.domain.tables import Event, Run, StoredFile, TaskRun, User, aware
 from simyard.storage.base import StorageError
+from simyard.times import utc_text
 from simyard.wiring import Platform
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["logs and outputs"])
@@ -87,12 +90,56 @@ def read_log(
     )
 
 
+def _time_text(at: float) -> str:
+    return utc_text(dt.datetime.fromtimestamp(at, dt.UTC))
+
+
+class _CaptureTimes:
+    """The capture time of each line of one attempt's live log, read as it grows."""
+
+    def __init__(self, platform: Platform, task_run_id: int, attempt: int) -> None:
+        self.where = (task_run_id, attempt)
+        self.live_logs = platform.dispatcher.live_logs
+        self.firsts: list[int] = []
+        self.times: list[float] = []
+        self.offset = 0
+
+    def of(self, line: int) -> str | None:
+        """The time line ``line`` (1 the first) was captured; None if not recorded."""
+        if not self.firsts or self.firsts[-1] < line:
+            found, self.offset = self.live_logs.times(*self.where, offset=self.offset)
+            for first, at in found:
+                self.firsts.append(first)
+                self.times.append(at)
+        index = bisect.bisect_right(self.firsts, line) - 1
+        return _time_text(self.times[index]) if index >= 0 else None
+
+
+@router.get("/logs/{task}/times")
+def log_times(
+    run_id: RowId, task: str, db: DbDep, user: UserDep, platform: PlatformDep
+) -> dict[str, Any]:
+    """When the server captured the lines of the task's log (its last attempt):
+    ``lines`` is ``[[FIRST_LINE, TIME], ...]``, line FIRST_LINE and those after it up to
+    the next entry's came at TIME. Lines the server did not see live have none."""
+    task_run = _task(load_run(db, user, run_id), task)
+    attempt = max(task_run.attempt, 1)
+    found, _ = platform.dispatcher.live_logs.times(task_run.id, attempt)
+    return {
+        "task": task,
+        "attempt": attempt,
+        "lines": [[first, _time_text(at)] for first, at in found],
+    }
+
+
 @router.get("/logs/{task}/follow", responses=answers("text/event-stream", "The log's lines"))
 async def follow_log(
-    run_id: RowId, task: str, user: UserDep, platform: PlatformDep
+    run_id: RowId, task: str, user: UserDep, platform: PlatformDep, times: bool = False
 ) -> StreamingResponse:
-    """The task's live log as server-sent events (``data:`` one line each), ending with an
-    ``event: end`` once the task has finished and every line was sent.
+    """The task's live log as server-sent events (``data:`` one line each, a JSON string;
+    with ``times=true`` an object ``{"line", "at"}``, ``at`` the time the server captured
+    the line), ending with an ``event: end`` once the task has finished and every line
+    was sent.
 
     The live copy is capped and a flood is thinned on its way; when the task has ended
     and the live copy did not reach the log's real end, the stream finishes with a line
@@ -116,11 +163,17 @@ async def follow_log(
     # lock would stall every request, including the one holding the lock.
     await run_in_threadpool(check)
 
+    def event(line: bytes, at: str | None = None) -> str:
+        text = line.decode("utf-8", "replace")
+        return "data: " + json.dumps({"line": text, "at": at} if times else text) + "\n\n"
+
     async def lines() -> AsyncIterator[str]:
         offset = 0
         partial = b""
         attempt = None
         last_line = b""
+        sent = 0  # lines of this attempt's live log sent
+        stamps: _CaptureTimes | None = None
         while True:
             found = await run_in_threadpool(where_is_it)
             if found is None:
@@ -128,7 +181,9 @@ async def follow_log(
             task_run_id, final, current = found
             if attempt is not None and current != attempt:
                 yield f"event: attempt\ndata: {current}\n\n"
-                offset, partial = 0, b""
+                offset, partial, sent = 0, b"", 0
+            if stamps is None or stamps.where != (task_run_id, current):
+                stamps = _CaptureTimes(platform, task_run_id, current)
             attempt = current
             path = platform.dispatcher.live_logs.path(task_run_id, current)
             data = b""
@@ -140,19 +195,21 @@ async def follow_log(
             chunk = partial + data
             *complete, partial = chunk.split(b"\n")
             for line in complete:
-                yield "data: " + json.dumps(line.decode("utf-8", "replace")) + "\n\n"
+                sent += 1
+                yield event(line, stamps.of(sent) if times else None)
             if complete:
                 last_line = complete[-1]
             if not data:
                 if final:
                     if partial:
-                        yield "data: " + json.dumps(partial.decode("utf-8", "replace")) + "\n\n"
+                        sent += 1
+                        yield event(partial, stamps.of(sent) if times else None)
                         last_line = partial
                     ending = await run_in_threadpool(
                         _missed_ending, platform, task_run_id, last_line, offset
                     )
                     for line in ending:
-                        yield "data: " + json.dumps(line.decode("utf-8", "replace")) + "\n\n"
+                        yield event(line)
                     state = await run_in_threadpool(_task_state, platform, run_id, task)
                     yield f"event: end\ndata: {json.dumps(state)}\n\n"
                     return

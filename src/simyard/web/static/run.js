@@ -1,6 +1,8 @@
 // The run page, live: follows the run's event stream and its running tasks' logs, keeps the
 // task timeline ticking, and fills outputs, metrics and plots once the run has ended.
 // The server renders everything known at load time; this only keeps it current.
+// Logs show line numbers and each line's capture time, filter by a search, and the failure
+// summary's quoted lines link to their line (``#log-TASK-L12``).
 "use strict";
 
 (() => {
@@ -15,8 +17,10 @@
     "run.cancelled", "run.timed_out", "task.queued", "task.running", "task.succeeded",
     "task.failed", "task.cancelled", "task.timed_out", "task.skipped", "task.retry",
   ];
-  const LOG_LINES = 200;
-  const TAIL_BYTES = 64 * 1024;
+  const SHOWN_LINES = 1000; // lines drawn at once: the log's end, or the last matches
+  const KEPT_LINES = 20000; // lines kept for the search
+  const WHOLE_LOG = 4 * 1024 * 1024; // a stored log up to this size is read whole (numbered)
+  const TAIL_BYTES = 256 * 1024; // of a larger one, its end (line numbers unknown)
   const $ = (id) => document.getElementById(id);
   // Progress is read from the live log lines with the task's own pattern, as the engine does;
   // a pattern JavaScript cannot compile falls back to asking the server every two seconds.
@@ -131,18 +135,36 @@
       task.signal != null ? `signal ${task.signal}` : (task.exit_code ?? "");
     row.querySelector(".started").textContent = when(task.started_at);
     row.querySelector(".duration").textContent = duration(task.started_at, task.finished_at);
-    const bar = row.querySelector(".bar");
     const text = row.querySelector(".progress-text");
     if (task.progress === null || task.progress === undefined) {
-      bar.hidden = true;
       text.textContent = "";
     } else {
-      bar.hidden = false;
-      bar.value = task.progress;
       const left = timeLeft(task);
       text.textContent = `${Math.round(task.progress)} %${left ? ` · ${left}` : ""}`;
     }
   }
+
+  /** The run's one progress bar: the running task that is least far, else the share of
+   *  tasks done (as the server renders it). */
+  function showRunProgress() {
+    const box = $("run-progress");
+    box.hidden = isFinal() || run.tasks.length === 0;
+    if (box.hidden) return;
+    const ended = run.tasks.filter((t) => FINAL_TASK.has(t.state)).length;
+    const done = `${ended} of ${run.tasks.length} tasks done`;
+    const running = run.tasks.filter((t) => t.state === "running");
+    if (running.length === 0) {
+      $("run-bar").value = (100 * ended) / run.tasks.length;
+      $("run-progress-text").textContent = done;
+      return;
+    }
+    const task = running.reduce((a, b) => ((b.progress ?? 0) < (a.progress ?? 0) ? b : a));
+    const left = timeLeft(task);
+    $("run-bar").value = task.progress ?? 0;
+    $("run-progress-text").textContent =
+      `${task.name} ${Math.round(task.progress ?? 0)} %${left ? ` · ${left}` : ""}`;
+  }
+
 
   function showFailure() {
     const box = $("failure-summary");
@@ -155,7 +177,7 @@
     const what = box.querySelector(".failure-what");
     what.replaceChildren();
     what.hidden = error.kind === "cancelled"; // the summary says just that
-    box.querySelector(".failure-text").textContent = error.summary ?? "";
+    showFailureText();
     if (what.hidden) return;
     what.append(words.charAt(0).toUpperCase() + words.slice(1));
     if (error.task) what.append(" in task ", cell("code", error.task), ".");
@@ -178,6 +200,7 @@
     $("rerun").hidden = !isFinal();
     $("rerun-failed").hidden = !isFinal() || run.state === "succeeded";
     run.tasks.forEach(showTask);
+    showRunProgress();
     showFailure();
   }
 
@@ -223,6 +246,7 @@
 
   const finishedCount = (r) => r.tasks.filter((t) => FINAL_TASK.has(t.state)).length;
 
+  const openedLive = new Set(run.tasks.filter((t) => t.state === "running").map((t) => t.name));
   let resultsShown = isFinal(); // a finished run's results are rendered by the server
   let outputsAt = finishedCount(run); // finished tasks when the outputs were last listed
 
@@ -232,8 +256,16 @@
       const old = before.tasks.find((t) => t.name === task.name);
       const box = $(`logbox-${task.name}`);
       if (task.state === "running" && (!old || old.state !== "running" || old.attempt !== task.attempt)) {
-        if (box) box.open = true;
+        if (box && !box.open) {
+          box.open = true;
+          openedLive.add(task.name);
+        }
         followLog(task.name);
+      } else if (box && openedLive.has(task.name) && FINAL_TASK.has(task.state)) {
+        // a task that ended well folds its log away again: the running one stays in sight
+        openedLive.delete(task.name);
+        if (!["failed", "timed_out"].includes(task.state)) box.open = false;
+        else loadLog(task);
       } else if (box?.open) {
         loadLog(task);
       }
@@ -249,6 +281,8 @@
       stopEvents();
       const failedBox = run.error?.task ? $(`logbox-${run.error.task}`) : null;
       if (failedBox) failedBox.open = true; // its toggle event loads the log's end
+      $("key-metrics").hidden = false;
+      if ($("run-plots")) $("run-plots").hidden = false;
       showMetrics();
       showResults();
     } else if (finishedCount(run) !== outputsAt) {
@@ -329,15 +363,112 @@
     if (isFinal()) return;
     $("run-duration").textContent = duration(run.started_at, run.finished_at) || "—";
     run.tasks.filter((t) => t.state === "running").forEach(showTask);
+    showRunProgress();
   }, 1000);
 
   // ------------------------------------------------------------------ logs
 
-  const logs = new Map(); // task name -> {lines, source, loaded, drawTimer}
+  // task name -> {lines: [{n, text, at}], next, numbered, source, loaded, drawTimer, focus}
+  const logs = new Map();
 
   function logOf(name) {
-    if (!logs.has(name)) logs.set(name, { lines: [], source: null, loaded: false, drawTimer: null });
+    if (!logs.has(name)) {
+      logs.set(name, {
+        lines: [], next: 1, numbered: true, source: null, loaded: false, drawTimer: null,
+        focus: null,
+      });
+    }
     return logs.get(name);
+  }
+
+  function resetLog(log) {
+    log.lines = [];
+    log.next = 1;
+    log.numbered = true;
+  }
+
+  const lineId = (name, n) => `log-${name}-L${n}`;
+
+  /** ``14:03:07`` in the browser's time zone; the title has the full UTC time. */
+  function clock(at) {
+    const t = new Date(at);
+    return `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
+  }
+
+  /** One line: its number and capture time (drawn by CSS, so copied text is the log's
+   *  own), its text with the search's matches marked. */
+  function lineElement(name, line, query) {
+    const element = document.createElement("span");
+    element.className = "line";
+    if (line.n !== null) {
+      element.id = lineId(name, line.n);
+      element.dataset.n = String(line.n);
+    }
+    if (line.at) {
+      const at = cell("span", "", "at");
+      at.dataset.at = clock(line.at);
+      at.title = `captured ${line.at}`;
+      element.append(at);
+    }
+    if (!query) {
+      element.append(line.text);
+      return element;
+    }
+    const lower = line.text.toLowerCase();
+    let from = 0;
+    for (let found = lower.indexOf(query); found !== -1; found = lower.indexOf(query, from)) {
+      element.append(line.text.slice(from, found), cell("mark", line.text.slice(found, found + query.length)));
+      from = found + query.length;
+    }
+    element.append(line.text.slice(from));
+    return element;
+  }
+
+  function queryOf(name) {
+    return $(`logbox-${name}`)?.querySelector(".log-search")?.value.trim().toLowerCase() ?? "";
+  }
+
+  /** The lines to draw: the matches of the search, or around a line asked for, or the end. */
+  function linesToDraw(log, query) {
+    if (query) return log.lines.filter((l) => l.text.toLowerCase().includes(query)).slice(-SHOWN_LINES);
+    const focus = log.focus === null ? -1 : log.lines.findIndex((l) => l.n === log.focus);
+    if (focus >= 0 && focus < log.lines.length - SHOWN_LINES) {
+      const start = Math.max(0, focus - SHOWN_LINES / 2);
+      return log.lines.slice(start, start + SHOWN_LINES);
+    }
+    return log.lines.slice(-SHOWN_LINES);
+  }
+
+  function drawLogNow(name) {
+    const log = logOf(name);
+    const pre = $(`log-${name}`);
+    if (!pre) return;
+    const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 30;
+    const query = queryOf(name);
+    const shown = linesToDraw(log, query);
+    const fragment = document.createDocumentFragment();
+    shown.forEach((line, index) => {
+      if (index > 0) fragment.append("\n");
+      fragment.append(lineElement(name, line, query));
+    });
+    pre.replaceChildren(fragment);
+    pre.classList.toggle("numbered", log.lines.some((l) => l.n !== null));
+    const matches = $(`logbox-${name}`)?.querySelector(".log-matches");
+    if (matches) {
+      const total = query ? log.lines.filter((l) => l.text.toLowerCase().includes(query)).length : 0;
+      matches.textContent = !query ? ""
+        : total === 0 ? "no line matches"
+        : `${total} matching line${total === 1 ? "" : "s"}${total > shown.length ? `, the last ${shown.length} shown` : ""}`;
+    }
+    if (log.focus !== null && !query) {
+      const target = document.getElementById(lineId(name, log.focus));
+      if (target) {
+        target.classList.add("target");
+        pre.scrollTop = target.offsetTop - pre.offsetTop - pre.clientHeight / 3;
+        return;
+      }
+    }
+    if (atBottom && !query) pre.scrollTop = pre.scrollHeight;
   }
 
   function drawLog(name) {
@@ -345,12 +476,7 @@
     if (log.drawTimer) return;
     log.drawTimer = setTimeout(() => {
       log.drawTimer = null;
-      const pre = $(`log-${name}`);
-      if (!pre) return;
-      const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 30;
-      if (log.lines.length > LOG_LINES) log.lines = log.lines.slice(-LOG_LINES);
-      pre.textContent = log.lines.join("\n");
-      if (atBottom) pre.scrollTop = pre.scrollHeight;
+      drawLogNow(name);
     }, 80);
   }
 
@@ -369,13 +495,17 @@
     task.progress = clamped;
     liveProgress.set(name, { attempt: task.attempt, percent: task.progress });
     showTask(task);
+    showRunProgress();
   }
 
-  function addLine(name, line) {
-    readProgress(name, line);
+  /** A line of the live stream; after a line the server wrote itself (``[simyard: ...]``,
+   *  part of the log not shown live) the numbers are no longer the log's own. */
+  function addLine(name, text, at) {
+    readProgress(name, text);
     const log = logOf(name);
-    log.lines.push(line);
-    if (log.lines.length > LOG_LINES * 2) log.lines = log.lines.slice(-LOG_LINES);
+    if (text.startsWith("[simyard: ") && /not shown live|capped here/.test(text)) log.numbered = false;
+    log.lines.push({ n: log.numbered ? log.next++ : null, text, at: at ?? null });
+    if (log.lines.length > KEPT_LINES * 1.1) log.lines = log.lines.slice(-KEPT_LINES);
     drawLog(name);
   }
 
@@ -384,21 +514,25 @@
     if (note) note.textContent = text;
   }
 
-  /** Follow a task's log stream (it replays the log from its start, then goes live). */
+  /** Follow a task's log stream (it replays the log from its start, then goes live); each
+   *  line comes with the time the server captured it. */
   function followLog(name) {
     const log = logOf(name);
     if (log.source) return;
-    const url = `${api}/logs/${encodeURIComponent(name)}/follow`;
+    const url = `${api}/logs/${encodeURIComponent(name)}/follow?times=true`;
     const source = new EventSource(url);
     log.source = source;
     noteLog(name, "live");
-    source.onopen = () => {
-      log.lines = []; // every (re)connection starts from the first line
+    source.onopen = () => resetLog(log); // every (re)connection starts from the first line
+    source.onmessage = (message) => {
+      const line = JSON.parse(message.data);
+      if (typeof line === "string") addLine(name, line, null);
+      else addLine(name, line.line, line.at);
     };
-    source.onmessage = (message) => addLine(name, JSON.parse(message.data));
     source.addEventListener("attempt", (message) => {
-      log.lines = [];
-      addLine(name, `[simyard: attempt ${message.data} starts]`);
+      resetLog(log);
+      log.lines.push({ n: null, text: `[simyard: attempt ${message.data} starts]`, at: null });
+      drawLog(name);
     });
     source.addEventListener("end", () => {
       source.close();
@@ -406,6 +540,7 @@
       log.loaded = true;
       noteLog(name, "");
       drawLog(name);
+      linkFailureQuotes();
     });
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) {
@@ -416,7 +551,19 @@
     };
   }
 
-  /** Show the end of a task's log: a range read of its stored log, else its stream. */
+  /** The capture times of a stored log's lines (first line number -> time), or none. */
+  async function captureTimes(name) {
+    try {
+      const response = await fetch(`${api}/logs/${encodeURIComponent(name)}/times`);
+      if (!response.ok) return [];
+      return (await response.json()).lines ?? [];
+    } catch (_) {
+      return [];
+    }
+  }
+
+  /** Show a finished task's log: read whole when small enough (then numbered, with its
+   *  capture times), else its end. */
   async function loadLog(task) {
     const log = logOf(task.name);
     if (log.loaded || log.source || !task.started_at) return;
@@ -430,19 +577,25 @@
       return;
     }
     log.loaded = true;
-    const offset = Math.max(stored - TAIL_BYTES, 0);
+    const offset = stored > WHOLE_LOG ? stored - TAIL_BYTES : 0;
     try {
-      const url = `${api}/logs/${encodeURIComponent(task.name)}?offset=${offset}&length=${TAIL_BYTES}`;
-      const response = await fetch(url);
+      const url = `${api}/logs/${encodeURIComponent(task.name)}?offset=${offset}&length=${offset ? TAIL_BYTES : WHOLE_LOG}`;
+      const [response, times] = await Promise.all([fetch(url), offset ? [] : captureTimes(task.name)]);
       if (!response.ok) throw new Error(await problemOf(response));
       let lines = (await response.text()).split("\n");
       if (offset > 0) lines = lines.slice(1); // the first line is cut
       if (lines.at(-1) === "") lines.pop();
-      log.lines = lines.slice(-LOG_LINES);
-      if (offset > 0 || lines.length > LOG_LINES) {
-        noteLog(task.name, `last ${log.lines.length} lines`);
-      }
-      drawLog(task.name);
+      resetLog(log);
+      let mark = 0;
+      lines.slice(-KEPT_LINES).forEach((text, index) => {
+        const n = offset ? null : lines.length - Math.min(lines.length, KEPT_LINES) + index + 1;
+        while (n !== null && mark + 1 < times.length && times[mark + 1][0] <= n) mark += 1;
+        const at = n !== null && times.length && times[mark][0] <= n ? times[mark][1] : null;
+        log.lines.push({ n, text, at });
+      });
+      if (offset > 0) noteLog(task.name, `its last ${log.lines.length} lines; the download has all`);
+      drawLogNow(task.name);
+      linkFailureQuotes();
     } catch (error) {
       log.loaded = false;
       showError(`Could not load the log of task ${task.name}: ${error.message}`);
@@ -454,6 +607,85 @@
       const task = run.tasks.find((t) => t.name === box.dataset.task);
       if (box.open && task) loadLog(task);
     });
+    const search = box.querySelector(".log-search");
+    search?.addEventListener("input", () => {
+      logOf(box.dataset.task).focus = null;
+      drawLogNow(box.dataset.task);
+    });
+  }
+
+  /** ``#log-TASK-L12``: open that log and show its line 12. */
+  function showLogLine() {
+    const found = /^#log-(.+)-L(\d+)$/.exec(decodeURIComponent(window.location.hash));
+    if (!found) return;
+    const [, name, n] = found;
+    const box = $(`logbox-${name}`);
+    if (!box) return;
+    const log = logOf(name);
+    log.focus = Number(n);
+    const search = box.querySelector(".log-search");
+    if (search) search.value = "";
+    document.querySelectorAll(".log .line.target").forEach((l) => l.classList.remove("target"));
+    if (!box.open) box.open = true; // its toggle loads the log, which then shows the line
+    if (log.lines.length) drawLogNow(name);
+    box.scrollIntoView({ block: "start" });
+  }
+
+  window.addEventListener("hashchange", showLogLine);
+
+  /** The failure summary, each quoted line a link to its line in the task's log once that
+   *  log is here whole (the text stays the summary's own). */
+  function showFailureText() {
+    const pre = $("failure-summary").querySelector(".failure-text");
+    const summary = run.error?.summary ?? "";
+    const log = run.error?.task ? logs.get(run.error.task) : null;
+    const numbered = log && log.lines.length && log.lines[0].n === 1 ? log.lines : null;
+    if (!numbered) {
+      pre.textContent = summary;
+      return;
+    }
+    const rows = summary.split("\n");
+    const quoted = []; // [row index, text, part]
+    let part = "";
+    rows.forEach((row, index) => {
+      if (row === "The model said:") part = "said";
+      else if (row === "Last lines of its log:") part = "tail";
+      else if (part && row.startsWith("  ")) quoted.push([index, row.slice(2), part]);
+    });
+    const found = new Map(); // row index -> line number
+    let from = 0;
+    for (const [index, text, which] of quoted) {
+      if (which !== "said") continue;
+      const at = numbered.findIndex((l, i) => i >= from && l.text === text);
+      if (at >= 0) {
+        found.set(index, numbered[at].n);
+        from = at + 1;
+      }
+    }
+    const tail = quoted.filter((q) => q[2] === "tail");
+    const end = numbered.length;
+    tail.forEach(([index, text], k) => {
+      const line = numbered[end - tail.length + k];
+      if (line && line.text === text) found.set(index, line.n);
+    });
+    const fragment = document.createDocumentFragment();
+    rows.forEach((row, index) => {
+      if (index > 0) fragment.append("\n");
+      if (!found.has(index)) {
+        fragment.append(row);
+        return;
+      }
+      const n = found.get(index);
+      const link = cell("a", row.slice(2), "quote-link");
+      link.href = `#${lineId(run.error.task, n)}`;
+      link.title = `line ${n} of the log of task ${run.error.task}`;
+      fragment.append("  ", link);
+    });
+    pre.replaceChildren(fragment);
+  }
+
+  function linkFailureQuotes() {
+    if (run.error?.task) showFailureText();
   }
 
   // ------------------------------------------------------------------ results
@@ -470,6 +702,7 @@
       showError(`Could not list the outputs: ${error.message}`);
       return false;
     }
+    if (outputs.length > data.flat_outputs) return showFolders();
     const body = $("outputs").tBodies[0];
     body.replaceChildren();
     for (const file of outputs) {
@@ -500,6 +733,54 @@
     $("outputs-zip").hidden = outputs.length === 0;
     return true;
   }
+
+  /** Many outputs are shown by folder, as the server renders them: take its section. */
+  async function showFolders() {
+    try {
+      const response = await fetch(`/runs/${run.id}`);
+      if (!response.ok) throw new Error(await problemOf(response));
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const section = page.getElementById("outputs-section");
+      if (!section) throw new Error("the page has no outputs");
+      $("outputs-section").replaceWith(document.importNode(section, true));
+      return true;
+    } catch (error) {
+      showError(`Could not list the outputs: ${error.message}`);
+      return false;
+    }
+  }
+
+  /** A folder of outputs, opened: its files, from the folder's own page. */
+  async function openFolder(folder) {
+    if (folder.dataset.loaded) return;
+    folder.dataset.loaded = "1";
+    const body = folder.querySelector(".folder-files tbody");
+    body.replaceChildren(cell("tr", "")); // a row while it loads
+    body.firstChild.append(cell("td", "Loading the folder's files…", "muted"));
+    try {
+      const response = await fetch(folder.dataset.url);
+      if (!response.ok) throw new Error(await problemOf(response));
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const rows = page.querySelectorAll("#folder-files tbody tr");
+      body.replaceChildren(...[...rows].map((row) => {
+        const copy = document.importNode(row, true);
+        copy.firstElementChild.remove(); // the task is the folder's
+        return copy;
+      }));
+    } catch (error) {
+      delete folder.dataset.loaded;
+      body.replaceChildren();
+      showError(`Could not list the folder's files: ${error.message}`);
+    }
+  }
+
+  // toggle does not bubble: listen while it goes down to the folder
+  document.addEventListener("toggle", (event) => {
+    const folder = event.target;
+    if (folder instanceof HTMLDetailsElement && folder.classList.contains("output-folder") && folder.open) {
+      openFolder(folder);
+    }
+  }, true);
 
   /** Once the run has ended: its outputs, then its plots; the listing is tried until it works. */
   async function showResults(retried = false) {
@@ -601,6 +882,7 @@
     if (task.state === "running") followLog(task.name);
     else if ($(`logbox-${task.name}`)?.open) loadLog(task);
   }
+  showLogLine();
   if (isFinal()) {
     drawPlots();
   } else {
