@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Route, expect
 
+from tests.conftest import MakeModel
 from tests.e2e.conftest import (
     WAIT_MS,
     NewPage,
@@ -289,3 +290,60 @@ def test_a_log_has_line_numbers_and_a_search_that_keeps_the_matching_lines(
     expect(box.locator(".log-matches")).to_have_text("no line matches")
     search.fill("")
     expect(lines).to_have_count(12)
+
+
+MANY_MANIFEST = """\
+simyard: 1
+name: many
+version: "1"
+parameters:
+  wait: {type: number, default: 0, min: 0, max: 30}
+tasks:
+  write:
+    command: [python3, write.py, "{wait}"]
+    outputs: [out/]
+"""
+
+MANY_WRITE = """
+import os, sys, time
+time.sleep(float(sys.argv[1]))
+for folder in "abc":
+    os.makedirs(f"out/{folder}")
+    for n in range(50):
+        open(f"out/{folder}/f{n:03d}.txt", "w").write(f"{folder} {n}\\n")
+"""
+
+
+def test_many_outputs_show_as_folders_that_open_to_their_files(
+    server: Server, logged_in: Page, make_model: MakeModel
+) -> None:
+    added = server.cli("models", "add", make_model(MANY_MANIFEST, {"write.py": MANY_WRITE}))
+    assert added.returncode == 0, added.stderr
+    run_id = start_run(server, "many", forcing=None, wait=3)
+    wait_for_task_state(server, run_id, "write", "running")
+    page = logged_in
+    errors = page_errors(page)
+    page.goto(f"{server.url}/runs/{run_id}")
+    mark_page(page)
+    expect(page.locator("#run-state")).to_have_text("succeeded")
+    # the run ended while the page was open: its 150 outputs come as 3 folders
+    folders = page.locator("#outputs details.output-folder")
+    expect(folders).to_have_count(3)
+    expect(page.locator("#outputs-section")).to_contain_text("150 files in 3 folders")
+    folder_b = folders.nth(1)
+    expect(folder_b.locator("summary")).to_contain_text("out/b/")
+    expect(folder_b.locator("summary")).to_contain_text("50 files")
+    expect(page.locator("#outputs a", has_text="out/b/f007.txt")).to_have_count(0)
+    folder_b.locator("summary .muted").click()  # opens it; the folder's name is a link
+    link = folder_b.locator("a[download]", has_text="out/b/f007.txt")
+    expect(link).to_be_visible()
+    expect(folder_b.locator(".folder-files tr")).to_have_count(50)
+    with page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_text() == "b 7\n"
+    assert_not_reloaded(page)
+    # without script the folder's name leads to its own page of files
+    folder_b.locator("summary a").click()
+    expect(page.get_by_role("heading", name="out/b/", level=1)).to_be_visible()
+    expect(page.locator("#folder-files a[download]")).to_have_count(50)
+    assert errors == []

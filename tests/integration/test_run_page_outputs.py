@@ -3,8 +3,10 @@ file, and every file is still one click away on the folder's own page (issue 14 
 
 from __future__ import annotations
 
+import io
 import re
 import time
+import zipfile
 from collections.abc import Iterator
 
 import pytest
@@ -103,3 +105,36 @@ def test_a_folder_page_refuses_a_missing_task_with_the_field_named(
         answer = web.get(f"/runs/{run_id}/folder", params={"task": "nope", "path": "out"})
     assert answer.status_code == 404
     assert "task" in answer.text
+
+
+def test_a_folder_downloads_as_one_zip_of_its_files(many: tuple[Server, int]) -> None:
+    server, run_id = many
+    with logged_in(server) as web:
+        page = web.get(f"/runs/{run_id}").text
+        link = re.search(
+            r'href="(/api/v1/runs/\d+/outputs\.zip\?task=write&amp;folder=out/t07)"', page
+        )
+        assert link is not None
+        answer = web.get(link.group(1).replace("&amp;", "&"))
+        assert answer.status_code == 200
+        disposition = answer.headers["content-disposition"]
+        assert f'filename="run-{run_id}-write-out_t07.zip"' in disposition
+        names = zipfile.ZipFile(io.BytesIO(answer.content)).namelist()
+        assert sorted(names) == [f"write/out/t07/field{n:03d}.dat" for n in range(50)]
+        no_task = web.get(f"/api/v1/runs/{run_id}/outputs.zip", params={"task": "nope"})
+        assert no_task.status_code == 404
+        assert "nope" in no_task.json()["detail"]
+        empty = web.get(
+            f"/api/v1/runs/{run_id}/outputs.zip", params={"task": "write", "folder": "out/t99"}
+        )
+        assert empty.status_code == 404
+        assert empty.json()["detail"].startswith("folder:")
+        alone = web.get(f"/api/v1/runs/{run_id}/outputs.zip", params={"folder": "out/t07"})
+        assert alone.status_code == 422
+        assert "folder" in alone.json()["detail"]
+    server.add_user("eve")
+    with logged_in(server, "eve") as other:
+        stolen = other.get(
+            f"/api/v1/runs/{run_id}/outputs.zip", params={"task": "write", "folder": "out/t07"}
+        )
+    assert stolen.status_code == 404

@@ -32,6 +32,7 @@ log = logging.getLogger("simyard.api")
 CHUNK = 1 << 16
 FOLLOW_POLL_SECONDS = 0.05
 FOLLOW_TAIL = 1 << 16  # bytes of the stored log's end sent when the live copy missed it
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")  # what of a task and folder goes into a file name
 _CUT_MARKER = re.compile(rb"\n\[simyard: (\d+) bytes of output cut here; the end follows\]\n")
 
 
@@ -309,17 +310,40 @@ def _outputs(db: Any, run: Run) -> list[tuple[str, StoredFile]]:
 
 @router.get("/outputs.zip", responses=answers("application/zip", "Every output, as a zip"))
 def download_all(
-    run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep
+    run_id: RowId,
+    db: DbDep,
+    user: UserDep,
+    platform: PlatformDep,
+    task: str | None = None,
+    folder: str = "",
 ) -> StreamingResponse:
-    """Every output as one zip, streamed (the server never holds it whole).
+    """Every output as one zip, streamed (the server never holds it whole); with ``task``
+    (and ``folder``) only that task's outputs (under that folder).
 
     The first file is opened before the answer starts, so storage that is away answers
     503 rather than a 200 that breaks off; a read that fails later aborts the connection
     (the client sees an error, never a zip that merely ends early)."""
     run = load_run(db, user, run_id)
-    entries = [(f"{task}/{f.path}", f.key) for task, f in _outputs(db, run)]
-    # The zip is an RO-Crate: its metadata file describes every output and the run.
-    crate = json.dumps(run_crate(db=db, run=run, base_url=platform.settings.base_url), indent=1)
+    outputs = _outputs(db, run)
+    crate: str | None = None
+    filename = f"run-{run.id}-outputs.zip"
+    if task is None and folder:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="folder: needs a task")
+    if task is not None:
+        _task(run, task)
+        under = folder.strip("/") + "/" if folder.strip("/") else ""
+        outputs = [(t, f) for t, f in outputs if t == task and f.path.startswith(under)]
+        if not outputs:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail=f"folder: task {task!r} of run {run.id} has no outputs in {folder!r}",
+            )
+        named = _SAFE_NAME.sub("_", f"{task}-{under.rstrip('/')}".strip("-"))
+        filename = f"run-{run.id}-{named}.zip"
+    else:
+        # The whole zip is an RO-Crate: its metadata file describes every output and the run.
+        crate = json.dumps(run_crate(db=db, run=run, base_url=platform.settings.base_url), indent=1)
+    entries = [(f"{name}/{f.path}", f.key) for name, f in outputs]
     db.commit()  # release the database before the long part: streaming
     first = _opened(platform, entries[0][1]) if entries else None
 
@@ -355,10 +379,10 @@ def download_all(
                             yield data
                 if data := pipe.take():
                     yield data
-            archive.writestr(METADATA_FILE, crate)
+            if crate is not None:
+                archive.writestr(METADATA_FILE, crate)
         yield pipe.take()
 
-    filename = f"run-{run.id}-outputs.zip"
     return StreamingResponse(
         _aborting(stream(), first),
         media_type="application/zip",
