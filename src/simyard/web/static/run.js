@@ -614,9 +614,15 @@
     });
   }
 
-  /** ``#log-TASK-L12``: open that log and show its line 12. */
+  /** ``#log-TASK-L12``: open that log and show its line 12; ``#logbox-TASK``: open it. */
   function showLogLine() {
-    const found = /^#log-(.+)-L(\d+)$/.exec(decodeURIComponent(window.location.hash));
+    const hash = decodeURIComponent(window.location.hash);
+    const whole = /^#logbox-(.+)$/.exec(hash);
+    if (whole && $(`logbox-${whole[1]}`)) {
+      $(`logbox-${whole[1]}`).open = true;
+      return;
+    }
+    const found = /^#log-(.+)-L(\d+)$/.exec(hash);
     if (!found) return;
     const [, name, n] = found;
     const box = $(`logbox-${name}`);
