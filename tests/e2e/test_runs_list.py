@@ -28,6 +28,6 @@ def test_the_runs_list_shows_every_run_and_filters_by_state(
 
     page.get_by_label("State").select_option("failed")
     page.get_by_role("button", name="Filter").click()
-    expect(page).to_have_url(f"{server.url}/runs?state=failed&model=&q=")
+    expect(page).to_have_url(f"{server.url}/runs?state=failed&model=&show=&q=")
     expect(rows).to_have_count(1)
     expect(rows.get_by_role("link", name=f"#{bad}")).to_be_visible()
