@@ -14,6 +14,7 @@
   const DEBOUNCE_MS = 300;
   let timer = null;
   let asked = 0; // the number of the latest check: older answers are dropped
+  let touched = false; // problems are shown once the user has changed something
 
   /** The form as the API takes a sweep: one value a parameter, several an axis. */
   function requestBody() {
@@ -84,7 +85,7 @@
 
   async function check() {
     const mine = ++asked;
-    count.textContent = "Checking…";
+    if (touched) count.textContent = "Checking…";
     let answer, body;
     try {
       answer = await fetch("/api/v1/sweeps/validate", {
@@ -97,6 +98,10 @@
       return;
     }
     if (mine !== asked) return;
+    if (!touched && !answer.ok) {
+      count.textContent = ""; // an untouched form is not yet wrong
+      return;
+    }
     clear();
     show(body.errors ?? [], "error");
     show(body.warnings ?? [], "warning");
@@ -110,6 +115,7 @@
   }
 
   function soon() {
+    touched = true;
     clearTimeout(timer);
     timer = setTimeout(check, DEBOUNCE_MS);
   }
