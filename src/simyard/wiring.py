@@ -27,6 +27,7 @@ from simyard.storage.registry import open_store
 class Database:
     engine: Engine
     sessions: sessionmaker[Session]
+    readers: sessionmaker[Session]  # read-only: they wait for no writer (db/session.py)
 
 
 def open_database(settings: Settings) -> Database:
@@ -35,7 +36,7 @@ def open_database(settings: Settings) -> Database:
         settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     upgrade_schema(engine)
-    return Database(engine, session_factory(engine))
+    return Database(engine, session_factory(engine), session_factory(engine, read_only=True))
 
 
 def make_executor(settings: Settings, store: Store) -> Executor:
@@ -165,6 +166,10 @@ class Platform:
     @property
     def sessions(self) -> sessionmaker[Session]:
         return self.database.sessions
+
+    @property
+    def readers(self) -> sessionmaker[Session]:
+        return self.database.readers
 
 
 def build_platform(settings: Settings) -> Platform:

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from simyard.db.session import read_then_write
 from simyard.domain.tables import User
 from simyard.domain.users import token_for
 from simyard.errors import Problem
@@ -62,9 +63,13 @@ def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def get_db(platform: PlatformDep) -> Iterator[Session]:
-    """A session committed when the request handler returns normally (rolled back otherwise)."""
-    with platform.sessions() as session:
+def get_db(request: Request, platform: PlatformDep) -> Iterator[Session]:
+    """A session committed when the request handler returns normally (rolled back otherwise).
+
+    A GET only reads: its session reads a snapshot and waits for no writer (on SQLite the
+    writers queue, and readers must not queue behind them)."""
+    factory = platform.readers if request.method in SAFE else platform.sessions
+    with factory() as session:
         yield session
         session.commit()
 
@@ -80,18 +85,23 @@ def current_user(request: Request, platform: PlatformDep) -> User:
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    user = None
-    with platform.sessions() as db, db.begin():
+
+    def identify(db: Session) -> User | None:
         if scheme.lower() == "bearer" and token:
             row = token_for(db=db, token=token.strip())
-            user = None if row is None else row.user
             if row is not None and row.scope == "read" and request.method not in SAFE:
                 raise HTTPException(
                     status.HTTP_403_FORBIDDEN, detail="this token may only read (scope 'read')"
                 )
-        elif (user := session_user(request, db)) is not None and request.method not in SAFE:
+            return None if row is None else row.user
+        found = session_user(request, db)
+        if found is not None and request.method not in SAFE:
             # A browser session: a state-changing call must carry the page's CSRF token.
             check_csrf(request, request.headers.get(CSRF_HEADER))
+        return found
+
+    # A writer only when the lookup notes a use (about once a minute per token or session).
+    user = read_then_write(platform.readers, platform.sessions, identify)
     if user is None:
         given = scheme.lower() == "bearer" and token
         raise HTTPException(

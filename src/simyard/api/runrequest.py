@@ -78,6 +78,7 @@ async def submit_request(
     pool) and wake the dispatcher when it created something; its refusals pass through."""
     submission = kind(
         sessions=platform.sessions,
+        readers=platform.readers,
         store=platform.store,
         cache_root=platform.cache_root,
         limits=Limits.of(platform.settings, platform.dispatcher.executor.unsatisfiable),

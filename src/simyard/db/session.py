@@ -8,6 +8,12 @@ the order they came, and only the one at its head asks SQLite for the lock (othe
 processes, such as a CLI command, still meet it at SQLite's busy timeout). A queue that
 is full, or a wait that is too long, is refused at once with :class:`DatabaseBusy`
 (the API answers 503 with Retry-After) rather than letting the request time out.
+
+Reads do not queue. A session of :func:`session_factory` with ``read_only=True`` begins a
+deferred transaction outside the gate: in WAL mode it reads a snapshot beside the writer
+and never waits for it. Such a transaction may not write (:class:`WriteInReadOnly`);
+:func:`read_then_write` runs work that only sometimes writes (noting when a token was
+last used) as a reader first and again as a writer when it turns out to write.
 """
 
 from __future__ import annotations
@@ -16,11 +22,11 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -35,12 +41,20 @@ _held: ContextVar[weakref.ref[Any] | None] = ContextVar("_held", default=None)
 GATE_WAITING = 256  # transactions that may wait for the SQLite writer at once
 GATE_WAIT = 30.0  # seconds one may wait for it before it is refused
 POOL_SIZE = 64  # SQLite connections: a waiting transaction holds one
+READ_ONLY = "simyard_read_only"  # the execution option of read-only sessions' connections
+_READS = ("select", "with", "pragma", "begin", "savepo", "releas")  # what readers may run
+
+T = TypeVar("T")
 
 
 class DatabaseBusy(RuntimeError):
     """Too many transactions are waiting for the embedded database (it is locked)."""
 
     retry_after = 1
+
+
+class WriteInReadOnly(RuntimeError):
+    """A read-only transaction tried to write (the code must use a writing session)."""
 
 
 class WriteGate:
@@ -85,7 +99,9 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        _refuse_writes_of_readers(engine)
+        return engine
     engine = create_engine(
         url,
         connect_args={"timeout": 60, "check_same_thread": False},
@@ -111,6 +127,9 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")  # a snapshot: waits for no writer
+            return
         # Take the write lock up front: a deferred transaction that later upgrades to a
         # writer fails at once with "database is locked" instead of waiting its turn.
         # A second transaction begun while this code path holds one would wait forever.
@@ -145,7 +164,19 @@ def make_engine(url: str) -> Engine:
     def _returned(_dbapi_connection: Any, record: Any) -> None:
         _leave(record.info)  # a connection dropped in a transaction frees the gate too
 
+    _refuse_writes_of_readers(engine)
     return engine
+
+
+def _refuse_writes_of_readers(engine: Engine) -> None:
+    @event.listens_for(engine, "before_cursor_execute")
+    def _only_reads(
+        connection: Any, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any
+    ) -> None:
+        if connection.get_execution_options().get(READ_ONLY) and not (
+            statement.lstrip()[:6].lower().startswith(_READS)
+        ):
+            raise WriteInReadOnly(f"a read-only transaction may not run {statement[:40]!r}")
 
 
 class NestedTransaction(RuntimeError):
@@ -161,9 +192,29 @@ def upgrade_schema(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after commit."""
+def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after commit; ``read_only`` ones read a
+    snapshot without waiting for the writer and may not write."""
+    if read_only:
+        engine = engine.execution_options(**{READ_ONLY: True})
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_then_write(
+    readers: sessionmaker[Session], writers: sessionmaker[Session], work: Callable[[Session], T]
+) -> T:
+    """``work(session)`` in a read-only transaction, or, when it turns out to write (it
+    flushed a change or left one pending), again from the start in a writing one."""
+    try:
+        with readers() as session, session.begin():
+            result = work(session)
+            if session.new or session.dirty or session.deleted:
+                raise WriteInReadOnly("the work changed rows")
+            return result
+    except WriteInReadOnly:
+        pass
+    with writers() as session, session.begin():
+        return work(session)
 
 
 @contextmanager

@@ -197,22 +197,20 @@ def store_inputs(
 def create_run(
     *,
     db: Session,
-    store: Store,
     user: User,
     version: ModelVersion,
     checked: RunInput,
-    uploads: Mapping[str, Upload],
+    inputs: list[StoredInput],
     notify: bool | None = None,
     labels: Labels | None = None,
     warnings: list[Problem] | None = None,
     from_run: Run | None = None,
     project: Project | None = None,
 ) -> Run:
-    """Store the inputs and queue the run (``from_run``: edited from that run; ``project``:
-    started in that project, whose membership and quota the caller checked)."""
-    stored = store_inputs(store=store, version=version, uploads=uploads)
+    """Queue the run of inputs stored already (``from_run``: edited from that run;
+    ``project``: started in that project, whose membership and quota the caller checked)."""
     run = queue_run(
-        db=db, user=user, version=version, checked=checked, inputs=stored, notify=notify,
+        db=db, user=user, version=version, checked=checked, inputs=inputs, notify=notify,
         labels=labels, warnings=warnings,
     )  # fmt: skip
     if from_run is not None:

@@ -4,7 +4,11 @@ A submission names a model (and maybe a version), carries parameters and uploads
 is either only checked or created. It answers a :class:`Submitted` (the id it created,
 the warnings) or raises: :class:`~simyard.errors.ValidationFailed` naming every problem,
 :class:`RunRateSpent` when the user's SIMYARD_RUN_RATE is used up. Everything it writes
-happens in one transaction; the caller wakes the dispatcher and shapes the answer.
+happens in one short transaction; the caller wakes the dispatcher and shapes the answer.
+
+The checks read a snapshot (a read-only transaction) and the uploads are stored before
+that transaction: on SQLite only one transaction writes at a time, and the checks of a
+large upload, or a model's own hook, would otherwise hold every other writer up.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from simyard.domain.access import Action, ReadOnly
 from simyard.domain.projects import project_for_run
 from simyard.domain.ratelimit import RunRate, retry_after, spend_run
 from simyard.domain.registry import find_version, manifest_of, model_dir_of
+from simyard.domain.runs import StoredInput
 from simyard.domain.tables import ModelVersion, User
 from simyard.errors import Problem, Refusal, ValidationFailed
 from simyard.manifest.inputs import DEFAULT_MAX_UNPACKED_SIZE
 from simyard.manifest.runinput import RunInput
 from simyard.storage.base import Store
+
+Stored = list[StoredInput]  # a submission's uploads as the store holds them
 
 
 class RunRateSpent(Refusal):
@@ -146,6 +153,7 @@ class Submission(ABC):
         self,
         *,
         sessions: sessionmaker[Session],
+        readers: sessionmaker[Session],
         store: Store,
         cache_root: Path,
         limits: Limits,
@@ -153,6 +161,7 @@ class Submission(ABC):
         uploads: Mapping[str, run_service.Upload],
     ) -> None:
         self.sessions = sessions
+        self.readers = readers
         self.store = store
         self.cache_root = cache_root
         self.limits = limits
@@ -168,26 +177,37 @@ class Submission(ABC):
         return {}
 
     @abstractmethod
-    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
-        """Create what was checked; its id."""
+    def create(
+        self, db: Session, user: User, version: ModelVersion, checked: Any, inputs: Stored
+    ) -> int:
+        """Create what was checked, its uploads stored as ``inputs``; its id."""
 
     def prepare(self, db: Session, user: User, workdir: Path) -> None:  # noqa: B027 - a hook
         """Read what the request adds before its model is resolved (``workdir``: a folder
         for files it fetches, removed when the submission ends)."""
 
     def __call__(self, *, user_id: int, create: bool) -> Submitted:
-        with tempfile.TemporaryDirectory() as workdir, self.sessions() as db, db.begin():
-            user = db.get(User, user_id)
-            assert user is not None
-            self.prepare(db, user, Path(workdir))
-            version = resolve_model(db, self.fields)
-            refuse_unrunnable_tasks(version, self.limits)
-            model_dir = model_dir_of(version, store=self.store, cache_root=self.cache_root)
-            checked, warnings = self.check(version, model_dir)
+        with tempfile.TemporaryDirectory() as workdir:
+            with self.readers() as db, db.begin():
+                user = db.get(User, user_id)
+                assert user is not None
+                self.prepare(db, user, Path(workdir))
+                version = resolve_model(db, self.fields)
+                refuse_unrunnable_tasks(version, self.limits)
+                model_dir = model_dir_of(version, store=self.store, cache_root=self.cache_root)
+                checked, warnings = self.check(version, model_dir)
             if not create:
                 return Submitted(None, warnings, self.checked_keys(checked))
-            spend_run_rate(db, self.limits.run_rate, user)
-            return Submitted(self.create(db, user, version, checked), warnings)
+            # Content-addressed: a file stored for a create that is then refused (its rate
+            # spent meanwhile) is one that a later run of the same file finds stored.
+            inputs = run_service.store_inputs(
+                store=self.store, version=version, uploads=self.uploads
+            )
+            with self.sessions() as db, db.begin():
+                user = db.get(User, user_id)
+                assert user is not None
+                spend_run_rate(db, self.limits.run_rate, user)
+                return Submitted(self.create(db, user, version, checked, inputs), warnings)
 
 
 class RunSubmission(Submission):
@@ -239,14 +259,15 @@ class RunSubmission(Submission):
         )
         return checked, checked.warnings
 
-    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
+    def create(
+        self, db: Session, user: User, version: ModelVersion, checked: Any, inputs: Stored
+    ) -> int:
         return run_service.create_run(
             db=db,
-            store=self.store,
             user=user,
             version=version,
             checked=checked,
-            uploads=self.uploads,
+            inputs=inputs,
             notify=notify_choice(self.fields.get("notify")),
             labels=self.labels,
             warnings=checked.warnings,
@@ -291,16 +312,17 @@ class SweepSubmission(Submission):
     def checked_keys(self, checked: Any) -> dict[str, Any]:
         return {"runs": len(checked[1])}
 
-    def create(self, db: Session, user: User, version: ModelVersion, checked: Any) -> int:
+    def create(
+        self, db: Session, user: User, version: ModelVersion, checked: Any, inputs: Stored
+    ) -> int:
         plan, runs = checked
         return sweep_service.create_sweep(
             db=db,
-            store=self.store,
             user=user,
             version=version,
             base=self.fields.get("params", {}),
             plan=plan,
             checked=runs,
-            uploads=self.uploads,
+            inputs=inputs,
             notify=notify_choice(self.fields.get("notify")),
         ).id

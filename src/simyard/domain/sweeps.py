@@ -24,19 +24,18 @@ from sqlalchemy.orm import Session, selectinload
 from simyard.domain.access import Action, readable_sweeps, require, sweep_standing
 from simyard.domain.registry import manifest_of
 from simyard.domain.runs import (
+    StoredInput,
     Upload,
     cancel_run,
     check_run_input,
     jsonable,
     queue_run,
-    store_inputs,
 )
 from simyard.domain.states import RunState
 from simyard.domain.tables import ModelVersion, Run, Sweep, User, utcnow
 from simyard.errors import Problem, SimyardError, ValidationFailed
 from simyard.manifest.inputs import DEFAULT_MAX_UNPACKED_SIZE, check_inputs
 from simyard.manifest.runinput import RunInput
-from simyard.storage.base import Store
 
 MODES = ("grid", "zip", "table")
 MAX_SWEEP_RUNS = 1000
@@ -239,16 +238,16 @@ def _told(found: dict[Problem, list[int]], plan: SweepPlan) -> list[Problem]:
 def create_sweep(
     *,
     db: Session,
-    store: Store,
     user: User,
     version: ModelVersion,
     base: Mapping[str, Any],
     plan: SweepPlan,
     checked: Sequence[RunInput],
-    uploads: Mapping[str, Upload],
+    inputs: list[StoredInput],
     notify: bool | None = None,
 ) -> Sweep:
-    """Store the shared inputs once and queue every run of the sweep, in one transaction."""
+    """Queue every run of the sweep, in one transaction, with the shared inputs stored
+    already (once for all its runs)."""
     sweep = Sweep(
         user_id=user.id,
         model_version_id=version.id,
@@ -259,10 +258,9 @@ def create_sweep(
     )
     db.add(sweep)
     db.flush()
-    stored = store_inputs(store=store, version=version, uploads=uploads)
     for run_input in checked:
         queue_run(
-            db=db, user=user, version=version, checked=run_input, inputs=stored,
+            db=db, user=user, version=version, checked=run_input, inputs=inputs,
             sweep_id=sweep.id, warnings=run_input.warnings,
         )  # fmt: skip
     return sweep
