@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import NewPage, page_errors, start_run
+from tests.e2e.conftest import NewPage, page_errors, screenshot, start_run
 from tests.integration.conftest import Server
 
 pytestmark = pytest.mark.slow
@@ -35,6 +35,7 @@ def test_the_owner_shares_a_run_and_the_reader_sees_it_read_only(
     ).to_be_visible()
     expect(owner.locator("#share-list")).to_contain_text("bob")
     expect(owner.get_by_role("button", name="Unshare with bob")).to_be_visible()
+    screenshot(owner, "run-share")
 
     reader = new_page("bob")
     errors = page_errors(reader)
@@ -44,6 +45,7 @@ def test_the_owner_shares_a_run_and_the_reader_sees_it_read_only(
     expect(reader.get_by_role("button", name="Cancel run")).to_be_hidden()
     expect(reader.get_by_role("link", name="Edit and rerun")).to_be_hidden()
     expect(reader.locator("#shares")).to_have_count(0)
+    screenshot(reader, "run-read-only")
     # The page stays read-only as the run goes on and ends (run.js shows the buttons it may).
     expect(reader.locator("#run-state")).to_have_text("succeeded", timeout=60_000)
     expect(reader.get_by_role("button", name="Rerun", exact=True)).to_be_hidden()
@@ -56,7 +58,9 @@ def test_the_owner_shares_a_run_and_the_reader_sees_it_read_only(
     expect(row).to_contain_text("alice")
     expect(row).to_contain_text("read-only")
 
-    owner.reload()
+    owner.reload()  # the fold is closed again; its summary counts the shares
+    expect(owner.locator("#shares > summary")).to_have_text("Share (1)")
+    owner.locator("#shares > summary").click()
     owner.get_by_role("button", name="Unshare with bob").click()
     expect(
         owner.get_by_role("status").filter(has_text="No longer shared with bob.")
