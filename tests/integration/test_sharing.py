@@ -383,3 +383,26 @@ def test_the_command_line_shares_lists_and_starts_in_a_project(
     assert refused.returncode == 2
     assert "project: you are not a member of a project 'ocean'" in refused.stderr
     srv.wait_for_run(created["id"])
+
+
+def test_a_disabled_user_is_not_shared_with_but_can_be_unshared(
+    srv: Server, runs: dict[str, int]
+) -> None:
+    srv.add_user("erin")
+    run_id = runs["private"]
+    with srv.http("alice") as api:
+        assert api.post(f"/runs/{run_id}/shares", json={"user": "erin"}).status_code == 201
+    with logged_in(srv, "admin") as web:
+        page = web.get("/admin")
+        found = re.search(r'id="user-erin".*?/admin/users/(\d+)/disabled', page.text, re.S)
+        assert found
+        user_id = found.group(1)
+        form = {"disabled": "true", "runs": "leave", "csrf_token": csrf_of(page.text)}
+        assert web.post(f"/admin/users/{user_id}/disabled", data=form).status_code == 303
+    with srv.http("alice") as api:
+        again = api.post(f"/runs/{run_id}/shares", json={"user": "erin"})
+        assert again.status_code == 422
+        assert again.json()["errors"][0]["field"] == "user"
+        gone = api.delete(f"/runs/{run_id}/shares?user=erin")
+        assert gone.status_code == 200
+        assert gone.json() == []

@@ -59,7 +59,7 @@ def _unshare(db: Session, thing: Run | Sweep, body: Any, query: dict[str, Any]) 
     try:
         if not isinstance(given, dict):
             raise ValidationFailed([Problem("user", "send a JSON object")])
-        audience = share_service.Audience.read(db, given)
+        audience = share_service.Audience.read(db, given, unshare=True)
     except ValidationFailed as exc:
         return problems_response(exc.problems)
     share_service.unshare(db=db, thing=thing, audience=audience)

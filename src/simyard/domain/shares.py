@@ -25,8 +25,9 @@ class Audience:
     user: User | None
 
     @classmethod
-    def read(cls, db: Session, body: Mapping[str, Any]) -> Audience:
-        """``{"user": NAME}`` or ``{"everyone": true}``; ValidationFailed naming the field."""
+    def read(cls, db: Session, body: Mapping[str, Any], *, unshare: bool = False) -> Audience:
+        """``{"user": NAME}`` or ``{"everyone": true}``; ValidationFailed naming the field.
+        A disabled user is not shared with, but may be unshared."""
         name, everyone = body.get("user"), body.get("everyone")
         if everyone is not None and not isinstance(everyone, bool):
             raise ValidationFailed([Problem("everyone", "must be true or false")])
@@ -39,7 +40,7 @@ class Audience:
                 [Problem("user", 'name the user to share with, or give {"everyone": true}')]
             )
         user = get_user(db=db, name=name) if isinstance(name, str) else None
-        if user is None or user.disabled:
+        if user is None or (user.disabled and not unshare):
             raise ValidationFailed([Problem("user", f"no user {str(name)[:64]!r}")])
         return cls(user)
 

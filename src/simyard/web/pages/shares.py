@@ -103,7 +103,7 @@ def unshare_run(
     run = _runs_to_share(db, user, run_id)
     body = {"everyone": True} if everyone else {"user": shared_with}
     try:
-        audience = share_service.Audience.read(db, body)
+        audience = share_service.Audience.read(db, body, unshare=True)
     except ValidationFailed as exc:
         return _back(request, run_id, error=exc.problems[0].message)
     share_service.unshare(db=db, thing=run, audience=audience)
