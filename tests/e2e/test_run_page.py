@@ -342,6 +342,17 @@ def test_many_outputs_show_as_folders_that_open_to_their_files(
         link.click()
     assert Path(download.value.path()).read_text() == "b 7\n"
     assert_not_reloaded(page)
+    # the filter keeps the folders (and the opened folder's files) that match
+    page.get_by_label("Filter the outputs").fill("out/c")
+    expect(folders.nth(2)).to_be_visible()
+    expect(folders.nth(0)).to_be_hidden()
+    expect(folder_b).to_be_hidden()
+    page.get_by_label("Filter the outputs").fill("F007")
+    expect(folder_b).to_be_visible()
+    expect(folder_b.locator(".folder-files tr:visible")).to_have_count(1)
+    expect(folders.nth(2)).to_be_hidden()
+    page.get_by_label("Filter the outputs").fill("")
+    expect(folder_b.locator(".folder-files tr:visible")).to_have_count(50)
     # without script the folder's name leads to its own page of files
     folder_b.locator("summary a").click()
     expect(page.get_by_role("heading", name="out/b/", level=1)).to_be_visible()

@@ -59,11 +59,15 @@ def test_a_run_page_with_2000_outputs_lists_folders_and_is_small(
     server, run_id = many
     with logged_in(server) as web:
         web.get(f"/runs/{run_id}")  # warm: the model's manifest is read once
-        started = time.perf_counter()
-        page = web.get(f"/runs/{run_id}")
-        took = time.perf_counter() - started
+        took = []
+        for _ in range(7):
+            started = time.perf_counter()
+            page = web.get(f"/runs/{run_id}")
+            took.append(time.perf_counter() - started)
     assert page.status_code == 200
-    print(f"run page with 2000 outputs: {len(page.content)} bytes in {took:.3f} s")
+    took.sort()
+    print(f"run page with 2000 outputs: {len(page.content)} bytes in {took[3]:.3f} s"
+          f" (median of 7; fastest {took[0]:.3f} s)")  # fmt: skip
     assert len(page.content) < 150_000
     # a folder, its file count and total size (50 files of 10..59 bytes = 1725 B)
     assert "out/t07/" in page.text

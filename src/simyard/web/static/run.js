@@ -737,6 +737,8 @@
       body.append(row);
     }
     $("outputs-zip").hidden = outputs.length === 0;
+    $("outputs-filter").hidden = outputs.length < 10;
+    filterOutputs();
     return true;
   }
 
@@ -773,6 +775,7 @@
         copy.firstElementChild.remove(); // the task is the folder's
         return copy;
       }));
+      filterOutputs();
     } catch (error) {
       delete folder.dataset.loaded;
       body.replaceChildren();
@@ -787,6 +790,23 @@
       openFolder(folder);
     }
   }, true);
+
+  /** Keep the output rows (files, folders, the files of an opened folder) whose text has
+   *  the filter's words. */
+  function filterOutputs() {
+    const query = ($("outputs-filter")?.value ?? "").trim().toLowerCase();
+    const has = (element) => !query || element.textContent.toLowerCase().includes(query);
+    for (const row of document.querySelectorAll("#outputs > tbody > tr:not(.empty)")) {
+      const inner = [...row.querySelectorAll(".folder-files tr")];
+      inner.forEach((file) => { file.hidden = !has(file); });
+      const folder = row.querySelector("details.output-folder > summary");
+      row.hidden = !(folder ? has(folder) || inner.some((file) => !file.hidden) : has(row));
+    }
+  }
+
+  document.addEventListener("input", (event) => {
+    if (event.target.id === "outputs-filter") filterOutputs();
+  });
 
   /** Once the run has ended: its outputs, then its plots; the listing is tried until it works. */
   async function showResults(retried = false) {
