@@ -8,6 +8,7 @@ import datetime as dt
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Run, TaskRun
 from simyard.web.pages.compare import MAX_COMPARED, chosen_ids
+from simyard.web.pages.runs import waits_for_slot
 from simyard.web.pages.sweeps import _csv_cell, sweep_progress
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
@@ -65,3 +66,11 @@ def test_export_cells_keep_numbers_and_defuse_formulas() -> None:
     assert _csv_cell("drought") == "drought"
     assert _csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
     assert _csv_cell("-2+3") == "'-2+3"
+
+
+def test_a_running_run_whose_next_task_waits_for_a_slot_says_so() -> None:
+    waiting = run(RunState.running, 1, (TaskRunState.succeeded, 100), (TaskRunState.queued, 0))
+    assert waits_for_slot(waiting)
+    going = run(RunState.running, 1, (TaskRunState.running, 10), (TaskRunState.queued, 0))
+    assert not waits_for_slot(going)
+    assert not waits_for_slot(run(RunState.queued, None, (TaskRunState.queued, 0)))

@@ -75,7 +75,7 @@ def runs_page(
     return render(
         request, "runs.html", user, nav="runs", runs=runs, more=more, states=list(RunState),
         models=names, state=state, model=model, q=q, before=before,
-        changed=lambda run: changed_params(run), progress=run_progress,
+        changed=lambda run: changed_params(run), progress=run_progress, waits=waits_for_slot,
         param_columns=param_columns, metric_columns=metric_columns,
         final={s.value for s in RunState if s.final}, max_compared=MAX_COMPARED,
         show=show, projects=projects,
@@ -105,6 +105,16 @@ def offered_columns(runs: list[Run]) -> tuple[list[str], list[str]]:
         params |= dict.fromkeys(manifest.get("parameters") or {})
         metrics |= dict.fromkeys((manifest.get("results") or {}).get("metrics") or {})
     return list(params), list(metrics)
+
+
+def waits_for_slot(run: Run) -> bool:
+    """A running run none of whose tasks runs now, one of them queued for a free slot."""
+    states = {t.state for t in run.task_runs}
+    return (
+        run.state == RunState.running
+        and TaskRunState.running not in states
+        and TaskRunState.queued in states
+    )
 
 
 def run_progress(run: Run) -> float | None:

@@ -84,6 +84,13 @@
     badge.className = `state ${run.state}`;
     badge.textContent = run.state;
     const parts = [badge];
+    const states = new Set(run.tasks.map((t) => t.state));
+    if (run.state === "running" && !states.has("running") && states.has("queued")) {
+      const waiting = document.createElement("span");
+      waiting.className = "muted small waiting";
+      waiting.textContent = "waiting for a slot";
+      parts.push(document.createTextNode(" "), waiting);
+    }
     const pct = progressOf(run);
     if (pct !== null) {
       const bar = document.createElement("progress");
