@@ -86,9 +86,8 @@ def run(bench: Bench) -> None:
     every = [t for found in timings.values() for t in found]
     rows = [[f"GET {what}", *Latency.of(found).row()] for what, found in timings.items()]
     rows.append(["every answer", *Latency.of(every).row()])
-    bench.console.print(
-        table(f"the API under {READERS} reading clients, while runs execute", LATENCY_COLUMNS, rows)
-    )
+    title = f"the API under {READERS} reading clients, while runs execute"
+    bench.console.print(table(title, ["request", *LATENCY_COLUMNS], rows))
     show(bench, idle, busy, Latency.of(every))
 
 

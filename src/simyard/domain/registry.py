@@ -119,6 +119,15 @@ def register_model(
             for name in manifest.tasks
             if (text := manifest.image_of(name)) is not None
         }
+        # Stored before the database is asked (which begins its transaction): on SQLite
+        # that holds the one write lock, and a large bundle or image would hold every
+        # other writer up meanwhile. The store is content-addressed: what a refused
+        # registration stored is the same blob a later one of that content finds.
+        key = f"bundles/{content_hash}.tar"
+        if not store.exists(key):
+            store.put(key, bundle)
+        for image in images.values():
+            store_image(store, image.layout, image.manifest)
         existing = db.scalar(
             select(ModelVersion).where(
                 ModelVersion.name == manifest.name, ModelVersion.version == manifest.version
@@ -135,11 +144,6 @@ def register_model(
                 f"{manifest.name} {manifest.version} is registered already with different "
                 "content; give the changed model a new version"
             )
-        key = f"bundles/{content_hash}.tar"
-        if not store.exists(key):
-            store.put(key, bundle)
-        for image in images.values():
-            store_image(store, image.layout, image.manifest)
         version = ModelVersion(
             name=manifest.name,
             version=manifest.version,
