@@ -173,9 +173,14 @@ def _kill_leftovers(uid: int) -> bool:
     """
     from simyard.engine.proctree import ProcessTable, ProcessTree
 
+    def has_processes() -> bool:
+        table = ProcessTable.read(with_uids=True)
+        return any(entry.uid == uid for entry in table.entries.values())
+
+    if not has_processes():
+        return True  # the usual case: one look at the process table
     ProcessTree(None, None, uid=uid).kill()
-    table = ProcessTable.read(with_uids=True)
-    return not any(entry.uid == uid for entry in table.entries.values())
+    return not has_processes()
 
 
 def kill_unleased_processes(users: ModelUsers) -> None:
