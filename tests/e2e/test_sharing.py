@@ -18,7 +18,7 @@ def test_the_owner_shares_a_run_and_the_reader_sees_it_read_only(
     server.add_user("alice")
     server.add_user("bob")
     # A run still going, so its owner sees a Cancel button and the reader must not.
-    run_id = start_run(server, user="alice", days=40, pace=0.15)
+    run_id = start_run(server, user="alice", days=25, pace=0.15)  # ~4 s of its 8 s limit
 
     owner = new_page("alice")
     owner.goto(f"{server.url}/runs/{run_id}")
