@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+MAX_COUNTED = 10_000  # attempts whose line count is kept in memory
+
 
 class LiveLogs:
     """One capped file per attempt under ``root``; the stored log is the full record."""
@@ -42,6 +44,8 @@ class LiveLogs:
             before = path.read_bytes().count(b"\n") if size else 0
         with open(path, "ab") as handle:
             handle.write(data)
+        if len(self._line_counts) >= MAX_COUNTED:  # forgotten ones are counted again
+            self._line_counts.clear()
         self._line_counts[path] = before + data.count(b"\n")
         with open(self.times_path(task_run_id, attempt), "a", encoding="ascii") as handle:
             handle.write(f"{before + 1} {time.time() if at is None else at:.3f}\n")
