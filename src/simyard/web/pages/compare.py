@@ -20,12 +20,14 @@ from sqlalchemy.orm import Session
 
 from simyard.api.deps import PlatformDep
 from simyard.api.schemas import RunOut, run_out
+from simyard.domain.access import Action, run_standing
 from simyard.domain.registry import manifest_of, model_dir_of
 from simyard.domain.runs import run_files
 from simyard.domain.states import RunState
 from simyard.domain.tables import Run
 from simyard.errors import SimyardError
 from simyard.manifest.paramfile import render_parameter_file
+from simyard.manifest.placeholders import pick_file
 from simyard.manifest.schema import Manifest, ParameterFileFormat
 from simyard.manifest.units import format_size
 from simyard.web.pages.common import PageDb, PageUser
@@ -201,6 +203,22 @@ def _plots_of(manifests: list[Manifest]) -> list[dict[str, Any]]:
     return plots
 
 
+def with_run_files(
+    plots: list[dict[str, Any]], runs: list[Run], outputs: list[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Each plot with ``files``, by run id: the output of that run its ``file`` names (the
+    run's own values in its placeholders, a glob's last match); a run with none is left out."""
+    paths = [[o["path"] for o in each if o["kind"] == "output"] for each in outputs]
+    shown = []
+    for plot in plots:
+        files = {}
+        for run, own in zip(runs, paths, strict=True):
+            if (found := pick_file(plot["file"], run.params or {}, own)) is not None:
+                files[run.id] = found
+        shown.append({**plot, "files": files})
+    return shown
+
+
 def chosen_ids(a: str, b: str, run: list[str]) -> tuple[list[int], str]:
     """The run ids asked for, in order, or a problem in words."""
     words = [a, b, *(part for given in run for part in re.split(r"[\s,]+", given))]
@@ -238,17 +256,18 @@ def compare_page(
     manifests = [manifest_of(r.model_version) for r in runs]
     shaped: list[RunOut] = [run_out(r, []) for r in runs]
     colours = [RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(runs))]
-    plots = _plots_of(manifests)
+    outputs = [_output_files(db, r) for r in runs]
+    plots = with_run_files(_plots_of(manifests), runs, outputs)
     page_data = {
         "runs": [
             {
                 "id": r.id,
                 "label": f"#{r.id}" + (f" {r.name}" if r.name else ""),
                 "color": colour,
-                "outputs": _output_files(db, r),
+                "outputs": own,
                 "final": RunState(r.state).final,
             }
-            for r, colour in zip(runs, colours, strict=True)
+            for r, colour, own in zip(runs, colours, outputs, strict=True)
         ],
         "plots": plots,
     }
@@ -263,4 +282,5 @@ def compare_page(
         params=parameter_rows(manifests, runs), inputs=input_rows(db, runs),
         metrics=metric_rows(manifests, runs), paramfiles=diffs, plots=plots,
         page_data=page_data, models=sorted({r.model for r in shaped}),
+        reruns=[run_standing(db, user, r).may(Action.rerun) for r in runs],
     )  # fmt: skip

@@ -132,8 +132,8 @@ window.SimyardPlots = (() => {
   }
 
   /**
-   * Draw ``plot`` (a manifest entry: title, file, x, y, kind) into ``element`` from
-   * ``sources``: ``[{label, runId, outputs, color?}]``; each source adds one trace per y column,
+   * Draw ``plot`` (a manifest entry: title, file, x, y, kind; ``files``, by run id, where
+   * each source has its own) into ``element`` from ``sources``: ``[{label, runId, outputs, color?}]``; each source adds one trace per y column,
    * named "<label> <column>" (or just the column without a label).
    */
   async function draw(element, plot, sources) {
@@ -144,9 +144,12 @@ window.SimyardPlots = (() => {
     await Promise.all(
       sources.map(async (source, index) => {
         const prefix = source.label ? `${source.label} ` : "";
-        const found = findOutput(source.outputs, plot.file);
+        // several runs (compare, sweeps): each run's own file, its placeholders and glob
+        // resolved by the server; one run (the run page): ``file`` is that run's already
+        const file = plot.files ? plot.files[source.runId] : plot.file;
+        const found = file ? findOutput(source.outputs, file) : null;
         if (!found) {
-          missing.push(`${prefix}No chart: ${plot.file} is not among this run's outputs.`);
+          missing.push(`${prefix}No chart: ${file ?? plot.file} is not among this run's outputs.`);
           return;
         }
         let columns;
@@ -154,18 +157,18 @@ window.SimyardPlots = (() => {
           const url = outputUrl(source.runId, found.task, found.path);
           columns = await fetchColumns(url, plot.delimiter ?? ",");
         } catch (error) {
-          problems.push(`${prefix}${plot.file}: ${error.message}.`);
+          problems.push(`${prefix}${file}: ${error.message}.`);
           return;
         }
         const x = columns.get(plot.x);
         if (!x) {
-          problems.push(`${prefix}${plot.file} has no column "${plot.x}".`);
+          problems.push(`${prefix}${file} has no column "${plot.x}".`);
           return;
         }
         for (const name of plot.y) {
           const y = columns.get(name);
           if (!y) {
-            problems.push(`${prefix}${plot.file} has no column "${name}".`);
+            problems.push(`${prefix}${file} has no column "${name}".`);
             continue;
           }
           traces.push({
