@@ -147,12 +147,12 @@ async def follow_log(
     saying how much it skipped and the stored log's last lines."""
 
     def check() -> None:
-        with platform.sessions() as db:
+        with platform.readers() as db:
             _task(load_run(db, user, run_id), task)  # 404 now, not in the middle of a stream
 
     def where_is_it() -> tuple[int, bool, int] | None:
         """Where the log is now; None once the reader may no longer read it (disabled)."""
-        with platform.sessions() as db:
+        with platform.readers() as db:
             reader = db.get(User, user.id)
             run = db.get(Run, run_id)
             task_run = _task(run, task) if run is not None else None
@@ -248,7 +248,7 @@ def _missed_ending(
     """The lines a follower still needs once the task has ended: none when the live copy
     ended where the stored log ends, else a line saying how many bytes were not shown
     live, then the stored log's last lines (up to FOLLOW_TAIL bytes of them)."""
-    with platform.sessions() as db:
+    with platform.readers() as db:
         stored = db.scalar(
             select(StoredFile).where(
                 StoredFile.task_run_id == task_run_id, StoredFile.kind == "log"
@@ -293,7 +293,7 @@ def _cut_bytes(handle: Any, size: int, cap: int) -> int | None:
 
 
 def _task_state(platform: Platform, run_id: int, task: str) -> str:
-    with platform.sessions() as db:
+    with platform.readers() as db:
         run = db.get(Run, run_id)
         return _task(run, task).state if run is not None else "unknown"
 
@@ -488,12 +488,12 @@ async def follow_events(run_id: RowId, user: UserDep, platform: PlatformDep) -> 
     """The run's events as server-sent events, ending after the run's final state."""
 
     def check() -> None:
-        with platform.sessions() as db:
+        with platform.readers() as db:
             load_run(db, user, run_id)
 
     def events_after(after: int) -> list[dict[str, Any]] | None:
         """The run's next events; None once the reader may no longer read them (disabled)."""
-        with platform.sessions() as db:
+        with platform.readers() as db:
             reader = db.get(User, user.id)
             if reader is None or reader.disabled:
                 return None

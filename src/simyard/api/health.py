@@ -46,7 +46,7 @@ def _space_left(folder: Path | None) -> str:
 
 def _database(platform: Platform) -> str:
     try:
-        with platform.sessions() as db:
+        with platform.readers() as db:
             db.execute(text("SELECT 1"))
     except Exception as exc:  # any failure is the answer
         return outage_reason(exc) or f"database error: {type(exc).__name__}"
@@ -98,7 +98,7 @@ def metrics(platform: PlatformDep) -> Response:
     runs = Gauge("simyard_runs", "Runs by state", ["state"], registry=registry)
     tasks = Gauge("simyard_task_runs", "Task runs by state", ["state"], registry=registry)
     slots = Gauge("simyard_executor_slots", "Executor slots", registry=registry)
-    with platform.sessions() as db:
+    with platform.readers() as db:
         for state, count in db.execute(select(Run.state, func.count()).group_by(Run.state)):
             runs.labels(state).set(count)
         for state, count in db.execute(select(TaskRun.state, func.count()).group_by(TaskRun.state)):

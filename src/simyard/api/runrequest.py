@@ -104,7 +104,7 @@ def input_slots(platform: Platform, model: Any, version: Any) -> frozenset[str] 
     """The input slots of the model version a request names; None when it names none."""
     if not isinstance(model, str) or not model or not isinstance(version, str | None):
         return None
-    with platform.sessions() as db, db.begin():
+    with platform.readers() as db, db.begin():
         found = find_version(db=db, name=model, version=version or None)
         return None if found is None else frozenset(manifest_of(found).inputs)
 

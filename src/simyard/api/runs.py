@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from simyard.api.deps import (
     DbDep,
@@ -75,10 +76,16 @@ async def submit(
     warnings = problem_dicts(submitted.warnings)
     if submitted.id is None:
         return JSONResponse({"errors": [], "warnings": warnings, **submitted.checked})
-    with platform.sessions() as db:
-        shaped = answer_of(kind, db, user, submitted.id)
-        shaped.warnings = warnings
-        return JSONResponse(shaped.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+    created = submitted.id
+
+    def answer() -> JSONResponse:
+        with platform.readers() as db:
+            shaped = answer_of(kind, db, user, created)
+            shaped.warnings = warnings
+            return JSONResponse(shaped.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+
+    # In the thread pool: a database call on the event loop stalls every request meanwhile.
+    return await run_in_threadpool(answer)
 
 
 def answer_of(

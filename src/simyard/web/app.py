@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 
+from simyard.domain.tables import User
 from simyard.web.pages import (
     account,
     admin,
@@ -31,7 +32,7 @@ from simyard.web.pages import (
 )
 from simyard.web.pages.common import LoginRequired, PasswordChangeRequired
 from simyard.web.pages.sso import mount_sso
-from simyard.web.session import PASSWORD_PAGE, session_user
+from simyard.web.session import PASSWORD_PAGE, session_user_id
 from simyard.web.templating import render
 from simyard.web.vendor import API_DOCS_PAGE, plotly_js, plotly_styles, swagger_ui_assets
 from simyard.wiring import Platform, secret_key
@@ -97,8 +98,10 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
                                 headers=getattr(exc, "headers", None))  # fmt: skip
         # The navigation stays, so a person who took a wrong turn can go on from here.
         try:
-            with request.app.state.platform.sessions() as db:
-                user = session_user(request, db)
+            platform = request.app.state.platform
+            with platform.readers() as db:
+                user_id = session_user_id(request, platform)
+                user = None if user_id is None else db.get(User, user_id)
                 return render(
                     request, "error.html", user, status=exc.status_code, detail=exc.detail,
                     status_code=exc.status_code,

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING
 from fastapi import HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from simyard.db.session import read_then_write
 from simyard.domain.sessions import end_session, open_session, session_for
 from simyard.domain.tables import BrowserSession, User
 
 if TYPE_CHECKING:
     from simyard.config import Settings
+    from simyard.wiring import Platform
 
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -88,3 +90,15 @@ def session_user(request: Request, db: Session) -> User | None:
     """The logged-in, enabled user of this browser session, or None."""
     found = current_session(request, db)
     return None if found is None else found.user
+
+
+def session_user_id(request: Request, platform: Platform) -> int | None:
+    """The id of this browser session's user, looked up in a transaction of its own: a
+    reader, and a writer only when the lookup notes a use or removes an expired session
+    (pages read in snapshots that may not write)."""
+
+    def lookup(db: Session) -> int | None:
+        user = session_user(request, db)
+        return None if user is None else user.id
+
+    return read_then_write(platform.readers, platform.sessions, lookup)

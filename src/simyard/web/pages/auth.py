@@ -12,7 +12,14 @@ from simyard.domain.audit import AuditAction, record
 from simyard.domain.logins import Throttled, password_login
 from simyard.domain.ratelimit import retry_after
 from simyard.web.pages.common import PageDb
-from simyard.web.session import CSRF_FIELD, check_csrf, log_in, log_out, session_user
+from simyard.web.session import (
+    CSRF_FIELD,
+    check_csrf,
+    log_in,
+    log_out,
+    session_user,
+    session_user_id,
+)
 from simyard.web.templating import render
 
 router = APIRouter()
@@ -28,8 +35,8 @@ def safe_next(target: str) -> str:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, db: PageDb, next: str = "/") -> Response:
-    if session_user(request, db) is not None:
+def login_page(request: Request, next: str = "/") -> Response:
+    if session_user_id(request, request.app.state.platform) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
     return render(request, "login.html", None, next=safe_next(next))
 

@@ -9,9 +9,9 @@ from urllib.parse import quote
 from fastapi import Depends, Form, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
-from simyard.api.deps import get_platform
+from simyard.api.deps import SAFE, get_platform
 from simyard.domain.tables import User
-from simyard.web.session import CSRF_FIELD, PASSWORD_PAGE, session_user
+from simyard.web.session import CSRF_FIELD, PASSWORD_PAGE, session_user_id
 from simyard.wiring import Platform
 
 
@@ -22,18 +22,33 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
-def page_db(platform: Annotated[Platform, Depends(get_platform)]) -> Iterator[Session]:
+def page_db(
+    request: Request, platform: Annotated[Platform, Depends(get_platform)]
+) -> Iterator[Session]:
+    """The page's session: a snapshot that waits for no writer when the page is a GET."""
+    factory = platform.readers if request.method in SAFE else platform.sessions
+    with factory() as session:
+        yield session
+        session.commit()
+
+
+def page_writer_db(platform: Annotated[Platform, Depends(get_platform)]) -> Iterator[Session]:
+    """A writing session for the few GET pages that change rows (a sign-in's callback)."""
     with platform.sessions() as session:
         yield session
         session.commit()
 
 
 PageDb = Annotated[Session, Depends(page_db)]
+PageWriterDb = Annotated[Session, Depends(page_writer_db)]
 
 
-def page_user(request: Request, db: PageDb) -> User:
+def page_user(
+    request: Request, platform: Annotated[Platform, Depends(get_platform)], db: PageDb
+) -> User:
     """The logged-in user; a user with a temporary password sees only the page to change it."""
-    user = session_user(request, db)
+    user_id = session_user_id(request, platform)
+    user = None if user_id is None else db.get(User, user_id)
     if user is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(quote(target, safe="/?=&"))

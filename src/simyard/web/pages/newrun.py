@@ -150,7 +150,7 @@ def _form_page(
 def _project_names(platform: Platform, user: User) -> list[str]:
     """The projects the user may start a run in (a member of), by name, read in a
     transaction of its own (no page session may be open: SQLite has one writer)."""
-    with platform.sessions() as db, db.begin():
+    with platform.readers() as db, db.begin():
         return [p.name for p in list_projects(db=db, user=user)]
 
 
@@ -220,7 +220,7 @@ def _session_user(platform: Platform, request: Request) -> User | None:
 
 def _model_version(platform: Platform, name: str, version: str | None) -> ModelVersion:
     """The model version (detached, see :func:`_session_user`); 404 when there is none."""
-    with platform.sessions() as db, db.begin():
+    with platform.readers() as db, db.begin():
         found = _find(db, name, version)
         db.expunge(found)
     return found
@@ -292,7 +292,7 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
 
 def _kept_inputs(platform: Platform, user: User, run_id: int) -> dict[str, str]:
     """The inputs a form editing run ``run_id`` keeps, by slot; {} when not the user's."""
-    with platform.sessions() as db, db.begin():
+    with platform.readers() as db, db.begin():
         try:
             return _inputs_of(db, get_run(db=db, run_id=run_id, user=user, action=Action.rerun))
         except (RunNotFound, ReadOnly):

@@ -22,7 +22,7 @@ from simyard.api.deps import client_address
 from simyard.domain.identities import ProviderClaims, SignInRefused, sign_in_by_provider
 from simyard.errors import SimyardError, ValidationFailed
 from simyard.web.pages.auth import safe_next
-from simyard.web.pages.common import PageDb
+from simyard.web.pages.common import PageWriterDb
 from simyard.web.session import log_in
 from simyard.web.templating import render
 
@@ -115,7 +115,7 @@ async def start_sign_in(request: Request, next: str = "/") -> Response:
 
 
 @router.get(CALLBACK)
-async def finish_sign_in(request: Request, db: PageDb) -> Response:
+async def finish_sign_in(request: Request, db: PageWriterDb) -> Response:
     """The provider's answer: check it, sign the person in, go where they were heading."""
     client = _client(request)
     target = request.session.pop(_NEXT_KEY, "/")
