@@ -158,7 +158,7 @@ def get_run(run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -> R
     outputs = run_service.run_files(db=db, run=run, kind="output")
     shaped = run_out(run, outputs, run_service.queue_position(db=db, run=run))
     says = platform.dispatcher.executor.waiting()
-    shaped.waiting = waiting_reason(db=db, run=run, executor_says=says)
+    shaped.waiting = waiting_reason(db=db, run=run, executor_says=says, viewer=user)
     return shaped
 
 

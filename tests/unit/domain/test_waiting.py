@@ -44,6 +44,13 @@ def test_a_queued_run_says_quota_worker_or_free_slot(sessions: sessionmaker[Sess
         assert waiting_reason(db=db, run=busy, executor_says=None) is None  # nothing queued
         said = waiting_reason(db=db, run=waiting, executor_says="starting a worker")
         assert said == "quota: 1 of your tasks run, at most 1 at once"
+        said = waiting_reason(db=db, run=waiting, executor_says=None, viewer=user)
+        assert said == "quota: 1 of your tasks run, at most 1 at once"
+        reader = User(name="bo", email="bo@example.org")
+        db.add(reader)
+        db.flush()
+        said = waiting_reason(db=db, run=waiting, executor_says=None, viewer=reader)
+        assert said == "quota: 1 of ana's tasks run, at most 1 at once"  # not "your" to bo
         user.max_running = None
         db.flush()
         assert waiting_reason(db=db, run=waiting, executor_says="starting a worker") == (
