@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -462,3 +462,42 @@ def queue_position(*, db: Session, run: Run) -> int | None:
         )
     )
     return int(ahead or 0)
+
+
+class TaskProgress(Protocol):
+    """What a run's progress reads of a task: a ``TaskRun`` row or its API shape."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def progress(self) -> float | None: ...
+
+
+T = TypeVar("T", bound=TaskProgress)
+
+
+@dataclass(frozen=True)
+class RunProgress(Generic[T]):
+    """How far a run that has not ended is: the runs list shows ``percent``, the run page
+    the running task that is least far (``slowest``), else the share of tasks ended."""
+
+    percent: float  # over its tasks: an ended task counts whole, another as far as it is
+    ended: int
+    tasks: int
+    slowest: T | None  # the running task that is least far; None: none runs
+
+
+def progress_of(state: str, tasks: Sequence[T]) -> RunProgress[T] | None:
+    """The progress of a run in ``state`` with ``tasks``; None once it has ended or while
+    it has no tasks."""
+    if RunState(state).final or not tasks:
+        return None
+    finals = [TaskRunState(t.state).final for t in tasks]
+    done = sum(
+        100.0 if final else (t.progress or 0.0) for t, final in zip(tasks, finals, strict=True)
+    )
+    running = [t for t in tasks if t.state == TaskRunState.running]
+    slowest = min(running, key=lambda t: t.progress or 0) if running else None
+    return RunProgress(done / len(tasks), sum(finals), len(tasks), slowest)

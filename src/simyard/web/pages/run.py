@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from simyard.api.deps import RowId, get_platform
 from simyard.api.schemas import RunOut, TaskOut, run_out
 from simyard.domain.registry import manifest_of
-from simyard.domain.runs import RunNotFound, get_run, queue_position, run_files
+from simyard.domain.runs import RunNotFound, get_run, progress_of, queue_position, run_files
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Run, StoredFile, User
 from simyard.domain.waiting import waiting_reason
@@ -92,17 +92,16 @@ def output_folders(outputs: list[dict[str, Any]]) -> list[OutputFolder]:
         depth -= 1
 
 
-def run_progress(run: RunOut, now: dt.datetime | None = None) -> tuple[float, str] | None:
+def progress_bar(run: RunOut, now: dt.datetime | None = None) -> tuple[float, str] | None:
     """The run's one progress bar while it has not ended: the running task that is least
     far (``simulate 40 % · about 3 min 10 s left``), else the share of tasks done."""
-    if RunState(run.state).final or not run.tasks:
+    progress = progress_of(run.state, run.tasks)
+    if progress is None:
         return None
-    ended = sum(TaskRunState(t.state).final for t in run.tasks)
-    done = f"{ended} of {len(run.tasks)} tasks done"
-    running = [t for t in run.tasks if t.state == TaskRunState.running]
-    if not running:
-        return 100 * ended / len(run.tasks), done
-    task = min(running, key=lambda t: t.progress or 0)
+    if progress.slowest is None:
+        done = f"{progress.ended} of {progress.tasks} tasks done"
+        return 100 * progress.ended / progress.tasks, done
+    task = progress.slowest
     left = time_left(task, now)
     return task.progress or 0, f"{task.name} {round(task.progress or 0)} %" + (
         f" · {left}" if left else ""
@@ -191,7 +190,7 @@ def run_page(
         outputs=outputs, folders=folders, plots=plots, metric_names=list(manifest.results.metrics),
         metric_units={n: m.unit for n, m in manifest.results.metrics.items() if m.unit},
         failure_words=FAILURE_TEXT, page_data=page_data, time_left=time_left,
-        progress=run_progress(shaped), title=manifest.display_title,
+        progress=progress_bar(shaped), title=manifest.display_title,
         inputs=run_files(db=db, run=run, kind="input"), model_hash=run.model_version.content_hash,
         sharing=share_panel(request, db, user, run),
     )  # fmt: skip

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 from simyard.api.deps import RowId
 from simyard.domain.access import readable_runs
 from simyard.domain.projects import find_project, list_projects
+from simyard.domain.runs import progress_of
 from simyard.domain.runsearch import Search, parse_search
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import ModelVersion, Project, Run, User
@@ -120,10 +121,8 @@ def waits_for_slot(run: Run) -> bool:
 def run_progress(run: Run) -> float | None:
     """How far a running run is, in percent over its tasks (an ended task counts whole);
     None when it is not running."""
-    if run.state != RunState.running or not run.task_runs:
-        return None
-    done = sum(100.0 if TaskRunState(t.state).final else (t.progress or 0.0) for t in run.task_runs)
-    return done / len(run.task_runs)
+    progress = progress_of(run.state, run.task_runs)
+    return progress.percent if progress and run.state == RunState.running else None
 
 
 def _page(db: Session, query: Select[Run], search: Search) -> tuple[list[Run], bool]:
