@@ -60,12 +60,19 @@
 
   const pad = (n) => String(n).padStart(2, "0");
 
-  /** ``2026-11-28 14:03`` (UTC), as the server writes it. */
-  function when(text) {
+  /** Show the API time ``text`` in ``cell`` as times.js shows times (the reader's zone, how
+   *  long ago if ``relative``, UTC on hover), or ``empty`` when there is none; unchanged
+   *  times are left be. */
+  function showTime(cell, text, empty = "", relative = true) {
     const t = parseTime(text);
-    if (!t) return "";
-    return `${t.getUTCFullYear()}-${pad(t.getUTCMonth() + 1)}-${pad(t.getUTCDate())} ` +
-      `${pad(t.getUTCHours())}:${pad(t.getUTCMinutes())}`;
+    if (!t) {
+      cell.textContent = empty;
+      return;
+    }
+    const iso = t.toISOString();
+    const shown = cell.querySelector("time");
+    if (shown && new Date(shown.getAttribute("datetime")).toISOString() === iso) return;
+    cell.replaceChildren(window.SimyardTimes.element(iso, relative));
   }
 
   function formatSeconds(seconds) {
@@ -133,7 +140,7 @@
     row.querySelector(".attempt").textContent = task.attempt ? String(task.attempt) : "";
     row.querySelector(".exit-code").textContent =
       task.signal != null ? `signal ${task.signal}` : (task.exit_code ?? "");
-    row.querySelector(".started").textContent = when(task.started_at);
+    showTime(row.querySelector(".started"), task.started_at);
     row.querySelector(".duration").textContent = duration(task.started_at, task.finished_at);
     const text = row.querySelector(".progress-text");
     if (task.progress === null || task.progress === undefined) {
@@ -184,11 +191,18 @@
     else what.append(".");
   }
 
+  /** How long the run waited for a slot, and how long it has run (or ran). */
+  function showDurations() {
+    const queuedEnd = run.started_at || (isFinal() ? run.finished_at : null);
+    $("run-queued").textContent = duration(run.created_at, queuedEnd) || "—";
+    $("run-duration").textContent = duration(run.started_at, run.finished_at) || "—";
+  }
+
   function showRun() {
     setState($("run-state"), run.state);
-    $("run-started").textContent = when(run.started_at) || "—";
-    $("run-finished").textContent = when(run.finished_at) || "—";
-    $("run-duration").textContent = duration(run.started_at, run.finished_at) || "—";
+    showTime($("run-started"), run.started_at, "—", false);
+    showTime($("run-finished"), run.finished_at, "—", false);
+    showDurations();
     const queue = $("queue-position");
     queue.hidden = isFinal() || run.queue_position === null || run.queue_position === undefined;
     const ahead = run.queue_position;
@@ -361,7 +375,7 @@
   }, 2000);
   setInterval(() => {
     if (isFinal()) return;
-    $("run-duration").textContent = duration(run.started_at, run.finished_at) || "—";
+    showDurations();
     run.tasks.filter((t) => t.state === "running").forEach(showTask);
     showRunProgress();
   }, 1000);
