@@ -161,7 +161,7 @@ def run_page(
     run = _visible_run(db, user, run_id)
     shaped = run_out(run, run_files(db=db, run=run, kind="output"), queue_position(db=db, run=run))
     says = platform.dispatcher.executor.waiting()
-    shaped.waiting = waiting_reason(db=db, run=run, executor_says=says)
+    shaped.waiting = waiting_reason(db=db, run=run, executor_says=says, viewer=user)
     manifest = manifest_of(run.model_version)
     plots = _plots_of_run(manifest, run, [o.path for o in shaped.outputs])
     outputs = _output_files(db, run)
