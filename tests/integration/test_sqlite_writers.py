@@ -70,3 +70,31 @@ def test_concurrent_writers_get_no_5xx_and_the_database_is_never_locked(
     assert "Traceback" not in log
     with httpx.Client(base_url=server.url) as web:
         assert web.get("/readyz").status_code == 200
+
+
+def test_fifty_writers_at_once_are_all_answered_and_none_refused(
+    sqlite_server: Server, make_model: MakeModel
+) -> None:
+    """More clients than the server's thread pool had threads: a transaction holding the
+    write gate must still find a thread to finish in (before, every thread waited at the
+    gate while its holder waited for a thread, and clients got 503 after 30 s)."""
+    server = sqlite_server
+    assert server.cli("models", "add", make_model(QUICK)).returncode == 0
+    clients, rounds = 50, 3
+    answers: Counter[str] = Counter()
+    start = threading.Barrier(clients)
+
+    def writer() -> None:
+        with server.http() as api:
+            start.wait()
+            for _ in range(rounds):
+                answer = api.post("/runs", json={"model": "quick"})
+                answers[f"create {answer.status_code}"] += 1
+                if answer.status_code == 201:
+                    cancel = api.post(f"/runs/{answer.json()['id']}/cancel")
+                    answers[f"cancel {cancel.status_code}"] += 1
+
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(writer) for _ in range(clients)]:
+            future.result()
+    assert answers == {"create 201": clients * rounds, "cancel 200": clients * rounds}

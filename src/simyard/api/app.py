@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -31,6 +32,7 @@ from simyard.api.deps import problems_response, refuse_nul_characters
 from simyard.api.headers import SecurityHeaders
 from simyard.api.outages import register_outage_handlers
 from simyard.api.schemas import API_ERRORS
+from simyard.db.session import POOL_THREADS
 from simyard.errors import Problem
 from simyard.housekeeping import Housekeeping
 from simyard.web.app import mount_web
@@ -47,6 +49,7 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = POOL_THREADS
         if dispatch:
             platform.dispatcher.start()
             platform.outbox.start()

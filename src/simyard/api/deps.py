@@ -74,7 +74,11 @@ def get_db(request: Request, platform: PlatformDep) -> Iterator[Session]:
         session.commit()
 
 
-DbDep = Annotated[Session, Depends(get_db)]
+# Ended when the handler returns, not once the answer is sent: a write transaction left
+# open meanwhile (a lazy load after the handler's commit begins one) held SQLite's one
+# writer while the answer went out, and under load the threads serving the next requests
+# all waited for it (creates and cancels took 30 s, the writers benchmark).
+DbDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
 def current_user(request: Request, platform: PlatformDep) -> User:

@@ -166,9 +166,10 @@ def get_run(run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -> R
 def cancel_run(run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -> RunOut:
     run = load_run(db, user, run_id, Action.cancel)
     run_service.cancel_run(db=db, run=run)
+    answer = run_out(run, [])  # before the commit: after it, a read would begin a writer
     db.commit()
     platform.dispatcher.wake()
-    return run_out(run, [])
+    return answer
 
 
 @router.post("/{run_id}/rerun", response_model=RunOut, status_code=201)

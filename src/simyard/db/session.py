@@ -18,8 +18,11 @@ last used) as a reader first and again as a writer when it turns out to write.
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import time
+import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -41,10 +44,16 @@ _held: ContextVar[weakref.ref[Any] | None] = ContextVar("_held", default=None)
 GATE_WAITING = 256  # transactions that may wait for the SQLite writer at once
 GATE_WAIT = 30.0  # seconds one may wait for it before it is refused
 POOL_SIZE = 64  # SQLite connections: a waiting transaction holds one
+# Threads the server's thread pool may run at once: more than may wait at the gate, so
+# that the transaction holding it always finds a thread for its next step (shaping the
+# answer, the session's commit). With fewer, every thread waited at the gate while its
+# holder waited for a thread, until the waits ran out (30 s).
+POOL_THREADS = GATE_WAITING + 64
 READ_ONLY = "simyard_read_only"  # the execution option of read-only sessions' connections
 _READS = ("select", "with", "pragma", "begin", "savepo", "releas")  # what readers may run
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 class DatabaseBusy(RuntimeError):
@@ -65,29 +74,44 @@ class WriteGate:
         self.wait = wait
         self._mutex = threading.Lock()
         self._held = False
+        self._holder: int | None = None  # the thread that took the gate last
         self._queue: deque[threading.Event] = deque()
 
     def acquire(self) -> None:
         with self._mutex:
             if not self._held:
                 self._held = True
+                self._holder = threading.get_ident()
                 return
             if len(self._queue) >= self.waiting:
                 raise DatabaseBusy(f"{len(self._queue)} transactions wait for the writer")
             turn = threading.Event()
             self._queue.append(turn)
         began = time.monotonic()
-        if turn.wait(self.wait):
-            return  # handed over by release()
-        with self._mutex:
-            if turn in self._queue:
-                self._queue.remove(turn)
-                waited = time.monotonic() - began
-                raise DatabaseBusy(f"waited {waited:.0f} s for the writer")
-        # handed over just as the wait ran out: ours
+        if not turn.wait(self.wait):
+            with self._mutex:
+                if turn in self._queue:
+                    self._queue.remove(turn)
+                    waited = time.monotonic() - began
+                    _log.warning("a writer waited %.0f s; %s", waited, self._holder_is())
+                    raise DatabaseBusy(f"waited {waited:.0f} s for the writer")
+            # handed over just as the wait ran out: ours
+        self._holder = threading.get_ident()
+
+    def _holder_is(self) -> str:
+        """Where the thread that took the gate last is now (what an operator needs to know
+        when writers time out)."""
+        if self._holder is None:
+            return "the gate was handed to the next in line, who has not woken yet"
+        frame = sys._current_frames().get(self._holder)
+        if frame is None:
+            return "the thread that took the gate has ended"
+        where = "".join(traceback.format_list(traceback.extract_stack(frame)[-30:]))
+        return f"the thread that took the gate is at:\n{where}"
 
     def release(self) -> None:
         with self._mutex:
+            self._holder = None  # until the next in line wakes up
             if self._queue:
                 self._queue.popleft().set()  # the gate stays held, by the next in line
             else:

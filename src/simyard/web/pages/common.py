@@ -39,8 +39,9 @@ def page_writer_db(platform: Annotated[Platform, Depends(get_platform)]) -> Iter
         session.commit()
 
 
-PageDb = Annotated[Session, Depends(page_db)]
-PageWriterDb = Annotated[Session, Depends(page_writer_db)]
+# Ended when the page's handler returns (see api.deps.DbDep).
+PageDb = Annotated[Session, Depends(page_db, scope="function")]
+PageWriterDb = Annotated[Session, Depends(page_writer_db, scope="function")]
 
 
 def page_user(
