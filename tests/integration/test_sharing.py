@@ -272,6 +272,61 @@ def test_a_shared_sweep_is_read_only_with_its_runs(srv: Server, tmp_path: Path) 
         srv.wait_for_run(run["id"])
 
 
+def test_the_owner_shares_a_sweep_from_its_page_and_a_reader_may_not(srv: Server) -> None:
+    with srv.http("alice") as api:
+        made = api.post(
+            "/sweeps",
+            data={"model": "toy", "params": json.dumps({"days": 1}),
+                  "axes": json.dumps({"albedo": [0.1, 0.2]})},
+            files={"inputs.forcing": ("forcing.csv", FORCING.encode())},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+    sweep_id = made.json()["id"]
+    page_of = f"/sweeps/{sweep_id}"
+    assert status_of(srv, "dave", "GET", page_of) == 404
+    with logged_in(srv, "alice") as web:
+        page = web.get(page_of)
+        assert 'id="shares"' in page.text
+        assert f'action="{page_of}/shares"' in page.text
+        assert "only its owner and the admins can see this sweep" in page.text
+        form = {"csrf_token": csrf_of(page.text)}
+        assert web.post(f"{page_of}/shares", data={"user": "dave"}).status_code == 403  # no CSRF
+        shared = web.post(f"{page_of}/shares", data=form | {"user": "dave"})
+        assert (shared.status_code, shared.headers["location"]) == (303, f"{page_of}#shares")
+        page = web.get(page_of)
+        assert "Shared read-only with dave." in page.text
+        assert 'aria-label="Unshare with dave"' in page.text
+        refused = web.post(f"{page_of}/shares", data=form | {"user": "nobody"})
+        assert refused.status_code == 303
+        page = web.get(page_of)
+        assert re.search(r'id="share-error">no user &#39;nobody&#39;<', page.text), page.text
+        assert 'aria-describedby="share-error"' in page.text  # the user field is the one refused
+    with srv.http("alice") as api:
+        assert (
+            api.post(f"{page_of}/shares", json={"user": "nobody"}).json()["errors"][0]["field"]
+            == "user"
+        )
+        assert [s["user"] for s in api.get(f"{page_of}/shares").json()] == ["dave"]
+    with logged_in(srv, "dave") as web:
+        page = web.get(page_of)
+        assert page.status_code == 200
+        assert "This sweep is shared with you by alice, read-only" in page.text
+        assert 'id="shares"' not in page.text
+        form = {"csrf_token": csrf_of(page.text)}
+        assert web.post(f"{page_of}/shares", data=form | {"user": "carol"}).status_code == 403
+        gone = web.post(f"{page_of}/shares/remove", data=form | {"user": "dave"})
+        assert gone.status_code == 403
+    with logged_in(srv, "alice") as web:
+        page = web.get(page_of)
+        assert page.status_code == 200, page.text
+        form = {"csrf_token": csrf_of(page.text)}
+        assert web.post(f"{page_of}/shares/remove", data=form | {"user": "dave"}).status_code == 303
+        assert "No longer shared with dave." in web.get(page_of).text
+    assert status_of(srv, "dave", "GET", page_of) == 404
+    for run in made.json()["runs"]:
+        srv.wait_for_run(run["id"])
+
+
 def test_the_runs_page_lists_shared_and_project_runs_marked_read_only(
     srv: Server, runs: dict[str, int]
 ) -> None:

@@ -31,7 +31,7 @@ from simyard.domain.tables import ModelVersion, Run, Sweep, User
 from simyard.errors import Refusal
 from simyard.manifest.schema import ChoiceParameter, Manifest
 from simyard.web.pages.common import Csrf, LoginRequired, PageDb, PageUser
-from simyard.web.pages.compare import RUN_COLOURS
+from simyard.web.pages.compare import RUN_COLOURS, with_run_files
 from simyard.web.pages.newrun import (
     _find,
     _model_version,
@@ -41,6 +41,7 @@ from simyard.web.pages.newrun import (
 )
 from simyard.web.pages.run import FAILURE_TEXT, _output_files
 from simyard.web.pages.runs import run_progress
+from simyard.web.pages.shares import share_panel
 from simyard.web.session import CSRF_FIELD, check_csrf
 from simyard.web.templating import duration, render
 from simyard.wiring import Platform
@@ -211,9 +212,11 @@ def sweep_page(request: Request, sweep_id: RowId, db: PageDb, user: PageUser) ->
     shaped = sweep_out(sweep)
     axes = list(sweep.axes)
     metric_names = list(manifest.results.metrics)
-    plots = [plot.model_dump(mode="json") for plot in manifest.results.plots]
     succeeded = [run for run in sweep.runs if run.state == RunState.succeeded]
     overlaid = succeeded[:MAX_OVERLAID]
+    charted = [plot.model_dump(mode="json") for plot in manifest.results.plots]
+    outputs = [_output_files(db, run) for run in overlaid] if charted else []
+    plots = with_run_files(charted, overlaid, outputs)
     page_data = {
         "sweep": sweep.id,
         "finished": shaped.state == "finished",
@@ -222,9 +225,9 @@ def sweep_page(request: Request, sweep_id: RowId, db: PageDb, user: PageUser) ->
                 "id": run.id,
                 "label": f"#{run.id} " + " ".join(f"{a}={run.params.get(a)}" for a in axes),
                 "color": RUN_COLOURS[i % len(RUN_COLOURS)],
-                "outputs": _output_files(db, run),
+                "outputs": own,
             }
-            for i, run in enumerate(overlaid)
+            for i, (run, own) in enumerate(zip(overlaid, outputs, strict=True))
         ]
         if plots
         else [],
@@ -241,7 +244,7 @@ def sweep_page(request: Request, sweep_id: RowId, db: PageDb, user: PageUser) ->
         metric_names=metric_names, plots=plots, page_data=page_data,
         failure_text=FAILURE_TEXT, overlaid=len(overlaid), succeeded=len(succeeded),
         progress=sweep_progress(sweep.runs), warnings=sweep_warnings(sweep.runs),
-        standing=sweep_standing(db, user, sweep),
+        standing=sweep_standing(db, user, sweep), sharing=share_panel(request, db, user, sweep),
     )  # fmt: skip
 
 
