@@ -91,6 +91,24 @@ def test_compare_charts_each_run_from_its_own_file(srv: Server) -> None:
             assert got.text.splitlines()[2] == f"1,{2 if run_id == str(two) else 3}"
 
 
+def test_a_sweep_charts_each_run_from_its_own_file(srv: Server) -> None:
+    with srv.http("alice") as api:
+        made = api.post("/sweeps", data={"model": "curves", "axes": json.dumps({"k": [4, 5]})})
+        assert made.status_code == 201, made.text
+        ids = [r["id"] for r in made.json()["runs"]]
+        sweep = made.json()["id"]
+    params = {}
+    for run_id in ids:
+        run = srv.wait_for_run(run_id)
+        assert run["state"] == "succeeded"
+        params[str(run_id)] = run["params"]["k"]
+    with logged_in(srv, "alice") as alice:
+        page = alice.get(f"/sweeps/{sweep}")
+    assert page.status_code == 200, page.text
+    curve, _ = page_data(page.text)["plots"]
+    assert curve["files"] == {run_id: f"out/{k}.csv" for run_id, k in params.items()}
+
+
 def test_edit_and_rerun_is_offered_only_for_runs_the_viewer_may_rerun(srv: Server) -> None:
     theirs, mine = start(srv, "alice", 2), start(srv, "bob", 3)
     with srv.http("alice") as api:
