@@ -256,9 +256,14 @@ def test_a_shared_sweep_is_read_only_with_its_runs(srv: Server, tmp_path: Path) 
         assert page.status_code == 200
         assert "This sweep is shared with you by alice, read-only" in page.text
         assert "Cancel sweep" not in page.text
+        assert f"run?from={run_id}" not in page.text  # no edit and rerun for a reader
         form = {"csrf_token": csrf_of(page.text)}
         assert web.post(f"/sweeps/{sweep['id']}/cancel", data=form).status_code == 403
         assert web.post(f"/runs/{run_id}/shares", data=form | {"user": "dave"}).status_code == 403
+    with logged_in(srv, "alice") as web:  # the owner edits and reruns any run of it
+        page = web.get(f"/sweeps/{sweep['id']}").text
+        for run in sweep["runs"]:
+            assert f'href="/models/toy/run?from={run["id"]}"' in page
     with srv.http("alice") as api:
         assert all(
             r["state"] != "cancelled" for r in api.get(f"/sweeps/{sweep['id']}").json()["runs"]
