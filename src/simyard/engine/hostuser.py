@@ -32,6 +32,7 @@ from simyard.errors import EngineError
 DEFAULT_FIRST_UID = 2_000_000_000
 DEFAULT_UID_COUNT = 65_536
 DEFAULT_LOCK_DIR = Path("/run/simyard/model-uids")
+UNCLEAN_PASSED = 16  # uids with unreaped processes passed over before one is taken anyway
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,27 @@ class UidLease:
         """Lease a free uid of ``users``; EngineError when all of them are in use."""
         _make_lock_dir(users.lock_dir)
         # Lowest free uid first: the lock files stay as few as attempts ever ran at once.
+        # A uid whose killed processes are not reaped yet is taken only when no clean one
+        # is found among the next few (their parent may reap them any moment, or never).
+        unclean: UidLease | None = None
+        passed = 0
         for uid in range(users.first, users.first + users.count):
             lease = cls._try(users, uid)
             if lease is None:
                 continue
             if _kill_leftovers(uid):
+                if unclean is not None:
+                    unclean.release()
                 return lease
-            lease.release()
+            if unclean is None:
+                unclean = lease
+            else:
+                lease.release()
+            passed += 1
+            if passed > UNCLEAN_PASSED:
+                break
+        if unclean is not None:
+            return unclean
         raise EngineError(
             f"all {users.count} model uids from {users.first} are in use; "
             "raise SIMYARD_MODEL_UID_COUNT"
