@@ -19,6 +19,11 @@ def test_edit_and_rerun_fills_the_form_from_the_run(server: Server, logged_in: P
     server.wait_for_run(first)
     page = logged_in
     page.goto(f"{server.url}/runs/{first}")
+    inputs = page.locator("#inputs")  # what the run was given: name, size, sha256, first rows
+    expect(inputs).to_contain_text("forcing.csv")
+    inputs.locator(".input-head summary").click()
+    expect(inputs.locator(".input-head table")).to_be_visible()
+    expect(page.locator("#provenance")).to_contain_text("sha256:")
     page.get_by_role("link", name="Edit and rerun").click()
 
     expect(page.locator("#from-run-note")).to_contain_text(f"run #{first}")

@@ -124,6 +124,10 @@ def test_the_run_page_lists_inputs_and_compare_tells_inputs_apart(crate_server: 
         assert f'href="/api/v1/runs/{first}/inputs/forcing" download>my forcing.csv</a>' in page
         assert f'title="{digest}"' in page
         assert f'href="/api/v1/runs/{first}/provenance"' in page
+        # the CSV input's first rows, as a table (its header, then its rows)
+        head = page[page.index('class="input-head"') :]
+        assert "<th>day</th><th>temp</th>" in head
+        assert "<td>1</td><td>10.5</td></tr><tr><td>2</td><td>11.0</td>" in head
         compared = browser.get(f"/compare?a={first}&b={second}").text
         assert "Both runs have the same parameters." in compared
         assert "1 of 1 inputs differ" in compared

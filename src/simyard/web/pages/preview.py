@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from simyard.api.deps import PlatformDep, RowId
 from simyard.domain.tables import Run, StoredFile
+from simyard.storage.base import StorageError
 from simyard.web.pages.common import PageDb, PageUser
 from simyard.web.pages.run import _visible_run
 from simyard.web.templating import render
@@ -107,6 +108,32 @@ def preview_of(data: bytes, suffix: str, size: int) -> Preview:
     if suffix in (".md", ".markdown"):
         return Preview("markdown", text=text, cut=cut)
     return Preview("text", text=text, cut=cut)
+
+
+HEAD_BYTES = 8192  # of an input read for its first rows on the run page
+HEAD_ROWS = 5
+
+
+def first_rows(platform: Any, stored: StoredFile) -> Preview | None:
+    """The first rows of a text or CSV input, as the run page shows them under its inputs;
+    None for an image, a binary file, or while the storage cannot be read."""
+    suffix = _suffix(stored.filename or stored.path)
+    if suffix in IMAGE_TYPES:
+        return None
+    try:
+        data = _head(platform, stored.key, HEAD_BYTES)
+    except (OSError, StorageError):
+        return None
+    shown = preview_of(data, suffix if suffix in (".csv", ".tsv") else ".txt", stored.size)
+    if shown.kind == "table":
+        more = shown.cut or len(shown.rows) > HEAD_ROWS
+        return Preview("table", header=shown.header, rows=shown.rows[:HEAD_ROWS], cut=more)
+    if shown.kind != "text":
+        return None
+    lines = shown.text.splitlines()
+    return Preview(
+        "text", text="\n".join(lines[:HEAD_ROWS]), cut=shown.cut or len(lines) > HEAD_ROWS
+    )
 
 
 @router.get("/runs/{run_id}/preview/{task}/{path:path}", response_class=HTMLResponse)

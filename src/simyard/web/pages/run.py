@@ -158,6 +158,8 @@ def _plots_of_run(manifest: Manifest, run: Run, paths: list[str]) -> list[dict[s
 def run_page(
     request: Request, run_id: RowId, db: PageDb, user: PageUser, platform: PlatformDep
 ) -> HTMLResponse:
+    from simyard.web.pages.preview import first_rows  # preview.py imports this module
+
     run = _visible_run(db, user, run_id)
     shaped = run_out(run, run_files(db=db, run=run, kind="output"), queue_position(db=db, run=run))
     says = platform.dispatcher.executor.waiting()
@@ -165,6 +167,7 @@ def run_page(
     manifest = manifest_of(run.model_version)
     plots = _plots_of_run(manifest, run, [o.path for o in shaped.outputs])
     outputs = _output_files(db, run)
+    inputs = run_files(db=db, run=run, kind="input")
     folders = output_folders(outputs) if len(outputs) > FLAT_OUTPUTS else None
     plotted = {p["file"] for p in plots}
     shown_run = shaped.model_dump(mode="json")
@@ -191,8 +194,8 @@ def run_page(
         metric_units={n: m.unit for n, m in manifest.results.metrics.items() if m.unit},
         failure_words=FAILURE_TEXT, page_data=page_data, time_left=time_left,
         progress=progress_bar(shaped), title=manifest.display_title,
-        inputs=run_files(db=db, run=run, kind="input"), model_hash=run.model_version.content_hash,
-        sharing=share_panel(request, db, user, run),
+        inputs=inputs, heads={i.slot: first_rows(platform, i) for i in inputs},
+        model_hash=run.model_version.content_hash, sharing=share_panel(request, db, user, run),
     )  # fmt: skip
 
 
