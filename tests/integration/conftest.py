@@ -40,6 +40,23 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def work_root(self) -> Path:
+        """The folder below which the local executor makes its attempt folders."""
+        return (self.home / "work").resolve()
+
+    @property
+    def store_root(self) -> Path | None:
+        """The file store's folder; None when the store is not a folder (S3)."""
+        url = self.env.get("SIMYARD_STORAGE_URL") or f"file://{self.home / 'storage'}"
+        return Path(url.removeprefix("file://")).resolve() if url.startswith("file://") else None
+
+    @property
+    def model_uids(self) -> range:
+        """The uids this server's models run as (when it runs as root)."""
+        first = int(self.env.get("SIMYARD_MODEL_UID_FIRST", 2_000_000_000))
+        return range(first, first + int(self.env.get("SIMYARD_MODEL_UID_COUNT", 65_536)))
+
     def cli(
         self, *args: str | Path, user: str = "admin", stdin: str | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
@@ -135,6 +152,9 @@ def logged_in(server: Server, user: str = "admin") -> Iterator[httpx.Client]:
         yield client
 
 
+MODEL_UIDS_BASE = 2_100_000_000  # above the default range's first uids, which others lease
+MODEL_UIDS_EACH = 32
+
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -175,7 +195,12 @@ def _server(tmp_path: Path, extra: dict[str, str], add_admin: bool = True) -> It
     }
     env.pop("SIMYARD_URL", None)
     env.pop("SIMYARD_TOKEN", None)
-    srv = Server(home=home, port=free_port(), env=env)
+    port = free_port()
+    # A uid range of the server's own (by its port), so that what is left running as one
+    # of its model uids is known to be its own, whatever else runs on the machine.
+    env.setdefault("SIMYARD_MODEL_UID_FIRST", str(MODEL_UIDS_BASE + port * MODEL_UIDS_EACH))
+    env.setdefault("SIMYARD_MODEL_UID_COUNT", str(MODEL_UIDS_EACH))
+    srv = Server(home=home, port=port, env=env)
     if add_admin:
         srv.add_user("admin", admin=True)
     srv.start()

@@ -16,10 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 LONG_MODEL = """\
 simyard: 1
@@ -85,6 +86,18 @@ def test_kill_9_of_the_server_kills_its_attempts_before_the_retry(
 ) -> None:
     server = sqlite_server
     assert server.cli("models", "add", make_model(LONG_MODEL, LONG_FILES)).returncode == 0
+    with ProcessWatch(server.work_root) as watch:
+        run_ids = killed_and_restarted(server)
+        assert_clean_outcome(
+            server, run_ids, watch, kills=True, states=dict.fromkeys(run_ids, "succeeded"),
+            outputs=lambda run: {"work/done.txt": b"done"},
+            smtp=NotApplicable("no SMTP server in this scenario"),
+        )  # fmt: skip
+    assert {(rid, "work", a) for rid in run_ids for a in (1, 2)} <= watch.seen  # it saw both
+
+
+def killed_and_restarted(server: Server) -> list[int]:
+    """Two runs started, the server killed with both models running, then restarted."""
     run_ids = [json.loads(server.cli("run", "long", "--json").stdout)["id"] for _ in range(2)]
     deadline = time.monotonic() + 60
     while len(pythons(attempt_models(server))) < 2 and time.monotonic() < deadline:
@@ -112,3 +125,4 @@ def test_kill_9_of_the_server_kills_its_attempts_before_the_retry(
         assert run["tasks"][0]["attempt"] == 2  # retried once, after the old attempt died
     # The killed attempts' working folders were swept at start, the retries' removed.
     assert list((server.home / "work").iterdir()) == []
+    return run_ids
