@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import json
 import os
 import re
 import threading
@@ -340,6 +341,16 @@ def _settle(look: Callable[[], list[str]], seconds: float) -> list[str]:
     return found
 
 
+def toy_outputs(run: dict[str, Any]) -> dict[str, bytes]:
+    """What the toy model (tests.toymodel) writes for ``run``, with the forcing's two rows."""
+    days, site = int(run["params"]["days"]), run["params"]["site"]
+    return {
+        "prep/prep/days.txt": f"{days}\n2".encode(),
+        "simulate/results/summary.json": json.dumps({"total": days * 10, "site": site}).encode(),
+        "report/report.txt": f"total {days * 10} at {site}\n".encode(),
+    }
+
+
 def assert_clean_outcome(
     server: Server,
     run_ids: Iterable[int],
@@ -399,4 +410,5 @@ def assert_clean_outcome(
 __all__ = [
     "NotApplicable", "ProcessWatch", "assert_clean_outcome", "attempts_alive",
     "leftover_attempt_folders", "leftover_processes", "read_process_table", "recorded_attempts",
+    "toy_outputs",
 ]  # fmt: skip

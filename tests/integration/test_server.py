@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome, toy_outputs
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, free_port
 from tests.integration.test_web_pages import browser
@@ -287,7 +288,18 @@ def test_rerun_from_failed_reuses_the_tasks_that_succeeded(server: Server, toy: 
     assert {t["name"]: t["attempt"] for t in run["tasks"]}["prep"] == 0  # not run again
 
 
+@pytest.mark.chaos
 def test_server_killed_mid_run_then_restarted_finishes_every_run(server: Server, toy: Path) -> None:
+    with ProcessWatch(server.work_root) as watch:
+        run_ids = killed_mid_run_then_restarted(server, toy)
+        assert_clean_outcome(
+            server, run_ids, watch, kills=True, states=dict.fromkeys(run_ids, "succeeded"),
+            outputs=toy_outputs, smtp=NotApplicable("no SMTP server in this scenario"),
+        )  # fmt: skip
+
+
+def killed_mid_run_then_restarted(server: Server, toy: Path) -> list[int]:
+    """A run killed with its server mid-task, three queued behind it; the server restarted."""
     started = server.cli(
         "run", "toy", "-p", "days=50", "-p", "pace=0.1", "-i", f"forcing={toy}", "--json"
     )
@@ -323,6 +335,7 @@ def test_server_killed_mid_run_then_restarted_finishes_every_run(server: Server,
     assert [(e["task"], e["reason"]) for e in retries] == [("simulate", "server restarted")]
     for other in queued:
         assert server.wait_for_run(other)["state"] == "succeeded"
+    return [run_id, *queued]
 
 
 @contextmanager
