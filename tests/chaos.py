@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 # An attempt's folder: work_root/run{id}/{task}.a{attempt} (simyard.engine.workorder).
 ATTEMPT_PATH = re.compile(r"/run(\d+)/([^/]+)\.a(\d+)(?=/|$)")
-ATTEMPT_NAME = re.compile(r".+\.a\d+(\.lock)?$")
+ATTEMPT_NAME = re.compile(r".+\.a\d+$")
 FINAL_RUN_STATES = {"succeeded", "failed", "cancelled", "timed_out"}
 FINAL_TASK_STATES = {"succeeded", "failed", "cancelled", "timed_out", "skipped", "cached"}
 ATTEMPT_END_EVENTS = {"task.retry", "task.succeeded", "task.failed", "task.cancelled",
@@ -239,8 +239,8 @@ def _records_overlap(spans: Mapping[Attempt, tuple[dt.datetime, Any]]) -> list[s
     return problems
 
 
-def leftover_processes(roots: Iterable[Path], uids: range) -> list[str]:
-    """Live processes with their cwd below ``roots`` or running as one of ``uids``."""
+def leftover_processes(roots: Iterable[Path], uids: Sequence[range]) -> list[str]:
+    """Live processes with their cwd below ``roots`` or running as a uid of ``uids``."""
     names = [str(Path(r).resolve()) for r in roots]
     found = []
     for pid, entry in read_process_table().items():
@@ -251,18 +251,18 @@ def leftover_processes(roots: Iterable[Path], uids: range) -> list[str]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if _below(entry.cwd, names) or uid in uids:
+        if _below(entry.cwd, names) or any(uid in r for r in uids):
             found.append(f"pid {pid} uid {uid} cwd {entry.cwd}: {cmdline.strip()[:200]}")
     return found
 
 
 def leftover_attempt_folders(roots: Iterable[Path]) -> list[str]:
-    """Attempt folders (and their lock files) still below ``roots``."""
+    """Attempt folders still below ``roots`` (a lock file beside none is no working folder)."""
     found = []
     for root in roots:
-        for folder, dirs, files in os.walk(root):
+        for folder, dirs, _ in os.walk(root):
             if re.fullmatch(r"run\d+", os.path.basename(folder)):
-                found += [os.path.join(folder, n) for n in (*dirs, *files) if ATTEMPT_NAME.match(n)]
+                found += [os.path.join(folder, d) for d in dirs if ATTEMPT_NAME.match(d)]
                 dirs[:] = [d for d in dirs if not ATTEMPT_NAME.match(d)]
     return found
 
@@ -361,7 +361,7 @@ def assert_clean_outcome(
     kills: bool,
     store_root: Path | NotApplicable | None = None,
     states: Mapping[int, str | set[str]] | None = None,
-    model_uids: range | None = None,
+    model_uids: Sequence[range] | None = None,
     user: str = "admin",
 ) -> dict[int, dict[str, Any]]:
     """Assert (a)-(f) of the module docstring for ``run_ids``; the runs as the API answers.
@@ -370,7 +370,8 @@ def assert_clean_outcome(
     ``kills`` says a process was killed, so an email may have gone out twice;
     ``store_root`` defaults to the server's file store folder (NotApplicable on S3);
     ``states`` the final state (or states) each run may end in; ``model_uids`` the
-    uids no process may be left running as (default: the server's range).
+    uids no process may be left running as (default: the server's range; give every
+    server's when several share the database).
     """
     ids = sorted(set(run_ids))
     problems: list[str] = []
@@ -380,7 +381,7 @@ def assert_clean_outcome(
             runs[rid] = server.wait_for_run(rid, timeout=240, user=user)
             problems += _final_with_reason(runs[rid], (states or {}).get(rid))
         # (c), (d): the last processes and folders go a moment after the final state.
-        uids = server.model_uids if model_uids is None else model_uids
+        uids = [server.model_uids] if model_uids is None else model_uids
         orphans = _settle(lambda: leftover_processes(watch.roots, uids), SETTLE_SECONDS)
         folders = _settle(lambda: leftover_attempt_folders(watch.roots), SETTLE_SECONDS)
         watch.stop()

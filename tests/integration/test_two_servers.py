@@ -13,11 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome, toy_outputs
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
 from tests.toymodel import FILES, FORCING, MODEL
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 
 @pytest.fixture
@@ -47,6 +48,18 @@ def test_the_other_server_takes_over_when_the_dispatching_one_dies(
     assert first.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
     forcing = tmp_path / "forcing.csv"
     forcing.write_text(FORCING)
+    with ProcessWatch(first.work_root, second.work_root) as watch:
+        ids, follower = leader_killed(pair, forcing)
+        assert_clean_outcome(
+            follower, ids, watch, kills=True, states=dict.fromkeys(ids, "succeeded"),
+            outputs=toy_outputs, smtp=NotApplicable("no SMTP server in this scenario"),
+            model_uids=[first.model_uids, second.model_uids],
+        )  # fmt: skip
+
+
+def leader_killed(pair: tuple[Server, Server], forcing: Path) -> tuple[list[int], Server]:
+    """Three runs taken by either server; the dispatching one killed; the runs and the other."""
+    first, second = pair
     ids = []
     for server in (first, second, first):  # either server takes runs
         done = server.cli("run", "toy", "-p", "days=20", "-p", "pace=0.1",
@@ -67,6 +80,7 @@ def test_the_other_server_takes_over_when_the_dispatching_one_dies(
     assert time.monotonic() - started < 120
     with httpx.Client(base_url=follower.url) as api:
         assert api.get("/healthz").status_code == 200
+    return ids, follower
 
 
 SLOW = """\
@@ -138,6 +152,20 @@ def test_a_stalled_dispatcher_past_its_lease_never_runs_attempts_beside_the_new_
     servers = stalling_pair
     first = servers[0]
     assert first.cli("models", "add", make_model(SLOW, SLOW_FILES)).returncode == 0
+    with ProcessWatch(*(s.work_root for s in servers)) as watch:
+        ids, follower = leader_stalled_past_its_lease(servers)
+        assert_clean_outcome(
+            follower, ids, watch, kills=False, states=dict.fromkeys(ids, "succeeded"),
+            outputs=NotApplicable("the model writes no output"),
+            smtp=NotApplicable("no SMTP server in this scenario"),
+            model_uids=[s.model_uids for s in servers],
+        )  # fmt: skip
+
+
+def leader_stalled_past_its_lease(servers: tuple[Server, Server]) -> tuple[list[int], Server]:
+    """Two runs; the dispatching server stopped past its lease, then woken; the runs and
+    the server that took over."""
+    first = servers[0]
     ids = []
     for _ in range(2):
         done = first.cli("run", "slow", "--json")
@@ -186,3 +214,4 @@ def test_a_stalled_dispatcher_past_its_lease_never_runs_attempts_beside_the_new_
         assert run["state"] == "succeeded", run
         assert [t["attempt"] for t in run["tasks"]] == [2], run  # the stalled one's never counted
     assert "dispatch lease lost" in (leader.home / "server.log").read_text()
+    return ids, follower
