@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from simyard.engine.task import EngineOptions
-from simyard.errors import SimyardError
 from simyard.executors.base import EventKind, ExecutorEvent
 from simyard.executors.clusterfile import ClusterFile
 from simyard.executors.dask import DaskExecutor
+from simyard.executors.deploy import WorkerPool, pool_for
 from simyard.executors.scaling import (
     Demand,
     WorkerState,
@@ -72,6 +72,16 @@ def cluster_options(spec: ClusterFile) -> dict[str, Any]:
         options.setdefault("host", "127.0.0.1")
         options.setdefault("dashboard_address", None)
         options.setdefault("resources", resources)
+    elif spec.is_operator:
+        # the operator's KubeCluster: a stable name, so a server started again adopts its
+        # cluster; no workers at start; every worker declares the shape and its threads
+        options.setdefault("name", "simyard")
+        options.setdefault("n_workers", 0)
+        options.setdefault("quiet", True)
+        command = options.get("worker_command") or ["dask-worker"]
+        command = command.split() if isinstance(command, str) else list(command)
+        options["worker_command"] = [*command, "--nthreads", str(shape.threads),
+                                     "--resources", _declared(resources)]  # fmt: skip
     elif spec.is_jobqueue:
         options.setdefault("n_workers", 0)
         options.setdefault("python", sys.executable)
@@ -79,11 +89,14 @@ def cluster_options(spec: ClusterFile) -> dict[str, Any]:
         scheduler.setdefault("host", "127.0.0.1")
         scheduler.setdefault("dashboard_address", None)
         options["scheduler_options"] = scheduler
-        declared = ",".join(f"{k}={int(v) if v.is_integer() else v}" for k, v in resources.items())
         options["worker_extra_args"] = [
-            *(options.get("worker_extra_args") or []), "--resources", declared
+            *(options.get("worker_extra_args") or []), "--resources", _declared(resources)
         ]  # fmt: skip
     return options
+
+
+def _declared(resources: dict[str, float]) -> str:
+    return ",".join(f"{k}={int(v) if v.is_integer() else v}" for k, v in resources.items())
 
 
 class ClusterExecutor(DaskExecutor):
@@ -104,12 +117,13 @@ class ClusterExecutor(DaskExecutor):
         self.price_per_worker_hour = spec.price_per_worker_hour
         self._state_file = state_file
         self.demand = demand  # replaced once the dispatcher exists (wiring)
-        cls = spec.cluster_class()
-        check_deploy_class(cls, spec.class_)
+        cls = spec.deploy_class()  # options checked against it, nothing started yet
+        pool_cls = pool_for(cls, spec.class_)
         self._cancel_command = getattr(getattr(cls, "job_cls", None), "cancel_command", None)
         clean_up_leftovers(state_file, self._cancel_command)
         self._job_label = JOB_LABELS.get(cls.__name__, "job")
         self.cluster = cls(**cluster_options(spec))
+        self.pool: WorkerPool = pool_cls(self.cluster)
         self._last_busy: dict[str, float] = {}  # worker name -> when it last ran an attempt
         self._ended_at: dict[str, float] = {}  # worker address -> when an attempt last ended
         self._attempt_on: dict[tuple[int, int], str] = {}  # attempt -> worker address
@@ -119,9 +133,10 @@ class ClusterExecutor(DaskExecutor):
         self._stop = threading.Event()
         try:
             super().__init__(
-                address=self.cluster.scheduler_address, store=store, options=options,
+                address=self.pool.scheduler_address, store=store, options=options,
                 security=security, min_slots=0,
             )  # fmt: skip
+            self.pool.prepare(self._live_client())
         except BaseException:
             self.cluster.close()
             raise
@@ -158,7 +173,7 @@ class ClusterExecutor(DaskExecutor):
         self._scaler.join(timeout=10)
         super().close()
         with contextlib.suppress(Exception):
-            self.cluster.close(timeout=30)
+            self.pool.close(timeout=30)
         self._state_file.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ scaling
@@ -178,8 +193,7 @@ class ClusterExecutor(DaskExecutor):
                   for addr, w in client.scheduler_info()["workers"].items()}  # fmt: skip
         processing = client.processing()
         states = []
-        for name in list(self.cluster.worker_spec):
-            key, job = str(name), self.cluster.workers.get(name)
+        for key in self.pool.asked(joined):
             addr = joined.get(key)
             busy = bool(addr and processing.get(addr))
             if busy or key not in self._last_busy:
@@ -191,7 +205,8 @@ class ClusterExecutor(DaskExecutor):
                 self._last_busy[key] = max(self._last_busy[key], self._ended_at.pop(addr))
             states.append(WorkerState(
                 name=key, connected=addr is not None, busy=busy,
-                idle_for=now - self._last_busy[key], job_id=getattr(job, "job_id", None),
+                idle_for=now - self._last_busy[key], job_id=self.pool.job_id(key),
+                retirable=self.pool.retirable(key),
             ))  # fmt: skip
         for key in set(self._last_busy) - {s.name for s in states}:
             del self._last_busy[key]
@@ -202,20 +217,17 @@ class ClusterExecutor(DaskExecutor):
         states = self.observe()
         gone = [s.name for s in states if not s.connected and s.name in self._ever_connected]
         if gone:  # its job ended (scancel, walltime) or its process died: forget it
-            self._scale_down(gone)
+            self.pool.forget(gone)
             self._ever_connected -= set(gone)
             states = [s for s in states if s.name not in gone]
         wanted = wanted_workers(self.demand(), self.shape, min_workers=self.spec.min_workers,
                                 max_workers=self.spec.max_workers)  # fmt: skip
         self._wanted = wanted
-        if set(self.cluster.worker_spec) != set(self.cluster.workers):
-            # A worker asked for is not started (or one retired not closed) yet: have the
-            # cluster correct its state again, in case an earlier correction was cut short.
-            self.cluster.scale(len(self.cluster.worker_spec))
+        self.pool.correct()
         plan = reconcile(wanted, states, idle_timeout=self.spec.idle_timeout)
         if plan.start:
             log.info("starting %d worker(s) for the queue", plan.start)
-            self.cluster.scale(len(self.cluster.worker_spec) + plan.start)
+            self.pool.grow(plan.start)
         if plan.retire:
             self._retire(list(plan.retire), states)
         self._workers = self.observe() if plan.start or plan.retire or gone else states
@@ -238,7 +250,7 @@ class ClusterExecutor(DaskExecutor):
         idle = [n for n in names if joined.get(n) not in busy]
         if idle:
             log.info("retiring idle worker(s) %s", ", ".join(idle))
-            self._scale_down(idle)
+            self.pool.shrink(idle)
 
     @property
     def slots(self) -> int:  # type: ignore[override]
@@ -249,25 +261,11 @@ class ClusterExecutor(DaskExecutor):
             return 0
         return sum(int(w.get("nthreads", 1)) for w in workers if w.get("status") == "running")
 
-    def _scale_down(self, names: list[str]) -> None:
-        by_key = {str(name): name for name in self.cluster.worker_spec}
-        chosen = [by_key[n] for n in names if n in by_key]
-        if chosen:
-            self.cluster.sync(self.cluster.scale_down, chosen)
-
     def _write_state(self) -> None:
         """What to clean up should this server die: batch jobs and worker processes."""
-        jobs = [str(j.job_id) for j in self.cluster.workers.values() if getattr(j, "job_id", None)]
-        pids = []
-        for worker in list(self.cluster.workers.values()):
-            with contextlib.suppress(Exception):
-                import psutil
-
-                proc = psutil.Process(int(worker.pid))  # a Nanny's worker process
-                pids.append([proc.pid, proc.create_time()])
         state = {
-            "jobs": jobs,
-            "pids": pids if self.spec.is_local else [],
+            "jobs": self.pool.jobs(),
+            "pids": self.pool.pids() if self.spec.is_local else [],
             "wanted": self._wanted,  # for an operator's eyes: the last decision
             "workers": [vars(w) for w in self._workers],
         }
@@ -278,14 +276,8 @@ class ClusterExecutor(DaskExecutor):
 
 
 def check_deploy_class(cls: type[Any], name: str) -> None:
-    """Refuse a class simyard cannot scale worker by worker (it must be a SpecCluster)."""
-    from distributed import SpecCluster
-
-    if not issubclass(cls, SpecCluster):
-        raise SimyardError(
-            f"cluster file: class {name!r} is not a distributed.SpecCluster: simyard retires "
-            "chosen idle workers and cannot do that through it (see docs/scale-out.md)"
-        )
+    """Refuse a class simyard cannot scale worker by worker (see :func:`pool_for`)."""
+    pool_for(cls, name)
 
 
 def clean_up_leftovers(state_file: Path, cancel: str | None) -> None:

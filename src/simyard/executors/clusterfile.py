@@ -10,14 +10,19 @@ price_per_worker_hour: 0.05
 worker: {cpus: 1, memory: 2GiB, threads: 1}   # optional: what one worker offers
 ```
 
-A file that does not hold this is refused at start with the key that is wrong. ``worker``
-defaults to what ``options`` say where the class has the usual names (``cores``/``memory``
-of dask-jobqueue, ``threads_per_worker``/``memory_limit`` of ``LocalCluster``).
+A file that does not hold this is refused at start with the key that is wrong: an
+``options`` key is checked against the deploy class's constructor, and the constructors its
+``**kwargs`` go to, without starting anything (:func:`option_names`). ``worker`` defaults to
+what ``options`` say where the class has the usual names (``cores``/``memory`` of
+dask-jobqueue, ``threads_per_worker``/``memory_limit`` of ``LocalCluster``).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +70,10 @@ class ClusterFile(BaseModel):
         return self.class_.startswith("dask_jobqueue.")
 
     @property
+    def is_operator(self) -> bool:
+        return self.class_.startswith("dask_kubernetes.operator")
+
+    @property
     def is_local(self) -> bool:
         return self.class_ in ("distributed.LocalCluster", "distributed.deploy.LocalCluster")
 
@@ -101,6 +110,97 @@ class ClusterFile(BaseModel):
         if not isinstance(found, type):
             raise SimyardError(f"cluster file: class {self.class_!r}: {module_name} has no {name}")
         return found
+
+    def deploy_class(self) -> type[Any]:
+        """The deploy class, imported, with every key of ``options`` checked against it."""
+        cls = self.cluster_class()
+        check_options(cls, self.options, self.class_)
+        return cls
+
+
+def _qualname(cls: type[Any]) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _job_class(cls: type[Any]) -> list[type[Any]]:
+    job_cls = getattr(cls, "job_cls", None)
+    return [job_cls] if isinstance(job_cls, type) else []
+
+
+def _worker_classes(cls: type[Any]) -> list[type[Any]]:
+    from distributed import Nanny, Worker
+
+    return [Nanny, Worker]  # LocalCluster's worker_class: Nanny with processes, else Worker
+
+
+def _worker_class(cls: type[Any]) -> list[type[Any]]:
+    from distributed import Worker
+
+    return [Worker]
+
+
+def _server_class(cls: type[Any]) -> list[type[Any]]:
+    from distributed.core import Server
+
+    return [Server]
+
+
+# Where a constructor's **kwargs go when not to the next class of its MRO: dask-jobqueue's
+# clusters hand them to their job class, LocalCluster to its workers (Nanny, then Worker),
+# Worker to its Server.
+KWARGS_GO_TO: dict[str, Callable[[type[Any]], list[type[Any]]]] = {
+    "dask_jobqueue.core.JobQueueCluster": _job_class,
+    "distributed.deploy.local.LocalCluster": _worker_classes,
+    "distributed.nanny.Nanny": _worker_class,
+    "distributed.worker.Worker": _server_class,
+}
+
+
+def option_names(cls: type[Any]) -> frozenset[str] | None:
+    """The keyword arguments ``cls(...)`` takes, following its ``**kwargs`` to where they go.
+
+    Read from the constructors' signatures only: nothing is started, nothing reached. None
+    when a ``**kwargs`` leads somewhere unknown (any key may then be right).
+    """
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:  # super().__init__(**kwargs) reaching object takes nothing
+            return frozenset(names)
+        try:
+            params = list(inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names.update(p.name for p in params[1:] if p.kind in kinds)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return frozenset(names)
+        redirect = KWARGS_GO_TO.get(_qualname(klass))
+        if redirect is not None:
+            targets = redirect(cls)
+            for target in targets:
+                more = option_names(target)
+                if more is None:
+                    return None
+                names.update(more)
+            return frozenset(names) if targets else None
+    return frozenset(names)
+
+
+def check_options(cls: type[Any], options: dict[str, Any], class_name: str) -> None:
+    """Refuse an ``options`` key that ``cls`` does not take, naming it (and a near name)."""
+    accepted = option_names(cls)
+    if accepted is None:
+        return
+    for key in options:
+        if key not in accepted:
+            near = difflib.get_close_matches(key, sorted(accepted), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise SimyardError(
+                f"cluster file: options.{key}: {class_name} takes no option {key!r}{hint}"
+            )
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

@@ -43,6 +43,7 @@ class WorkerState:
     busy: bool = False  # running (or holding) an attempt
     idle_for: float = 0.0  # seconds since it last ran an attempt (or since it was asked for)
     job_id: str | None = None  # the batch job behind it, when there is one
+    retirable: bool = True  # False: one the cluster cannot be told to drop (a pending pod)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def reconcile(wanted: int, workers: Sequence[WorkerState], *, idle_timeout: floa
     if wanted > len(workers):
         return ScalePlan(start=wanted - len(workers))
     excess = len(workers) - wanted
-    idle = [w for w in workers if not w.busy and w.idle_for >= idle_timeout]
+    idle = [w for w in workers if w.retirable and not w.busy and w.idle_for >= idle_timeout]
     idle.sort(key=lambda w: (w.connected, -w.idle_for))  # pending first, then the longest idle
     return ScalePlan(retire=tuple(w.name for w in idle[:excess]))
 

@@ -80,7 +80,7 @@ def test_a_class_simyard_cannot_retire_workers_of_is_refused() -> None:
 
     from simyard.executors.cluster import check_deploy_class
 
-    with pytest.raises(SimyardError, match=r"not a distributed\.SpecCluster"):
+    with pytest.raises(SimyardError, match=r"neither a distributed\.SpecCluster"):
         check_deploy_class(Cluster, "distributed.deploy.cluster.Cluster")
 
 
