@@ -163,11 +163,16 @@ class ProcessWatch:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def __enter__(self) -> ProcessWatch:
+    def start(self) -> ProcessWatch:
+        """Start sampling (a first sample at once); ``with`` or the ``process_watch``
+        fixture stops it."""
         self.sample()
         self._thread = threading.Thread(target=self._loop, name="process-watch", daemon=True)
         self._thread.start()
         return self
+
+    def __enter__(self) -> ProcessWatch:
+        return self.start()
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

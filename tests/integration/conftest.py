@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.chaos import ProcessWatch
 
 
 def free_port() -> int:
@@ -150,6 +152,20 @@ def logged_in(server: Server, user: str = "admin") -> Iterator[httpx.Client]:
                 "csrf_token": token.group(1), "next": "/"}  # fmt: skip
         assert client.post("/login", data=form).status_code == 303
         yield client
+
+
+@pytest.fixture
+def process_watch() -> Iterator[Callable[..., ProcessWatch]]:
+    """Start a :class:`tests.chaos.ProcessWatch` on attempt-folder roots; stopped at the end."""
+    started: list[ProcessWatch] = []
+
+    def watch(*roots: Path) -> ProcessWatch:
+        started.append(ProcessWatch(*roots).start())
+        return started[-1]
+
+    yield watch
+    for each in started:
+        each.stop()
 
 
 MODEL_UIDS_BASE = 2_100_000_000  # above the default range's first uids, which others lease

@@ -14,7 +14,7 @@ import subprocess
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
 from tests.integration.test_web_pages import log_in
@@ -54,6 +55,13 @@ with open("out/data.bin", "wb") as out:
 print("done", flush=True)
 """
 DATA = bytes(range(256)) * 4096  # 1 MiB, what the model writes per mib
+NO_SMTP = NotApplicable("no SMTP server in this scenario")
+ON_S3 = NotApplicable("an S3 store: an object is whole or absent (the cancel test lists them)")
+WatchFactory = Callable[..., ProcessWatch]
+
+
+def saver_outputs(run: dict[str, Any]) -> dict[str, bytes]:
+    return {"save/out/data.bin": DATA * int(run["params"]["mib"])}
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> None:
@@ -106,9 +114,10 @@ def s3_server(tmp_path: Path, seaweed: Seaweed) -> Iterator[tuple[Server, TcpCut
 
 
 def test_storage_outage_during_a_run_keeps_its_outputs_and_answers_503(
-    s3_server: tuple[Server, TcpCut], make_model: MakeModel
+    s3_server: tuple[Server, TcpCut], make_model: MakeModel, process_watch: WatchFactory
 ) -> None:
     server, relay = s3_server
+    watch = process_watch(server.work_root)
     assert server.cli("models", "add", make_model(SAVER, {"save.py": SAVE})).returncode == 0
     done = server.cli("run", "saver", "--wait", "--json")
     before = json.loads(done.stdout)["id"]
@@ -169,6 +178,10 @@ def test_storage_outage_during_a_run_keeps_its_outputs_and_answers_503(
     assert httpx.get(server.url + "/readyz", timeout=30).json() == {
         "status": "ready", "database": "ok", "storage": "ok"}  # fmt: skip
     assert not list((server.home / "work").glob("*/*")), "a working folder was left"
+    assert_clean_outcome(
+        server, [before, big, running], watch, kills=False, outputs=saver_outputs,
+        states=dict.fromkeys([before, big, running], "succeeded"), smtp=NO_SMTP, store_root=ON_S3,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -187,9 +200,10 @@ def pg_server(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Server, TcpCu
 
 
 def test_database_unreachable_answers_503_then_recovers(
-    pg_server: tuple[Server, TcpCut], make_model: MakeModel
+    pg_server: tuple[Server, TcpCut], make_model: MakeModel, process_watch: WatchFactory
 ) -> None:
     server, relay = pg_server
+    watch = process_watch(server.work_root)
     assert server.cli("models", "add", make_model(SAVER, {"save.py": SAVE})).returncode == 0
     with server.http() as api, httpx.Client(base_url=server.url) as browser:
         log_in(browser, "admin")
@@ -207,6 +221,8 @@ def test_database_unreachable_answers_503_then_recovers(
     run_id = run_saver(server)
     assert server.wait_for_run(run_id)["state"] == "succeeded"
     assert httpx.get(server.url + "/readyz", timeout=30).status_code == 200
+    assert_clean_outcome(server, [run_id], watch, kills=False, outputs=saver_outputs,
+                         states={run_id: "succeeded"}, smtp=NO_SMTP)  # fmt: skip
 
 
 @pytest.fixture
@@ -232,10 +248,12 @@ def fill(folder: Path) -> Path:
 
 
 def test_sqlite_disk_full_answers_503_then_recovers(
-    tmp_path: Path, tiny_disk: Path, make_model: MakeModel
+    tmp_path: Path, tiny_disk: Path, make_model: MakeModel, process_watch: WatchFactory
 ) -> None:
     gen = _server(tmp_path, {"SIMYARD_DATABASE_URL": f"sqlite:///{tiny_disk / 'simyard.db'}"})
     server = next(gen)
+    watch = process_watch(server.work_root)
+    created = []
     try:
         assert server.cli("models", "add", make_model(SAVER, {"save.py": SAVE})).returncode == 0
         filler = fill(tiny_disk)
@@ -246,6 +264,8 @@ def test_sqlite_disk_full_answers_503_then_recovers(
             for _ in range(40):  # the write-ahead log may still have room for a few
                 answer = api.post("/runs", json={"model": "saver", "params": {"mib": 1}})
                 answers.append(answer.status_code)
+                if answer.status_code == 201:
+                    created.append(answer.json()["id"])
                 if answer.status_code != 201:
                     assert_unavailable(answer, "database disk full")
                     break
@@ -254,15 +274,22 @@ def test_sqlite_disk_full_answers_503_then_recovers(
         run_id = run_saver(server)
         assert server.wait_for_run(run_id)["state"] == "succeeded"
         assert httpx.get(server.url + "/readyz", timeout=30).status_code == 200
+        ids = [*created, run_id]
+        assert_clean_outcome(server, ids, watch, kills=False, outputs=saver_outputs,
+                             states=dict.fromkeys(ids, "succeeded"), smtp=NO_SMTP)  # fmt: skip
     finally:
         for _ in gen:
             pass
 
 
 def test_a_cancel_while_storing_waits_out_no_outage_and_leaves_nothing_half_written(
-    s3_server: tuple[Server, TcpCut], make_model: MakeModel, seaweed: Seaweed
+    s3_server: tuple[Server, TcpCut],
+    make_model: MakeModel,
+    seaweed: Seaweed,
+    process_watch: WatchFactory,
 ) -> None:
     server, relay = s3_server
+    watch = process_watch(server.work_root)
     assert server.cli("models", "add", make_model(SAVER, {"save.py": SAVE})).returncode == 0
     # The model works 2 s before it writes: the storage is cut before storing begins (with
     # no pause the outputs were at times stored before the cut, and nothing was retried).
@@ -284,3 +311,7 @@ def test_a_cancel_while_storing_waits_out_no_outage_and_leaves_nothing_half_writ
     assert all(o["Size"] == 8 << 20 for o in outputs), outputs  # none half-written
     with server.http() as api:
         assert api.get(f"/runs/{run_id}/outputs").json() == []  # a cancelled run keeps none
+    assert_clean_outcome(
+        server, [run_id], watch, kills=False, states={run_id: "cancelled"}, smtp=NO_SMTP,
+        outputs=NotApplicable("a cancelled run keeps no output"), store_root=ON_S3,
+    )  # fmt: skip
