@@ -5,16 +5,17 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 RACE = """\
 simyard: 1
@@ -71,9 +72,10 @@ class Lifetimes:
 
 
 def test_forty_runs_cancelled_right_after_creation_end_cancelled_or_honestly_succeeded(
-    pg_server: Server, make_model: MakeModel
+    pg_server: Server, make_model: MakeModel, process_watch: Callable[..., ProcessWatch]
 ) -> None:
     server = pg_server
+    watch = process_watch(server.work_root)
     assert server.cli("models", "add", make_model(RACE, RACE_FILES)).returncode == 0
     errors: list[str] = []
     answers: dict[str, tuple[int, str]] = {}  # tag -> (run id, state the cancel answered)
@@ -112,3 +114,8 @@ def test_forty_runs_cancelled_right_after_creation_end_cancelled_or_honestly_suc
             assert lifetimes.alive_for(tag) < MODEL_SECONDS - 0.5, (tag, run, lifetimes.seen)
         else:
             assert answered != "cancelled", (tag, run)
+    assert_clean_outcome(
+        server, [run_id for run_id, _ in answers.values()], watch, kills=False,
+        outputs=NotApplicable("the model writes no output"),
+        smtp=NotApplicable("no SMTP server in this scenario"),
+    )  # fmt: skip
