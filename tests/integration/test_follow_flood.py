@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 FLOOD_MODEL = """\
 simyard: 1
@@ -64,9 +65,10 @@ def follow(server: Server, run_id: int, task: str) -> tuple[list[str], str]:
 
 
 def test_a_follower_of_a_flood_gets_the_logs_last_line(
-    small_log_server: Server, make_model: MakeModel
+    small_log_server: Server, make_model: MakeModel, process_watch: Callable[..., ProcessWatch]
 ) -> None:
     server = small_log_server
+    watch = process_watch(server.work_root)
     assert server.cli("models", "add", make_model(FLOOD_MODEL, FLOOD_FILES)).returncode == 0
     run_id = json.loads(server.cli("run", "flood", "--json").stdout)["id"]
     lines, state = follow(server, run_id, "flood")
@@ -80,3 +82,8 @@ def test_a_follower_of_a_flood_gets_the_logs_last_line(
     with server.http() as api:
         stored = api.get(f"/runs/{run_id}/logs/flood", params={"offset": 0, "length": 2**21})
     assert stored.text.rstrip().endswith("THE LAST LINE of the flood")
+    assert_clean_outcome(
+        server, [run_id], watch, kills=False, states={run_id: "succeeded"},
+        outputs=NotApplicable("the model writes no output (its log is checked above)"),
+        smtp=NotApplicable("no SMTP server in this scenario"),
+    )  # fmt: skip

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
 
@@ -26,6 +27,9 @@ tasks:
   run: {command: [python3, -c, "print('ok')"]}
 """
 FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+NO_OUTPUT = NotApplicable("the model writes no output")
+NO_SMTP = NotApplicable("no SMTP server in this scenario")
+WatchFactory = Callable[..., ProcessWatch]
 
 
 @pytest.fixture
@@ -34,9 +38,10 @@ def sqlite_server(tmp_path: Path) -> Iterator[Server]:
 
 
 def test_concurrent_writers_get_no_5xx_and_the_database_is_never_locked(
-    sqlite_server: Server, make_model: MakeModel
+    sqlite_server: Server, make_model: MakeModel, process_watch: WatchFactory
 ) -> None:
     server = sqlite_server
+    watch = process_watch(server.work_root)
     assert server.cli("models", "add", make_model(QUICK)).returncode == 0
     answers: Counter[str] = Counter()
     created: list[int] = []
@@ -70,15 +75,18 @@ def test_concurrent_writers_get_no_5xx_and_the_database_is_never_locked(
     assert "Traceback" not in log
     with httpx.Client(base_url=server.url) as web:
         assert web.get("/readyz").status_code == 200
+    assert_clean_outcome(server, created, watch, kills=False, outputs=NO_OUTPUT, smtp=NO_SMTP)
 
 
 def test_fifty_writers_at_once_are_all_answered_and_none_refused(
-    sqlite_server: Server, make_model: MakeModel
+    sqlite_server: Server, make_model: MakeModel, process_watch: WatchFactory
 ) -> None:
     """More clients than the server's thread pool had threads: a transaction holding the
     write gate must still find a thread to finish in (before, every thread waited at the
     gate while its holder waited for a thread, and clients got 503 after 30 s)."""
     server = sqlite_server
+    watch = process_watch(server.work_root)
+    created: list[int] = []
     assert server.cli("models", "add", make_model(QUICK)).returncode == 0
     clients, rounds = 50, 3
     answers: Counter[str] = Counter()
@@ -91,10 +99,12 @@ def test_fifty_writers_at_once_are_all_answered_and_none_refused(
                 answer = api.post("/runs", json={"model": "quick"})
                 answers[f"create {answer.status_code}"] += 1
                 if answer.status_code == 201:
-                    cancel = api.post(f"/runs/{answer.json()['id']}/cancel")
+                    created.append(answer.json()["id"])
+                    cancel = api.post(f"/runs/{created[-1]}/cancel")
                     answers[f"cancel {cancel.status_code}"] += 1
 
     with ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(writer) for _ in range(clients)]:
             future.result()
     assert answers == {"create 201": clients * rounds, "cancel 200": clients * rounds}
+    assert_clean_outcome(server, created, watch, kills=False, outputs=NO_OUTPUT, smtp=NO_SMTP)
