@@ -8,12 +8,13 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome
 from tests.conftest import MakeModel
 from tests.integration.conftest import _server, free_port
 from tests.integration.test_notify import Mailbox, Smtp
@@ -27,6 +28,8 @@ version: "1"
 tasks:
   run: {command: [python3, -c, "print('ok')"]}
 """
+NO_OUTPUT = NotApplicable("the model writes no output")
+WatchFactory = Callable[..., ProcessWatch]
 MAIL = {"SIMYARD_SMTP_URL": "", "SIMYARD_MAIL_FROM": "simyard@example.org",
         "SIMYARD_BASE_URL": "http://simyard.example.org"}  # fmt: skip
 
@@ -36,7 +39,7 @@ def message_ids(smtp: Smtp) -> Counter[str]:
 
 
 def test_two_servers_send_each_email_once(
-    tmp_path: Path, postgres_url: str, make_model: MakeModel
+    tmp_path: Path, postgres_url: str, make_model: MakeModel, process_watch: WatchFactory
 ) -> None:
     smtp = Smtp(free_port())
     smtp.start()
@@ -46,6 +49,7 @@ def test_two_servers_send_each_email_once(
     gens = [_server(tmp_path / "a", shared), _server(tmp_path / "b", shared, add_admin=False)]
     first, second = (next(gen) for gen in gens)
     second.tokens = dict(first.tokens)
+    watch = process_watch(first.work_root, second.work_root)
     try:
         assert first.cli("models", "add", make_model(QUICK)).returncode == 0
         ids = []
@@ -61,6 +65,10 @@ def test_two_servers_send_each_email_once(
         assert sorted(subjects) == sorted(f"[simyard] quick run {i} succeeded" for i in ids)
         assert set(subjects.values()) == {1}, subjects
         assert set(message_ids(smtp).values()) == {1}
+        assert_clean_outcome(
+            first, ids, watch, kills=False, outputs=NO_OUTPUT, smtp=smtp,
+            model_uids=[first.model_uids, second.model_uids],
+        )  # fmt: skip
     finally:
         smtp.stop()
         for gen in reversed(gens):
@@ -97,12 +105,13 @@ def held_smtp() -> Iterator[Smtp]:
 
 
 def test_a_server_killed_before_the_250_sends_again_at_once_with_the_same_message_id(
-    tmp_path: Path, held_smtp: Smtp, make_model: MakeModel
+    tmp_path: Path, held_smtp: Smtp, make_model: MakeModel, process_watch: WatchFactory
 ) -> None:
     box = held_smtp.box
     assert isinstance(box, HeldBox)
     gen = _server(tmp_path, {**MAIL, "SIMYARD_SMTP_URL": f"smtp://127.0.0.1:{held_smtp.port}"})
     server = next(gen)
+    watch = process_watch(server.work_root)
     try:
         assert server.cli("models", "add", make_model(QUICK)).returncode == 0
         done = server.cli("run", "quick", "--wait", "--json")
@@ -122,6 +131,8 @@ def test_a_server_killed_before_the_250_sends_again_at_once_with_the_same_messag
         assert subjects == {f"[simyard] quick run {run_id} succeeded"}
         time.sleep(1.5)
         assert len(held_smtp.box.messages) == 2  # and then never again
+        assert_clean_outcome(server, [run_id], watch, kills=True, states={run_id: "succeeded"},
+                             outputs=NO_OUTPUT, smtp=held_smtp)  # fmt: skip
     finally:
         for _ in gen:
             pass
@@ -148,11 +159,12 @@ print("ok")
 
 
 def test_smtp_outage_then_recovery_sends_one_email_per_final_state(
-    tmp_path: Path, make_model: MakeModel
+    tmp_path: Path, make_model: MakeModel, process_watch: WatchFactory
 ) -> None:
     smtp = Smtp(free_port())  # down: nothing listens yet
     gen = _server(tmp_path, {**MAIL, "SIMYARD_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}"})
     server = next(gen)
+    watch = process_watch(server.work_root)
     try:
         model = make_model(STATES, {"states.py": STATES_PY})
         assert server.cli("models", "add", model).returncode == 0
@@ -181,6 +193,10 @@ def test_smtp_outage_then_recovery_sends_one_email_per_final_state(
             for end, state in (("ok", "succeeded"), ("fail", "failed"), ("hang", "was cancelled"))
         )
         assert not list((server.home / "work").glob("*/*")), "a working folder was left"
+        assert_clean_outcome(
+            server, ids.values(), watch, kills=False, outputs=NO_OUTPUT, smtp=smtp,
+            states={ids["ok"]: "succeeded", ids["fail"]: "failed", ids["hang"]: "cancelled"},
+        )  # fmt: skip
     finally:
         smtp.stop()
         for _ in gen:
