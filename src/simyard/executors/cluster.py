@@ -229,28 +229,15 @@ class ClusterExecutor(DaskExecutor):
             log.info("starting %d worker(s) for the queue", plan.start)
             self.pool.grow(plan.start)
         if plan.retire:
-            self._retire(list(plan.retire), states)
+            self._retire(list(plan.retire))
         self._workers = self.observe() if plan.start or plan.retire or gone else states
         self._write_state()
 
-    def _retire(self, names: list[str], states: list[WorkerState]) -> None:
-        """Close idle workers: first Dask stops giving them tasks, then those still idle go.
-
-        The dispatcher does not pick workers, Dask does: between a look at a worker and
-        its closing Dask may hand it an attempt. Retired gracefully first, a worker takes
-        nothing new; one that got an attempt meanwhile stays until it has ended it.
-        """
-        client = self._live_client()
-        joined = {str(w.get("name")): addr
-                  for addr, w in client.scheduler_info()["workers"].items()}  # fmt: skip
-        addrs = [joined[n] for n in names if n in joined]
-        if addrs:
-            client.retire_workers(workers=addrs, close_workers=False, remove=False)
-        busy = {addr for addr, keys in client.processing(addrs).items() if keys} if addrs else set()
-        idle = [n for n in names if joined.get(n) not in busy]
-        if idle:
-            log.info("retiring idle worker(s) %s", ", ".join(idle))
-            self.pool.shrink(idle)
+    def _retire(self, names: list[str]) -> None:
+        """Close idle workers, never one that got an attempt meanwhile (see WorkerPool)."""
+        gone = self.pool.retire(self._live_client(), names)
+        if gone:
+            log.info("retiring idle worker(s) %s", ", ".join(gone))
 
     @property
     def slots(self) -> int:  # type: ignore[override]

@@ -101,14 +101,22 @@ class ClusterFile(BaseModel):
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            extra = EXTRAS.get(module_name.split(".")[0], "dask")
+            package = module_name.split(".")[0]
+            near = difflib.get_close_matches(package, EXTRAS, n=1)
+            guess = near[0] if package not in EXTRAS and near else package
+            hint = f"did you mean {guess}? " if guess != package else ""
             raise SimyardError(
-                f"cluster file: class {self.class_!r} cannot be imported ({exc}); "
-                f"install it: pip install 'simyard[{extra}]'"
+                f"cluster file: class {self.class_!r} cannot be imported ({exc}); {hint}"
+                f"install it: pip install 'simyard[{EXTRAS.get(guess, 'dask')}]'"
             ) from None
         found = getattr(module, name, None)
         if not isinstance(found, type):
-            raise SimyardError(f"cluster file: class {self.class_!r}: {module_name} has no {name}")
+            classes = [n for n, v in vars(module).items() if isinstance(v, type)]
+            near = difflib.get_close_matches(name, classes, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise SimyardError(
+                f"cluster file: class {self.class_!r}: {module_name} has no {name}{hint}"
+            )
         return found
 
     def deploy_class(self) -> type[Any]:

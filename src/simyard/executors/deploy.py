@@ -74,6 +74,25 @@ class WorkerPool:
         """Close these workers: idle, and already retired through the scheduler."""
         raise NotImplementedError
 
+    def retire(self, client: Any, names: list[str]) -> list[str]:
+        """Close idle workers: first Dask gives them nothing new, then those still idle go.
+
+        The dispatcher does not pick workers, Dask does: between a look at a worker and
+        its closing Dask may hand it an attempt. Retired gracefully first, a worker takes
+        nothing new; one that got an attempt meanwhile stays until it has ended it.
+        Returns the names that went.
+        """
+        joined = {str(w.get("name")): addr
+                  for addr, w in client.scheduler_info()["workers"].items()}  # fmt: skip
+        addrs = [joined[n] for n in names if n in joined]
+        if addrs:
+            client.retire_workers(workers=addrs, close_workers=False, remove=False)
+        busy = {addr for addr, keys in client.processing(addrs).items() if keys} if addrs else set()
+        idle = [n for n in names if joined.get(n) not in busy and self.retirable(n)]
+        if idle:
+            self.shrink(idle)
+        return idle
+
     def forget(self, names: list[str]) -> None:
         """These workers went away by themselves (job ended, process died)."""
 
