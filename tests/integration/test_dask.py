@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome, toy_outputs
 from tests.conftest import MakeModel
 from tests.daskcluster import DaskCluster
 from tests.integration.conftest import Server, _server
@@ -18,6 +19,9 @@ from tests.seaweed import Seaweed
 from tests.toymodel import FILES, FORCING, MODEL
 
 pytestmark = pytest.mark.slow
+NO_SMTP = NotApplicable("no SMTP server in this scenario")
+ON_S3 = NotApplicable("an S3 store: an object is whole or absent")
+WatchFactory = Callable[..., ProcessWatch]
 
 
 @pytest.fixture
@@ -124,9 +128,11 @@ def test_a_run_goes_through_the_cluster_with_live_logs(
     assert any(k.endswith("/outputs/results/summary.json") for k in keys), keys  # in S3
 
 
+@pytest.mark.chaos
 def test_a_killed_worker_costs_an_attempt_not_the_run(
-    dask_server: Server, cluster: DaskCluster, tmp_path: Path
+    dask_server: Server, cluster: DaskCluster, tmp_path: Path, process_watch: WatchFactory
 ) -> None:
+    watch = process_watch(cluster.root, dask_server.work_root)
     run_id = start(dask_server, tmp_path, "days=40", "pace=0.1")
     wait_task_running(dask_server, run_id, "simulate")
     time.sleep(1.0)
@@ -146,11 +152,20 @@ def test_a_killed_worker_costs_an_attempt_not_the_run(
     assert worker["attempt"] == 1
     outputs = [o["path"] for o in run["outputs"]]
     assert len(outputs) == len(set(outputs)), "duplicated outputs"
+    # As a nanny would: a worker started again in the dead one's folder, which Dask then
+    # removes (docs/scale-out.md) with the killed attempt's working folder in it.
+    cluster.workers[victim].wait()
+    cluster.start_worker(victim)
+    cluster.wait_for_workers(2)
+    assert_clean_outcome(dask_server, [run_id], watch, kills=True, states={run_id: "succeeded"},
+                         outputs=toy_outputs, smtp=NO_SMTP, store_root=ON_S3)  # fmt: skip
 
 
+@pytest.mark.chaos
 def test_cancel_reaches_the_remote_process_tree(
-    dask_server: Server, cluster: DaskCluster, tmp_path: Path
+    dask_server: Server, cluster: DaskCluster, tmp_path: Path, process_watch: WatchFactory
 ) -> None:
+    watch = process_watch(cluster.root, dask_server.work_root)
     run_id = start(dask_server, tmp_path, "days=100", "pace=0.5")
     wait_task_running(dask_server, run_id, "simulate")
     deadline = time.monotonic() + 30
@@ -164,11 +179,17 @@ def test_cancel_reaches_the_remote_process_tree(
     while model_processes(cluster.root) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert model_processes(cluster.root) == []
+    assert_clean_outcome(
+        dask_server, [run_id], watch, kills=False, states={run_id: "cancelled"}, smtp=NO_SMTP,
+        outputs=NotApplicable("a cancelled run keeps no output"), store_root=ON_S3,
+    )  # fmt: skip
 
 
+@pytest.mark.chaos
 def test_a_killed_scheduler_restarted_lets_every_run_finish(
-    dask_server: Server, cluster: DaskCluster, tmp_path: Path
+    dask_server: Server, cluster: DaskCluster, tmp_path: Path, process_watch: WatchFactory
 ) -> None:
+    watch = process_watch(cluster.root, dask_server.work_root)
     ids = [start(dask_server, tmp_path, "days=20", "pace=0.1") for _ in range(2)]
     wait_task_running(dask_server, ids[0], "simulate")
     cluster.kill(cluster.scheduler)
@@ -183,6 +204,10 @@ def test_a_killed_scheduler_restarted_lets_every_run_finish(
         run = dask_server.wait_for_run(run_id, timeout=240)
         assert run["state"] in ("succeeded", "failed"), run
         assert run["state"] == "succeeded", run.get("error")
+    assert_clean_outcome(
+        dask_server, ids, watch, kills=True, states=dict.fromkeys(ids, "succeeded"),
+        outputs=toy_outputs, smtp=NO_SMTP, store_root=ON_S3,
+    )  # fmt: skip
 
 
 UNSAT = """\
