@@ -78,6 +78,7 @@ def cluster_options(spec: ClusterFile) -> dict[str, Any]:
         options.setdefault("name", "simyard")
         options.setdefault("n_workers", 0)
         options.setdefault("quiet", True)
+        options.setdefault("shutdown_on_close", True)  # also once adopted: closed means gone
         command = options.get("worker_command") or ["dask-worker"]
         command = command.split() if isinstance(command, str) else list(command)
         options["worker_command"] = [*command, "--nthreads", str(shape.threads),

@@ -164,3 +164,32 @@ def test_kwargs_reaching_object_take_nothing_and_unknown_ones_anything() -> None
 def test_a_misspelt_class_names_the_extra_or_the_near_class(path: str, shown: str) -> None:
     with pytest.raises(SimyardError, match=shown):
         parse_cluster_file({"class": path, "max_workers": 1}).deploy_class()
+
+
+def test_each_class_is_driven_by_name_or_by_count_and_a_plain_cluster_is_refused() -> None:
+    from dask_cloudprovider.aws import ECSCluster, FargateCluster
+    from dask_jobqueue import SLURMCluster
+    from dask_kubernetes.operator import KubeCluster
+    from distributed import LocalCluster
+    from distributed.deploy.cluster import Cluster
+
+    for cls in (LocalCluster, SLURMCluster, FargateCluster, ECSCluster):
+        assert pool_for(cls, cls.__name__) is SpecPool
+    assert pool_for(KubeCluster, "dask_kubernetes.operator.KubeCluster") is ReplicaPool
+    with pytest.raises(SimyardError, match=r"neither a distributed\.SpecCluster nor"):
+        pool_for(Cluster, "distributed.deploy.cluster.Cluster")
+
+
+def test_kubernetes_workers_start_at_zero_and_declare_the_shape() -> None:
+    spec = parse_cluster_file({
+        "class": "dask_kubernetes.operator.KubeCluster", "max_workers": 4,
+        "options": {"image": "simyard:0.1.0", "worker_command": "dask worker"},
+        "worker": {"cpus": 4, "memory": "14GB", "threads": 2},
+    })  # fmt: skip
+    options = cluster_options(spec)
+    assert (options["name"], options["n_workers"], options["shutdown_on_close"]) == (
+        "simyard", 0, True
+    )  # fmt: skip
+    assert options["worker_command"] == [
+        "dask", "worker", "--nthreads", "2", "--resources", "cpus=4,memory=14000000000"
+    ]  # fmt: skip
