@@ -83,6 +83,13 @@ def cluster_options(spec: ClusterFile) -> dict[str, Any]:
         command = command.split() if isinstance(command, str) else list(command)
         options["worker_command"] = [*command, "--nthreads", str(shape.threads),
                                      "--resources", _declared(resources)]  # fmt: skip
+    elif spec.is_ecs:  # dask-cloudprovider's ECSCluster, FargateCluster
+        options.setdefault("n_workers", 0)
+        options.setdefault("scheduler_timeout", "365 days")  # its default: gone after 5 idle min
+        options.setdefault("worker_nthreads", shape.threads)
+        options["worker_extra_args"] = [
+            *(options.get("worker_extra_args") or []), "--resources", _declared(resources)
+        ]  # fmt: skip
     elif spec.is_jobqueue:
         options.setdefault("n_workers", 0)
         options.setdefault("python", sys.executable)

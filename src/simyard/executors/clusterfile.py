@@ -14,7 +14,8 @@ A file that does not hold this is refused at start with the key that is wrong: a
 ``options`` key is checked against the deploy class's constructor, and the constructors its
 ``**kwargs`` go to, without starting anything (:func:`option_names`). ``worker`` defaults to
 what ``options`` say where the class has the usual names (``cores``/``memory`` of
-dask-jobqueue, ``threads_per_worker``/``memory_limit`` of ``LocalCluster``).
+dask-jobqueue, ``threads_per_worker``/``memory_limit`` of ``LocalCluster``,
+``worker_cpu``/``worker_mem`` of dask-cloudprovider's ECS and Fargate).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class ClusterFile(BaseModel):
         return self.class_.startswith("dask_kubernetes.operator")
 
     @property
+    def is_ecs(self) -> bool:
+        return self.class_.startswith("dask_cloudprovider.aws.")
+
+    @property
     def is_local(self) -> bool:
         return self.class_ in ("distributed.LocalCluster", "distributed.deploy.LocalCluster")
 
@@ -86,6 +91,16 @@ class ClusterFile(BaseModel):
             threads = int(opts.get("threads_per_worker") or 1)
             memory = opts.get("memory_limit")
             cpus = float(threads)
+        elif self.is_ecs and "worker_cpu" in opts:  # vCPU in 1/1024, memory in MiB
+            try:
+                cpus = float(opts["worker_cpu"]) / 1024
+                memory = int(opts["worker_mem"]) * 2**20 if opts.get("worker_mem") else None
+                threads = int(opts.get("worker_nthreads") or max(1, int(cpus)))
+            except (TypeError, ValueError):
+                raise SimyardError(
+                    "cluster file: options.worker_cpu, worker_mem and worker_nthreads "
+                    "take numbers (1/1024 vCPU, MiB, threads)"
+                ) from None
         else:
             cpus = float(opts.get("cores") or 1)
             memory = opts.get("memory")

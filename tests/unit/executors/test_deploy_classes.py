@@ -193,3 +193,20 @@ def test_kubernetes_workers_start_at_zero_and_declare_the_shape() -> None:
     assert options["worker_command"] == [
         "dask", "worker", "--nthreads", "2", "--resources", "cpus=4,memory=14000000000"
     ]  # fmt: skip
+
+
+def test_fargate_workers_start_at_zero_and_declare_the_shape_of_their_task() -> None:
+    spec = parse_cluster_file({
+        "class": "dask_cloudprovider.aws.FargateCluster", "max_workers": 4,
+        "options": {"worker_cpu": 2048, "worker_mem": 8192},
+    })  # fmt: skip
+    shape = spec.shape()
+    assert (shape.cpus, shape.memory, shape.threads) == (2, 8 * 2**30, 2)
+    options = cluster_options(spec)
+    assert (options["n_workers"], options["worker_nthreads"]) == (0, 2)
+    assert options["scheduler_timeout"] == "365 days"  # not its default 5 idle minutes
+    assert options["worker_extra_args"] == ["--resources", "cpus=2,memory=8589934592"]
+    bad = {"class": "dask_cloudprovider.aws.FargateCluster", "max_workers": 1,
+           "options": {"worker_cpu": "two"}}  # fmt: skip
+    with pytest.raises(SimyardError, match=r"options\.worker_cpu"):
+        parse_cluster_file(bad).shape()
