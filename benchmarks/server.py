@@ -54,6 +54,11 @@ class BenchServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the server is not running"
+        return self._process.pid
+
     def __enter__(self) -> BenchServer:
         self.start()
         return self

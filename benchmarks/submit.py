@@ -8,6 +8,7 @@ polling that sees the run succeed. The run's own timestamps split the time into 
 from __future__ import annotations
 
 import datetime as dt
+import resource
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import psutil
 
 from benchmarks import floor
 from benchmarks.context import Bench
@@ -169,10 +171,40 @@ def latency_samples(bench: Bench, count: int) -> list[Sample]:
 
 
 @dataclass(frozen=True)
+class CpuSeconds:
+    """CPU seconds (user + system) spent by the server itself and by the processes below it."""
+
+    server: float
+    below: float  # the forkserver, the attempt processes, the sandboxes and the models
+
+    @classmethod
+    def of_tree(cls, pid: int) -> CpuSeconds:
+        """Now, for the process ``pid``: reaped children count where their parent reaped them."""
+        root = psutil.Process(pid)
+        own = root.cpu_times()
+        below = own.children_user + own.children_system
+        for child in root.children(recursive=True):
+            try:
+                times = child.cpu_times()
+            except psutil.Error:
+                continue  # ended meanwhile: counted by its parent once reaped
+            below += times.user + times.system + times.children_user + times.children_system
+        return cls(own.user + own.system, below)
+
+    def __sub__(self, other: CpuSeconds) -> CpuSeconds:
+        return CpuSeconds(self.server - other.server, self.below - other.below)
+
+
+@dataclass(frozen=True)
 class Throughput:
     runs: int
     succeeded: int
     seconds: float
+    cpu: dict[str, float]  # CPU seconds by where they were spent
+
+    def cpu_ms_per_run(self) -> str:
+        parts = [f"{where} {1000 * s / self.runs:.0f}" for where, s in self.cpu.items()]
+        return ", ".join(parts)
 
     @property
     def per_second(self) -> float:
@@ -188,7 +220,8 @@ def server_throughput(bench: Bench) -> Throughput:
         timeout=60,
         limits=limits,
     ) as api:
-        start = time.time()
+        start, cpu_before = time.time(), CpuSeconds.of_tree(bench.server().pid)
+        client_before = time.process_time()
         with ThreadPoolExecutor(SUBMITTERS) as pool:
             ids = [i for i in pool.map(lambda _: submit(bench, api), range(THROUGHPUT_RUNS)) if i]
         deadline = time.monotonic() + 300
@@ -202,6 +235,8 @@ def server_throughput(bench: Bench) -> Throughput:
             if time.monotonic() >= deadline:
                 bench.note("throughput: runs were still queued or running after 300 s")
         seconds = time.time() - start
+        cpu = CpuSeconds.of_tree(bench.server().pid) - cpu_before
+        client = time.process_time() - client_before
         listed = api.get("/runs", params={"limit": 500}).json()
         states = {run["id"]: run["state"] for run in listed}
         for run_id in set(ids) - set(states):  # older than the newest 500
@@ -213,7 +248,8 @@ def server_throughput(bench: Bench) -> Throughput:
             f"throughput: {THROUGHPUT_RUNS - succeeded} of {THROUGHPUT_RUNS} runs did not succeed "
             f"({', '.join(others) or 'refused'})"
         )
-    return Throughput(THROUGHPUT_RUNS, succeeded, seconds)
+    spent = {"server": cpu.server, "executor and models": cpu.below, "clients": client}
+    return Throughput(THROUGHPUT_RUNS, succeeded, seconds, spent)
 
 
 def bare_throughput(argv: list[str]) -> Throughput:
@@ -222,10 +258,12 @@ def bare_throughput(argv: list[str]) -> Throughput:
     def once(_: int) -> None:
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 
-    start = time.time()
+    start, before = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with ThreadPoolExecutor(BARE_CONCURRENCY) as pool:
         list(pool.map(once, range(THROUGHPUT_RUNS)))
-    return Throughput(THROUGHPUT_RUNS, THROUGHPUT_RUNS, time.time() - start)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Throughput(THROUGHPUT_RUNS, THROUGHPUT_RUNS, time.time() - start, {"programs": spent})
 
 
 def run(bench: Bench) -> None:
@@ -313,9 +351,16 @@ def show_throughput(bench: Bench, served: Throughput, bare: Throughput, true: Th
     bench.console.print(
         table(
             f"throughput: {THROUGHPUT_RUNS} trivial runs started at once, until all ended",
-            ["how", "runs", "succeeded", "seconds", "runs/s"],
+            ["how", "runs", "succeeded", "seconds", "runs/s", "CPU ms per run"],
             [
-                [how, str(t.runs), str(t.succeeded), f"{t.seconds:.2f}", f"{t.per_second:.1f}"]
+                [
+                    how,
+                    str(t.runs),
+                    str(t.succeeded),
+                    f"{t.seconds:.2f}",
+                    f"{t.per_second:.1f}",
+                    t.cpu_ms_per_run(),
+                ]
                 for how, t in rows
             ],
         )

@@ -33,6 +33,7 @@ DEFAULT_FIRST_UID = 2_000_000_000
 DEFAULT_UID_COUNT = 65_536
 DEFAULT_LOCK_DIR = Path("/run/simyard/model-uids")
 UNCLEAN_PASSED = 16  # uids with unreaped processes passed over before one is taken anyway
+_CLEAN = b"clean\n"  # a lock file's text when its last holder saw nothing of the uid left
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class UidLease:
         self.uid = uid
         self.gid = uid
         self._lock_fd: int | None = lock_fd
+        # Set by the holder that has seen every process of the attempt gone, zombies
+        # included: the lock file then says so, and the next lease skips the look for
+        # leftovers (a whole pass over the process table).
+        self.clean = False
 
     @classmethod
     def acquire(cls, users: ModelUsers) -> UidLease:
@@ -74,7 +79,7 @@ class UidLease:
             lease = cls._try(users, uid)
             if lease is None:
                 continue
-            if _kill_leftovers(uid):
+            if lease._left_clean() or _kill_leftovers(uid):
                 if unclean is not None:
                     unclean.release()
                 return lease
@@ -105,9 +110,20 @@ class UidLease:
             return None
         return cls(uid, fd)
 
+    def _left_clean(self) -> bool:
+        """Whether the last holder left the uid with no process; the mark is taken away at
+        once, so a holder that dies before its release leaves the uid to be looked at."""
+        assert self._lock_fd is not None
+        mark = os.pread(self._lock_fd, len(_CLEAN), 0)
+        if mark:
+            os.ftruncate(self._lock_fd, 0)
+        return mark == _CLEAN
+
     def release(self) -> None:
         """Free the uid (the caller has killed every process of it)."""
         if self._lock_fd is not None:
+            if self.clean:
+                os.pwrite(self._lock_fd, _CLEAN, 0)
             os.close(self._lock_fd)
             self._lock_fd = None
 

@@ -96,8 +96,11 @@ class ControlGroup:
     @classmethod
     def create(cls, name: str, limits: Limits) -> ControlGroup | None:
         """A new cgroup named ``name`` under this process's own, with ``limits`` applied."""
+        # v1: the memory controller only for a memory limit (a folder of it costs ~10x a
+        # pids one); the pids controller always: it holds the tree (proctree.py, sealed).
+        wanted = ("memory", "pids") if limits.memory is not None else ("pids",)
         try:
-            group = cls._create_v2(name) or cls._create_v1(name)
+            group = cls._create_v2(name) or cls._create_v1(name, wanted)
         except OSError:
             return None
         if group is None:
@@ -134,9 +137,9 @@ class ControlGroup:
         return cls({"": path}, 2)
 
     @classmethod
-    def _create_v1(cls, name: str) -> ControlGroup | None:
+    def _create_v1(cls, name: str, wanted: tuple[str, ...]) -> ControlGroup | None:
         paths = {}
-        for controller in ("memory", "pids"):
+        for controller in wanted:
             base = CGROUP_ROOT / controller
             own = cls._own_path(controller)
             if own is None or not (base / "cgroup.procs").exists():

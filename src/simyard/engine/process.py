@@ -6,7 +6,6 @@ process of its tree is left alive when :func:`run_command` returns.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import signal
@@ -210,8 +209,8 @@ def _run(
     else:
         tree.kill()
     returncode = proc.wait()
-    if adopter is not None:
-        _reap_adopted(tree)
+    if adopter is not None and _reap_adopted() and lease is not None:
+        lease.clean = True  # nothing of the run is left, not even a zombie
     reader.join(timeout=5)
     os.close(output)
     oom = group.oom_killed() if group is not None else False
@@ -236,13 +235,20 @@ def _run(
     )
 
 
-def _reap_adopted(tree: ProcessTree) -> None:
-    """Reap the dead orphans this process adopted: a zombie still counts as a process of
-    its user (RLIMIT_NPROC) until its parent waits for it."""
-    for entry in tree.members():
-        if not entry.alive:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(entry.pid, os.WNOHANG)
+def _reap_adopted() -> bool:
+    """Reap the dead orphans this process adopted (a zombie still counts as a process of
+    its user, RLIMIT_NPROC, until its parent waits for it); whether none is left.
+
+    Only for the adopter, which runs one attempt and has no other children: every process
+    the attempt started is its descendant, so "no child at all" means none is left.
+    """
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if pid == 0:
+            return False  # a child still running: the tree was not all killed
 
 
 def _output_channel(*, tty: bool) -> tuple[int, int]:

@@ -8,6 +8,11 @@ root's session, sits in the run's control group, was seen in the tree before (a
 daemonising child), runs as the uid leased for the run (see hostuser.py), or was
 adopted by the attempt's own process (a subreaper running one attempt, see limits.py).
 
+A run in a control group of its own whose processes run as a leased uid is *sealed*:
+every process it starts is born in the group, and its uid may not write to any group's
+``cgroup.procs`` (root's files), so none can leave. Its tree is then the group, read
+from the group's own list, and a look costs the tree's size, not the host's.
+
 Killing a tree that may still be forking is done in two steps: SIGSTOP to every member,
 pass after pass until a look finds none left running (a stopped process cannot fork),
 then SIGKILL to all of them. Signals go through pidfds opened while the process was
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import time
 from collections.abc import Iterable
@@ -143,6 +149,11 @@ class ProcessTree:
         self.adopter = adopter
         self._known: dict[int, int] = {}  # pid -> start time, seen in the tree before
 
+    @property
+    def sealed(self) -> bool:
+        """Whether the control group alone holds the whole tree (see the module's text)."""
+        return self.group is not None and self.uid is not None
+
     @classmethod
     def of(cls, entries: Iterable[ProcessEntry]) -> ProcessTree:
         """The tree of these processes and everything below them."""
@@ -152,6 +163,10 @@ class ProcessTree:
 
     def members(self, table: ProcessTable | None = None) -> list[ProcessEntry]:
         """The processes of the tree in ``table`` (read now when not given)."""
+        if table is None:
+            pids = self._own_pids()
+            if pids is not None:
+                return _entries(pids)
         table = table or ProcessTable.read(with_uids=False)
         entries = table.entries
         seeds = {p for p, start in self._known.items() if _same(entries.get(p), start)}
@@ -167,6 +182,18 @@ class ProcessTree:
         found = [entries[p] for p in table.with_descendants(seeds) if p != os.getpid()]
         self._known = {e.pid: e.start_time for e in found}
         return found
+
+    def _own_pids(self) -> set[int] | None:
+        """The tree's pids without a look at the whole table, where that is sound: the
+        group of a sealed tree, or every descendant of this process when it is the tree's
+        adopter (nothing it started can leave it: an orphan comes back to it). None
+        otherwise, and where /proc lists no children."""
+        if self.sealed:
+            assert self.group is not None
+            return self.group.pids()
+        if self.adopter is not None and self.adopter == os.getpid():
+            return descendants(self.adopter)
+        return None
 
     def sample(self) -> tuple[int, int]:
         """Tasks (threads count, as they do for RLIMIT_NPROC and pids.max) and resident bytes."""
@@ -187,8 +214,7 @@ class ProcessTree:
         frozen: dict[int, int] = {}  # pid -> pidfd
         try:
             for _ in range(FREEZE_PASSES):
-                table = ProcessTable.read(with_uids=self.uid is not None)
-                running = [e for e in self.members(table) if e.alive and e.pid not in frozen]
+                running = [e for e in self._look() if e.alive and e.pid not in frozen]
                 if not running:
                     break
                 for entry in running:
@@ -198,19 +224,58 @@ class ProcessTree:
                         _send(fd, entry.pid, signal.SIGSTOP)
             for pid, fd in frozen.items():
                 _send(fd, pid, signal.SIGKILL)
+            _wait_gone([fd for fd in frozen.values() if fd >= 0], GONE_TIMEOUT)
         finally:
             for fd in frozen.values():
                 if fd >= 0:
                     os.close(fd)
         deadline = time.monotonic() + GONE_TIMEOUT
         while self._alive() and time.monotonic() < deadline:
-            for entry in self.members(ProcessTable.read(with_uids=self.uid is not None)):
+            for entry in self._look():
                 _signal(entry, signal.SIGKILL)
             time.sleep(0.01)
 
+    def _look(self) -> list[ProcessEntry]:
+        """The members now: from the tree's own list where it has one, else the table's."""
+        pids = self._own_pids()
+        if pids is not None:
+            return _entries(pids)
+        return self.members(ProcessTable.read(with_uids=self.uid is not None))
+
     def _alive(self) -> bool:
-        table = ProcessTable.read(with_uids=self.uid is not None)
-        return any(e.alive for e in self.members(table))
+        return any(e.alive for e in self._look())
+
+
+def descendants(pid: int) -> set[int] | None:
+    """Every process below ``pid``, from each thread's ``/proc/PID/task/TID/children``
+    (a child belongs to the thread that forked it); None where the kernel has no such
+    list. A process moving to a new parent meanwhile can be missed by one look: callers
+    look again until a look finds nothing left running."""
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # gone meanwhile
+        for tid in threads:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", "rb") as handle:
+                    children = [int(c) for c in handle.read().split()]
+            except FileNotFoundError:
+                if parent == pid and not os.path.exists(f"/proc/{parent}/task/{tid}/stat"):
+                    continue  # the thread ended meanwhile
+                if parent == pid:
+                    return None  # no children lists on this kernel
+                continue
+            except (OSError, ValueError):
+                continue
+            for child in children:
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+    return found
 
 
 def working_below(folder: Path) -> list[ProcessEntry]:
@@ -225,6 +290,28 @@ def working_below(folder: Path) -> list[ProcessEntry]:
         if entry.alive and (cwd == root or cwd.startswith(root + "/")):
             below.append(entry)
     return below
+
+
+def _entries(pids: Iterable[int]) -> list[ProcessEntry]:
+    """The entries of ``pids`` that still exist, this process left out."""
+    found = [e for e in map(read_stat, pids) if e is not None]
+    return [e for e in found if e.pid != os.getpid()]
+
+
+def _wait_gone(pidfds: list[int], timeout: float) -> None:
+    """Wait until every process of ``pidfds`` has exited (a pidfd turns readable then),
+    up to ``timeout`` seconds: woken by the exits, not by a sleep's tick."""
+    deadline = time.monotonic() + timeout
+    waiting = list(pidfds)
+    while waiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            ended, _, _ = select.select(waiting, [], [], left)
+        except (OSError, ValueError):  # too many fds for select: the caller's loop waits
+            return
+        waiting = [fd for fd in waiting if fd not in ended]
 
 
 def _same(entry: ProcessEntry | None, start_time: int) -> bool:

@@ -3,11 +3,13 @@ folders of attempts no live engine holds, with what still runs in them."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -124,3 +126,75 @@ def test_a_uid_whose_dead_are_not_yet_reaped_is_passed_over(tmp_path: Path) -> N
         os.waitpid(pid, 0)
     with UidLease.acquire(users) as lease:
         assert lease.uid == users.first  # reaped, it is free again
+
+
+@needs_root
+def test_a_uid_left_clean_is_leased_at_once_and_a_crashed_holders_is_looked_at(
+    tmp_path: Path,
+) -> None:
+    """A holder that saw nothing of its uid left says so in the lock file; the next lease
+    takes that mark away at once, so a holder that dies mid-attempt (its leftovers still
+    running) leaves the uid to be looked at and cleaned by whoever leases it next."""
+    users = ModelUsers(first=3_900_000_020, count=1, lock_dir=tmp_path / "uids")
+    mark = users.lock_dir / str(users.first)
+    with UidLease.acquire(users) as lease:
+        lease.clean = True
+    assert mark.read_text() == "clean\n"
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None
+    as_uid = [setpriv, f"--reuid={users.first}", f"--regid={users.first}", "--clear-groups", "--"]
+    with UidLease.acquire(users) as lease:
+        assert mark.read_text() == "", "the mark stays while the uid is in use"
+        leftover = sleeper(Path("/"), *as_uid)  # then its holder dies without a word
+    try:
+        assert leftover.poll() is None
+        with UidLease.acquire(users) as lease:
+            assert lease.uid == users.first
+            assert gone(leftover), "the crashed holder's process survived the next lease"
+    finally:
+        leftover.kill()
+        leftover.wait()
+
+
+def _run_as_adopter(users: ModelUsers, workdir: Path, log: Path, adopt: bool, send: Any) -> None:
+    from simyard.engine.limits import Limits, adopt_orphans
+    from simyard.engine.logcapture import LogCapture
+    from simyard.engine.process import CommandSpec, run_command
+
+    if adopt:
+        adopt_orphans()
+    spec = CommandSpec(
+        argv=["/bin/sh", "-c", "setsid sleep 30 & echo hi"],  # a daemon the run must not leave
+        workdir=workdir, env={"PATH": "/usr/bin:/bin"}, limits=Limits(processes=50),
+        timeout=30, kill_grace=1, bwrap=None, network=False, model_users=users,
+    )  # fmt: skip
+    capture = LogCapture(log, max_bytes=2**20, error_patterns=[], progress=None)
+    outcome = run_command(spec, capture)
+    capture.close()
+    send.send(outcome.returncode)
+
+
+@needs_root
+@pytest.mark.parametrize("adopt", [True, False])
+def test_an_attempt_that_adopts_its_orphans_leaves_its_uid_marked_clean(
+    tmp_path: Path, open_work_root: Path, adopt: bool
+) -> None:
+    """The local executor's attempt process adopts every orphan of its run, so once it has
+    reaped its last child nothing of the uid can be left: the next lease may skip its look
+    at the process table. An engine that adopts nothing (a Dask worker) cannot tell."""
+    users = ModelUsers(first=3_900_000_030, count=1, lock_dir=tmp_path / "uids")
+    workdir = open_work_root / "work"
+    workdir.mkdir()
+    context = multiprocessing.get_context("fork")
+    answer, send = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_run_as_adopter, args=(users, workdir, tmp_path / "log", adopt, send)
+    )
+    child.start()
+    try:
+        assert answer.poll(60), "the command did not end"
+        assert answer.recv() == 0
+    finally:
+        child.join(10)
+    mark = (users.lock_dir / str(users.first)).read_text()
+    assert mark == ("clean\n" if adopt else "")
