@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -70,6 +70,7 @@ class ProcessEntry:
     pid: int
     ppid: int
     state: str
+    session: int
     cwd: str | None
 
 
@@ -84,14 +85,14 @@ def read_process_table() -> dict[int, ProcessEntry]:
             with open(f"/proc/{pid}/stat", "rb") as stat:
                 text = stat.read()
             fields = text[text.rindex(b")") + 2 :].split()
-            state, ppid = fields[0].decode(), int(fields[1])
+            state, ppid, session = fields[0].decode(), int(fields[1]), int(fields[3])
         except (OSError, ValueError, IndexError):
             continue
         try:
             cwd: str | None = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             cwd = None
-        table[pid] = ProcessEntry(pid, ppid, state, cwd)
+        table[pid] = ProcessEntry(pid, ppid, state, session, cwd)
     return table
 
 
@@ -244,8 +245,11 @@ def _records_overlap(spans: Mapping[Attempt, tuple[dt.datetime, Any]]) -> list[s
     return problems
 
 
-def leftover_processes(roots: Iterable[Path], uids: Sequence[range]) -> list[str]:
-    """Live processes with their cwd below ``roots`` or running as a uid of ``uids``."""
+def leftover_processes(
+    roots: Iterable[Path], uids: Sequence[range], sessions: Collection[int] = ()
+) -> list[str]:
+    """Live processes with their cwd below ``roots``, running as a uid of ``uids``, or in
+    one of ``sessions`` (those of servers that were stopped or killed)."""
     names = [str(Path(r).resolve()) for r in roots]
     found = []
     for pid, entry in read_process_table().items():
@@ -256,8 +260,9 @@ def leftover_processes(roots: Iterable[Path], uids: Sequence[range]) -> list[str
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if _below(entry.cwd, names) or any(uid in r for r in uids):
-            found.append(f"pid {pid} uid {uid} cwd {entry.cwd}: {cmdline.strip()[:200]}")
+        if _below(entry.cwd, names) or any(uid in r for r in uids) or entry.session in sessions:
+            found.append(f"pid {pid} uid {uid} session {entry.session} cwd {entry.cwd}: "
+                         f"{cmdline.strip()[:200]}")  # fmt: skip
     return found
 
 
@@ -366,7 +371,7 @@ def assert_clean_outcome(
     kills: bool,
     store_root: Path | NotApplicable | None = None,
     states: Mapping[int, str | set[str]] | None = None,
-    model_uids: Sequence[range] | None = None,
+    also: Sequence[Server] = (),
     user: str = "admin",
 ) -> dict[int, dict[str, Any]]:
     """Assert (a)-(f) of the module docstring for ``run_ids``; the runs as the API answers.
@@ -374,9 +379,9 @@ def assert_clean_outcome(
     ``outputs`` gives the bytes the model writes for a run ("task/path" -> bytes);
     ``kills`` says a process was killed, so an email may have gone out twice;
     ``store_root`` defaults to the server's file store folder (NotApplicable on S3);
-    ``states`` the final state (or states) each run may end in; ``model_uids`` the
-    uids no process may be left running as (default: the server's range; give every
-    server's when several share the database).
+    ``states`` the final state (or states) each run may end in; ``also`` the other
+    servers on the same database: no process may be left running as one of any server's
+    model uids, nor in the session of any server that was stopped or killed.
     """
     ids = sorted(set(run_ids))
     problems: list[str] = []
@@ -386,8 +391,9 @@ def assert_clean_outcome(
             runs[rid] = server.wait_for_run(rid, timeout=240, user=user)
             problems += _final_with_reason(runs[rid], (states or {}).get(rid))
         # (c), (d): the last processes and folders go a moment after the final state.
-        uids = [server.model_uids] if model_uids is None else model_uids
-        orphans = _settle(lambda: leftover_processes(watch.roots, uids), SETTLE_SECONDS)
+        uids = [s.model_uids for s in (server, *also)]
+        sessions = {pid for s in (server, *also) for pid in s.stopped_pids}
+        orphans = _settle(lambda: leftover_processes(watch.roots, uids, sessions), SETTLE_SECONDS)
         folders = _settle(lambda: leftover_attempt_folders(watch.roots), SETTLE_SECONDS)
         watch.stop()
         problems += [f"orphan process: {p}" for p in orphans]

@@ -37,6 +37,7 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     log: Any = None
+    stopped_pids: list[int] = field(default_factory=list)  # sessions of its past processes
 
     @property
     def url(self) -> str:
@@ -128,6 +129,7 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        self.stopped_pids.append(self.process.pid)  # the session it led (start_new_session)
         self.process = None
         self.log.close()
 

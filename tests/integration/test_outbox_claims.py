@@ -67,7 +67,7 @@ def test_two_servers_send_each_email_once(
         assert set(message_ids(smtp).values()) == {1}
         assert_clean_outcome(
             first, ids, watch, kills=False, outputs=NO_OUTPUT, smtp=smtp,
-            model_uids=[first.model_uids, second.model_uids],
+            also=[second],
         )  # fmt: skip
     finally:
         smtp.stop()

@@ -53,7 +53,7 @@ def test_the_other_server_takes_over_when_the_dispatching_one_dies(
         assert_clean_outcome(
             follower, ids, watch, kills=True, states=dict.fromkeys(ids, "succeeded"),
             outputs=toy_outputs, smtp=NotApplicable("no SMTP server in this scenario"),
-            model_uids=[first.model_uids, second.model_uids],
+            also=[first, second],
         )  # fmt: skip
 
 
@@ -158,7 +158,7 @@ def test_a_stalled_dispatcher_past_its_lease_never_runs_attempts_beside_the_new_
             follower, ids, watch, kills=False, states=dict.fromkeys(ids, "succeeded"),
             outputs=NotApplicable("the model writes no output"),
             smtp=NotApplicable("no SMTP server in this scenario"),
-            model_uids=[s.model_uids for s in servers],
+            also=servers,
         )  # fmt: skip
 
 
