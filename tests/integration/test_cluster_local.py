@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome, toy_outputs
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
 from tests.integration.test_web_pages import browser
@@ -135,7 +136,11 @@ def test_a_task_no_worker_can_ever_run_is_refused_at_submission(
         assert api.get("/usage", params={"until": "2026-01-01T00:00:00Z"}).json()["rows"] == []
 
 
-def test_a_killed_server_leaves_no_worker_once_it_is_back(elastic: Server, tmp_path: Path) -> None:
+@pytest.mark.chaos
+def test_a_killed_server_leaves_no_worker_once_it_is_back(
+    elastic: Server, tmp_path: Path, process_watch: Callable[..., ProcessWatch]
+) -> None:
+    watch = process_watch(tmp_path / "dask", elastic.work_root)
     run_id = start(elastic, tmp_path, "days=40", "pace=0.1")
     wait_for(lambda: worker_pids(elastic) != [], 120, "no worker started")
     pids = worker_pids(elastic)
@@ -147,6 +152,10 @@ def test_a_killed_server_leaves_no_worker_once_it_is_back(elastic: Server, tmp_p
     assert run["state"] == "succeeded", run.get("error")
     simulate = {t["name"]: t for t in run["tasks"]}["simulate"]
     assert simulate["attempt"] >= 1
+    assert_clean_outcome(
+        elastic, [run_id], watch, kills=True, states={run_id: "succeeded"}, outputs=toy_outputs,
+        smtp=NotApplicable("no SMTP server in this scenario"),
+    )  # fmt: skip
 
 
 def signal_kill() -> int:

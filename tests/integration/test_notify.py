@@ -10,7 +10,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from tests.chaos import ProcessWatch, assert_clean_outcome, toy_outputs
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server, free_port
 from tests.integration.test_web_pages import browser
@@ -161,22 +162,28 @@ def test_smtp_down_during_the_run_then_up_delivers_once(
             pass
 
 
+@pytest.mark.chaos
 def test_server_killed_before_delivery_then_restarted_delivers_once(
-    tmp_path: Path, make_model: MakeModel
+    tmp_path: Path, make_model: MakeModel, process_watch: Callable[..., ProcessWatch]
 ) -> None:
     smtp = Smtp(free_port())
     gen = notify_server(tmp_path, smtp.port)
     server = next(gen)
+    watch = process_watch(server.work_root)
     try:
         assert server.cli("models", "add", make_model(MODEL, FILES)).returncode == 0
         (tmp_path / "forcing.csv").write_text(FORCING)
-        assert run_toy(server, tmp_path)["state"] == "succeeded"
+        run = run_toy(server, tmp_path)
+        assert run["state"] == "succeeded"
         server.stop(signal.SIGKILL)  # the message could not go out yet: SMTP is down
         smtp.start()
         server.start()
         messages = smtp.wait_for(1, timeout=60)
         time.sleep(2)
         assert len(messages) == 1
+        # Killed before any delivery was tried: once, although a kill happened.
+        assert_clean_outcome(server, [run["id"]], watch, kills=False, outputs=toy_outputs,
+                             smtp=smtp, states={run["id"]: "succeeded"})  # fmt: skip
     finally:
         smtp.stop()
         for _ in gen:
