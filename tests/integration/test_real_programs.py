@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome
 from tests.conftest import MakeModel, write_model
 from tests.integration.conftest import Server, _server
 from tests.integration.test_accounts import browser_of
@@ -70,9 +71,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
 
 
+@pytest.mark.chaos
 def test_exit_201_and_sigkill_are_told_apart_in_the_api_the_cli_and_the_page(
-    server: Server,
+    server: Server, process_watch: Callable[..., ProcessWatch]
 ) -> None:
+    watch = process_watch(server.work_root)
     done = server.cli("run", "endings", "-p", "how=exit201", "--wait", "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     exited = json.loads(done.stdout)
@@ -94,6 +97,12 @@ def test_exit_201_and_sigkill_are_told_apart_in_the_api_the_cli_and_the_page(
         kill_page = page.get(f"/runs/{killed['id']}").text
     assert '<td class="exit-code">201</td>' in exit_page
     assert '<td class="exit-code">signal 9</td>' in kill_page
+    ids = [exited["id"], killed["id"]]
+    assert_clean_outcome(
+        server, ids, watch, kills=False, states=dict.fromkeys(ids, "failed"),
+        outputs=NotApplicable("the model writes no output"),
+        smtp=NotApplicable("no SMTP server in this scenario"),
+    )  # fmt: skip
 
 
 def test_a_plot_glob_and_placeholders_name_the_run_s_own_files(server: Server) -> None:
