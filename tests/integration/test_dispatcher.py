@@ -351,6 +351,43 @@ def test_an_event_whose_write_failed_is_kept_and_applied_later(
     assert world.tasks(run_id)["prep"] == ("succeeded", 1)
 
 
+def test_lines_record_a_heartbeat_once_per_beat_interval_and_always_reach_the_live_log(
+    world: World,
+) -> None:
+    """A chatty model must not cost a write per batch of lines: the silence check needs one
+    heartbeat per ``lost_after``, so words of life are recorded at most every ``beat_every``;
+    the lines themselves always go to the live log, and decisive events are always written."""
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    world.new_run()
+    d.dispatch_once()
+    order = executor.submitted[-1]
+    key = (order.task_run_id, order.attempt)
+
+    def heartbeat_at() -> dt.datetime | None:
+        with world.sessions() as db:
+            task_run = db.get(TaskRun, order.task_run_id)
+            assert task_run is not None
+            return task_run.heartbeat_at
+
+    def lines(*text: str) -> ExecutorEvent:
+        return ExecutorEvent(*key, EventKind.lines, {"lines": list(text)})
+
+    d.handle_events([ExecutorEvent(*key, EventKind.started, {"worker": "w1"})])
+    started = heartbeat_at()
+    assert started is not None
+    d.handle_events([lines("step 1")])
+    assert heartbeat_at() == started, "a heartbeat was written for lines within the interval"
+    d.beat_every = 0.0  # the interval has passed
+    d.handle_events([lines("step 2")])
+    beat = heartbeat_at()
+    assert beat is not None
+    assert beat > started
+    live = d.live_logs.path(*key).read_text()
+    assert "step 1" in live
+    assert "step 2" in live
+
+
 PARAMETER_MODEL = """\
 simyard: 1
 name: withfile

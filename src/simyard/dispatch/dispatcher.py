@@ -13,6 +13,7 @@ of them; the first pass of a new term retries what the previous holder left runn
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 
@@ -32,8 +33,11 @@ log = logging.getLogger("simyard.dispatch")
 
 IDLE_PASS_SECONDS = 1.0
 PROGRESS_WRITE_SECONDS = 0.5
+BEAT_SECONDS = 5.0  # at most this long between two recorded heartbeats of one attempt
 RESTART_REASON = "server restarted"
 DECISIVE = (EventKind.started, EventKind.result, EventKind.lost, EventKind.refused)
+# An attempt's end frees a slot, may queue what waited on it and may finish its run.
+REPLANNED = (EventKind.result, EventKind.lost, EventKind.refused)
 
 
 class Dispatcher:
@@ -54,6 +58,7 @@ class Dispatcher:
         self.executor = executor
         self.live_logs = live_logs
         self.lost_after = lost_after
+        self.beat_every = min(BEAT_SECONDS, lost_after / 10)  # recorded words of life
         self.lease_ttl = lease_ttl
         self.term = LeaseTerm(lease_ttl)
         self.metrics = RunMetrics(
@@ -69,6 +74,7 @@ class Dispatcher:
         self._stop_sent: set[Attempt] = set()
         self._unapplied: list[ExecutorEvent] = []  # decisive events whose write failed
         self._progress: dict[int, float] = {}
+        self._beats: dict[Attempt, float] = {}  # when each attempt's last word of life was
         self._progress_written = 0.0
         self._orphan_reason: str | None = None
 
@@ -111,6 +117,7 @@ class Dispatcher:
                 self._handed_over.clear()
                 self._stop_sent.clear()
                 self._unapplied.clear()
+                self._beats.clear()
                 self._orphan_reason = RESTART_REASON
                 self.leading.set()
             self.executor.fence(self.term.attempts_deadline)
@@ -169,7 +176,9 @@ class Dispatcher:
                 if events or self._unapplied:
                     self.handle_events(events)
                 now = time.monotonic()
-                if events or self._dirty.is_set() or now - last_pass > IDLE_PASS_SECONDS:
+                # A pass when the plan may have changed: an attempt ended (handle_events),
+                # a run was created or cancelled (wake), or now and then.
+                if self._dirty.is_set() or now - last_pass > IDLE_PASS_SECONDS:
                     self._dirty.clear()
                     self.dispatch_once()
                     last_pass = now
@@ -262,9 +271,9 @@ class Dispatcher:
                 self._progress[event.task_run_id] = event.payload["percent"]
         for (task_run_id, attempt), written in lines.items():
             self.live_logs.append(task_run_id, attempt, written)
-        batch = [*self._unapplied, *events]
+        batch = [*self._unapplied, *self._due(events)]
         if not batch:
-            return
+            return  # only lines and progress, of attempts whose heartbeat is recent
         with self._acting:
             if not self.leading.is_set() or not self.term.valid():
                 self._unapplied.clear()
@@ -283,7 +292,27 @@ class Dispatcher:
                 return
             self._unapplied = []
             self._act(applied)
-        self._dirty.set()
+        if any(e.kind in REPLANNED for e in batch):
+            self._dirty.set()
+
+    def _due(self, events: list[ExecutorEvent]) -> list[ExecutorEvent]:
+        """``events`` to record: every decisive one, and a word of life (lines, progress,
+        a heartbeat) only where the attempt's last recorded one is older than
+        ``beat_every``: the silence check needs one per ``lost_after``, not one per line."""
+        now = time.monotonic()
+        due = []
+        for event in events:
+            key = (event.task_run_id, event.attempt)
+            if event.kind in DECISIVE:
+                due.append(event)
+                if event.kind in REPLANNED:
+                    self._beats.pop(key, None)
+                else:
+                    self._beats[key] = now
+            elif now - self._beats.get(key, -math.inf) >= self.beat_every:
+                self._beats[key] = now
+                due.append(event)
+        return due
 
     def _write_progress(self) -> None:
         self._progress_written = time.monotonic()
