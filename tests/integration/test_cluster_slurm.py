@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos import NotApplicable, ProcessWatch, assert_clean_outcome, toy_outputs
 from tests.conftest import MakeModel
 from tests.integration.conftest import Server, _server
 from tests.slurmcluster import SlurmCluster, available
@@ -83,15 +84,21 @@ def start(server: Server, tmp_path: Path, *params: str) -> int:
     return int(json.loads(done.stdout)["id"])
 
 
+NO_SMTP = NotApplicable("no SMTP server in this scenario")
+WatchFactory = Callable[..., ProcessWatch]
+
+
 def running_task(server: Server, run_id: int, task: str) -> dict | None:  # type: ignore[type-arg]
     with server.http() as api:
         tasks = {t["name"]: t for t in api.get(f"/runs/{run_id}").json()["tasks"]}
     return tasks[task] if tasks[task]["state"] == "running" else None
 
 
+@pytest.mark.chaos
 def test_worker_jobs_follow_the_queue_and_a_cancelled_job_costs_an_attempt(
-    elastic: Server, slurm: SlurmCluster, tmp_path: Path
+    elastic: Server, slurm: SlurmCluster, tmp_path: Path, process_watch: WatchFactory
 ) -> None:
+    watch = process_watch(tmp_path / "dask", elastic.work_root)
     assert slurm.jobs() == []  # nothing queued: no worker job
     t0 = time.monotonic()
     done = elastic.cli("sweep", "toy", "-p", "days=2,3,4", "-p", "pace=0.1",
@@ -125,11 +132,16 @@ def test_worker_jobs_follow_the_queue_and_a_cancelled_job_costs_an_attempt(
     assert run["state"] == "succeeded", run.get("error")
     assert {t["name"]: t for t in run["tasks"]}["simulate"]["attempt"] == 2
     wait_for(lambda: slurm.jobs() == [], 60, "worker jobs still queued after the idle timeout")
+    ids = [*(r["id"] for r in runs), run_id]
+    assert_clean_outcome(elastic, ids, watch, kills=True, states=dict.fromkeys(ids, "succeeded"),
+                         outputs=toy_outputs, smtp=NO_SMTP)  # fmt: skip
 
 
+@pytest.mark.chaos
 def test_a_killed_server_leaves_no_slurm_job_once_it_is_back(
-    elastic: Server, slurm: SlurmCluster, tmp_path: Path
+    elastic: Server, slurm: SlurmCluster, tmp_path: Path, process_watch: WatchFactory
 ) -> None:
+    watch = process_watch(tmp_path / "dask", elastic.work_root)
     run_id = start(elastic, tmp_path, "days=60", "pace=0.1")
     wait_for(lambda: running_task(elastic, run_id, "simulate"), 60, "simulate never ran")
     before = {job for job, _ in slurm.jobs()}
@@ -141,3 +153,5 @@ def test_a_killed_server_leaves_no_slurm_job_once_it_is_back(
     run = elastic.wait_for_run(run_id, timeout=180)
     assert run["state"] == "succeeded", run.get("error")
     wait_for(lambda: slurm.jobs() == [], 60, "worker jobs still queued after the idle timeout")
+    assert_clean_outcome(elastic, [run_id], watch, kills=True, states={run_id: "succeeded"},
+                         outputs=toy_outputs, smtp=NO_SMTP)  # fmt: skip
