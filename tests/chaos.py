@@ -110,28 +110,24 @@ def attempts_alive(table: Mapping[int, ProcessEntry], roots: Iterable[str]) -> d
     """The attempt each live process works for: by its cwd below a root, else by the
     nearest ancestor's (a sandboxed model may see its folder under another path)."""
     roots = list(roots)
-    own: dict[int, Attempt | None] = {}
+    own: dict[int, Attempt] = {}
     for pid, entry in table.items():
-        found = None
-        root = _below(entry.cwd, roots) if entry.state != "Z" else None
-        if root is not None:
-            assert entry.cwd is not None
-            match = ATTEMPT_PATH.match(entry.cwd[len(root) :])
-            if match is None:
-                match = ATTEMPT_PATH.search(entry.cwd[len(root) :])
+        root = _below(entry.cwd, roots)
+        if root is not None and entry.cwd is not None and entry.state != "Z":
+            match = ATTEMPT_PATH.search(entry.cwd[len(root) :])
             if match:
-                found = (int(match[1]), match[2], int(match[3]))
-        own[pid] = found
+                own[pid] = (int(match[1]), match[2], int(match[3]))
     result: dict[int, Attempt] = {}
     for pid, entry in table.items():
-        if entry.state == "Z":
-            continue
-        seen, cursor = 0, pid
-        while cursor in table and seen < 64:
-            if own.get(cursor) is not None:
-                result[pid] = own[cursor]  # type: ignore[assignment]
+        cursor = pid
+        for _ in range(64):  # a process tree is never that deep; a loop in it ends here
+            if cursor in own:
+                if entry.state != "Z":
+                    result[pid] = own[cursor]
                 break
-            cursor, seen = table[cursor].ppid, seen + 1
+            if cursor not in table:
+                break
+            cursor = table[cursor].ppid
     return result
 
 
@@ -181,7 +177,7 @@ class ProcessWatch:
         self.stop()
 
     def stop(self) -> None:
-        """Stop sampling (idempotent); the checker calls it before its own looks."""
+        """Stop sampling (idempotent); the checker stops it once the scenario has settled."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
