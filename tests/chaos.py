@@ -225,7 +225,7 @@ def recorded_attempts(events: list[dict[str, Any]]) -> dict[Attempt, tuple[dt.da
     return spans
 
 
-def _records_overlap(spans: Mapping[Attempt, tuple[dt.datetime, Any]]) -> list[str]:
+def records_overlap(spans: Mapping[Attempt, tuple[dt.datetime, Any]]) -> list[str]:
     problems = []
     by_task: dict[tuple[int, str], list[tuple[int, dt.datetime, Any]]] = defaultdict(list)
     for (rid, task, attempt), (start, end) in spans.items():
@@ -397,7 +397,7 @@ def assert_clean_outcome(
         spans: dict[Attempt, tuple[dt.datetime, Any]] = {}
         for rid in ids:  # (b) by the records
             spans |= recorded_attempts(api.get(f"/runs/{rid}/events").json())
-        problems += _records_overlap(spans)
+        problems += records_overlap(spans)
         problems += [f"attempts alive at once at {when:.3f}: {attempts}"  # (b) by processes
                      for when, attempts in watch.overlaps]  # fmt: skip
         unrecorded = {a for a in watch.seen if a[0] in runs and a not in spans}
@@ -418,5 +418,6 @@ def assert_clean_outcome(
 __all__ = [
     "NotApplicable", "ProcessWatch", "assert_clean_outcome", "attempts_alive",
     "leftover_attempt_folders", "leftover_processes", "read_process_table", "recorded_attempts",
+    "records_overlap",
     "toy_outputs",
 ]  # fmt: skip
