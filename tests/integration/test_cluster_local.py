@@ -92,7 +92,8 @@ def test_workers_follow_the_queue_from_zero_and_back(elastic: Server, tmp_path: 
         assert run["metrics"] == {"total": 300}
         assert run["waiting"] is None
         assert run["worker_seconds"] > 4.5  # 30 days at 0.15 s in simulate alone
-        assert run["cpu_seconds"] == pytest.approx(run["worker_seconds"])  # 1 cpu per task
+        # measured, not reserved: a model that mostly sleeps uses a fraction of its time
+        assert 0 < run["cpu_seconds"] < run["worker_seconds"] / 2
     with elastic.http() as api:
         usage = api.get("/usage", params={"by": "user"}).json()
     (row,) = usage["rows"]

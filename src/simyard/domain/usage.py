@@ -1,9 +1,11 @@
 """Usage: worker-seconds and CPU-seconds per task run, summed per run, sweep and user.
 
 An attempt's worker-seconds are the time it held a worker (the engine's start to end
-when it reported a result; claim to end when it was lost); its CPU-seconds are that
-time its task's ``resources.cpus`` (what the cluster reserved for it). Each attempt
-adds to its task run when it ends, in the dispatcher's transaction.
+when it reported a result; claim to end when it was lost); its CPU-seconds are what its
+processes used, user and system time, as the engine measured them when it reaped them;
+where nothing was measured (a lost attempt), that time its task's ``resources.cpus``
+(what the cluster reserved for it). Each attempt adds to its task run when it ends, in
+the dispatcher's transaction.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ def add_attempt_usage(task_run: TaskRun, manifest: Manifest, result: WorkResult 
     seconds = max((end - start).total_seconds(), 0.0)
     task = manifest.tasks.get(task_run.name)
     cpus = float(task.resources.cpus) if task is not None else 1.0
+    used = result.cpu_seconds if result is not None else None
     task_run.worker_seconds = (task_run.worker_seconds or 0.0) + seconds
-    task_run.cpu_seconds = (task_run.cpu_seconds or 0.0) + seconds * cpus
+    cpu_seconds = seconds * cpus if used is None else used
+    task_run.cpu_seconds = (task_run.cpu_seconds or 0.0) + cpu_seconds
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ bubblewrap reports a model killed by signal N as exit code 128+N, and its
 SIGKILL alike; bubblewrap 0.8). Real programs exit above 128 (every CalculiX ``*ERROR``
 exits 201), so the code alone cannot tell. Inside the sandbox a tiny reporter therefore
 starts the model as its child, waits for it, and writes ``exit N`` or ``signal N`` to a
-pipe the engine reads; it then exits as bubblewrap would have.
+pipe the engine reads, with the CPU seconds the model's tree used (its children's times:
+whatever the model reaped counts with it); it then exits as bubblewrap would have.
 
 The reporter is Perl where the system has it (Essential on Debian, ~5 ms, ~5 MB) and the
 engine's own Python otherwise (both are visible in the sandbox). It outlives a SIGTERM
@@ -36,7 +37,9 @@ if ($pid == 0) {
 }
 1 while waitpid($pid, 0) == -1 && $!{EINTR};
 my $st = $?;
-print $status (($st & 127) ? "signal " . ($st & 127) : "exit " . ($st >> 8));
+my (undef, undef, $cuser, $csystem) = times;
+print $status (($st & 127) ? "signal " . ($st & 127) : "exit " . ($st >> 8)), " ",
+    $cuser + $csystem;
 close $status;
 exit(($st & 127) ? 128 + ($st & 127) : $st >> 8);
 """
@@ -55,7 +58,9 @@ except OSError as exc:
     print(f"simyard: cannot start {argv[0]}: {exc.strerror}", file=sys.stderr)
     sys.exit(127)
 code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-os.write(fd, (f"signal {-code}" if code < 0 else f"exit {code}").encode())
+used = os.times()
+cpu = used.children_user + used.children_system
+os.write(fd, (f"signal {-code}" if code < 0 else f"exit {code}").encode() + f" {cpu}".encode())
 sys.exit(128 - code if code < 0 else code)
 """
 
@@ -74,6 +79,7 @@ class ExitStatus:
 
     code: int | None
     signal: int | None
+    cpu_seconds: float | None = None  # what the model's tree used, as the reporter saw it
 
 
 def read_status(fd: int) -> ExitStatus | None:
@@ -86,11 +92,15 @@ def read_status(fd: int) -> ExitStatus | None:
         text = ""
     finally:
         os.close(fd)
-    word, _, number = text.partition(" ")
+    word, number, cpu, *_ = [*text.split(), "", "", ""]
     if not number.isdigit():
         return None
+    try:
+        used: float | None = float(cpu)
+    except ValueError:
+        used = None
     if word == "exit":
-        return ExitStatus(int(number), None)
+        return ExitStatus(int(number), None, used)
     if word == "signal":
-        return ExitStatus(None, int(number))
+        return ExitStatus(None, int(number), used)
     return None

@@ -60,6 +60,7 @@ class CommandOutcome:
     process_limit_hit: bool
     duration: float
     peak_memory: int
+    cpu_seconds: float | None = None  # user + system of every process of the tree reaped here
 
 
 @dataclass
@@ -208,9 +209,12 @@ def _run(
         tree.terminate(spec.kill_grace)
     else:
         tree.kill()
-    returncode = proc.wait()
-    if adopter is not None and _reap_adopted() and lease is not None:
-        lease.clean = True  # nothing of the run is left, not even a zombie
+    returncode, cpu = _wait_with_usage(proc)
+    if adopter is not None:
+        reaped, cpu_adopted = _reap_adopted()
+        cpu = None if cpu is None else cpu + cpu_adopted
+        if reaped and lease is not None:
+            lease.clean = True  # nothing of the run is left, not even a zombie
     reader.join(timeout=5)
     os.close(output)
     oom = group.oom_killed() if group is not None else False
@@ -222,6 +226,8 @@ def _run(
     if status is not None:
         sig = status.signal
         returncode = status.code if status.code is not None else returncode
+        if status.cpu_seconds is not None:  # a sandbox's tree is reaped inside it
+            cpu = max(cpu or 0.0, status.cpu_seconds)
     elif spec.bwrap and returncode > 128:  # no report (the reporter was killed): 128+N
         sig = returncode - 128
     return CommandOutcome(
@@ -232,23 +238,41 @@ def _run(
         process_limit_hit=nproc_hit,
         duration=time.monotonic() - started,
         peak_memory=peak,
+        cpu_seconds=cpu,
     )
 
 
-def _reap_adopted() -> bool:
+def _wait_with_usage(proc: subprocess.Popen[bytes]) -> tuple[int, float | None]:
+    """Wait for ``proc`` as ``Popen.wait`` does; also the CPU seconds it and everything it
+    reaped used (a sandbox reaps the whole tree inside it), None when it was reaped before
+    (where pidfds do not exist, ExitWaiter's ``Popen.wait`` reaps it)."""
+    if proc.returncode is not None:
+        return proc.returncode, None
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:
+        return proc.wait(), None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def _reap_adopted() -> tuple[bool, float]:
     """Reap the dead orphans this process adopted (a zombie still counts as a process of
-    its user, RLIMIT_NPROC, until its parent waits for it); whether none is left.
+    its user, RLIMIT_NPROC, until its parent waits for it): whether none is left, and the
+    CPU seconds they used.
 
     Only for the adopter, which runs one attempt and has no other children: every process
     the attempt started is its descendant, so "no child at all" means none is left.
     """
+    cpu = 0.0
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, _, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
-            return True
+            return True, cpu
         if pid == 0:
-            return False  # a child still running: the tree was not all killed
+            return False, cpu  # a child still running: the tree was not all killed
+        cpu += usage.ru_utime + usage.ru_stime
 
 
 def _output_channel(*, tty: bool) -> tuple[int, int]:
@@ -318,10 +342,9 @@ class ExitWaiter:
     def __call__(self, timeout: float) -> bool:
         if self.pidfd is not None:
             readable, _, _ = select.select([self.pidfd], [], [], timeout)
-            if not readable:
-                return False
+            return bool(readable)  # it exited; left unreaped, for its CPU usage
         try:
-            self.proc.wait(timeout=0 if self.pidfd is not None else timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return False
         return True

@@ -105,6 +105,7 @@ class TaskResult:
     log_cut_bytes: int = 0
     progress: float | None = None
     peak_memory: int = 0
+    cpu_seconds: float | None = None  # the command's processes, None where not measured
     copied_bytes: int = 0
     shared_bytes: int = 0
 

@@ -366,6 +366,7 @@ def _execute(
         log_cut_bytes=capture.cut_bytes,
         progress=100.0 if failure is None and capture.progress is not None else capture.progress,
         peak_memory=outcome.peak_memory,
+        cpu_seconds=outcome.cpu_seconds,
         copied_bytes=staged.copied_bytes,
         shared_bytes=staged.shared_bytes,
     )

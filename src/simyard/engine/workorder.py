@@ -91,6 +91,7 @@ class WorkResult:
     log: StoredOutput | None = None
     progress: float | None = None
     metrics: dict[str, Any] | None = None  # the run's metrics this task's files hold
+    cpu_seconds: float | None = None  # used by the model's processes, where measured
 
 
 LOCK_SUFFIX = ".lock"
@@ -369,4 +370,5 @@ def _run_and_store(
         log=log,
         progress=result.progress,
         metrics=metrics,
+        cpu_seconds=result.cpu_seconds,
     )

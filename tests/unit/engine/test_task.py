@@ -123,6 +123,26 @@ def test_success_collects_outputs_with_size_and_sha256(run: Run) -> None:
     assert output.sha256 == hashlib.sha256(b"hello").hexdigest()
 
 
+BUSY_CHILD = """
+import subprocess, sys, time
+spin = "import time\\nend = time.process_time() + 0.6\\nwhile time.process_time() < end: pass"
+subprocess.run([sys.executable, "-c", spin])  # in a child: the whole tree's CPU is measured
+time.sleep(0.3)
+"""
+
+
+@needs_bwrap
+def test_the_cpu_seconds_the_processes_used_are_measured(run: Run) -> None:
+    """Usage counts what a task's processes used (user + system), not its wall time."""
+    busy = run(*python_task(BUSY_CHILD))
+    assert busy.outcome is TaskOutcome.succeeded, busy.failure
+    assert busy.cpu_seconds is not None
+    assert 0.55 <= busy.cpu_seconds < 2.0
+    idle = run(*python_task("import time\ntime.sleep(1.0)\n"))
+    assert idle.cpu_seconds is not None
+    assert idle.cpu_seconds < 0.5  # a second asleep: only Python's start-up
+
+
 def test_placeholders_with_shell_metacharacters_reach_the_model_literally(run: Run) -> None:
     hostile = "x; rm -rf / && echo $(whoami) `id` | cat > /tmp/p * ' \""
     body = (
