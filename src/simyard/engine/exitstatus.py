@@ -35,7 +35,7 @@ if ($pid == 0) {
     print STDERR "simyard: cannot start $ARGV[0]: $!\n";
     exit 127;
 }
-1 while waitpid($pid, 0) == -1 && $!{EINTR};
+1 while waitpid($pid, 0) == -1 && $! == 4;  # EINTR, without loading Errno (~4 ms)
 my $st = $?;
 my (undef, undef, $cuser, $csystem) = times;
 print $status (($st & 127) ? "signal " . ($st & 127) : "exit " . ($st >> 8)), " ",
