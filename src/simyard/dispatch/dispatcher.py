@@ -107,6 +107,7 @@ class Dispatcher:
     def wake(self) -> None:
         """Something changed in the database (a run was created or cancelled)."""
         self._dirty.set()
+        self.executor.interrupt()  # a new run is claimed now, not at the poll's timeout
 
     def take_lease(self) -> bool:
         """Try to start a term; on success the next pass retries what was left running."""

@@ -81,6 +81,11 @@ class Executor(ABC):
         """Why queued work waits here, when it is more than a free slot (a worker starting)."""
         return None
 
+    def interrupt(self) -> None:
+        """End a ``poll`` waiting now (the dispatcher has something to do). Default: the
+        poll waits out its timeout."""
+        return None
+
     def fence(self, deadline: float) -> None:
         """Attempts must stop by ``deadline`` (``time.time()``) unless called again later.
 

@@ -184,6 +184,7 @@ class LocalExecutor(Executor):
         self._deadline: Any = self._ctx.Value("d", float("inf"), lock=False)  # see fence()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
+        self._woken, self._wake = mp_connection.Pipe(duplex=False)  # see interrupt()
 
     def sweep_leftovers(self) -> None:
         """Kill and remove what dead attempts left on this machine (a killed server's)."""
@@ -231,6 +232,10 @@ class LocalExecutor(Executor):
         if worker is not None:
             worker.send(("cancel", (task_run_id, attempt)))
 
+    def interrupt(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake.send_bytes(b"")
+
     def fence(self, deadline: float) -> None:
         self._deadline.value = deadline  # shared memory: every worker reads it each 50 ms
 
@@ -238,14 +243,15 @@ class LocalExecutor(Executor):
         with self._lock:
             by_pipe = {w.events: w for w in self._workers}
         events: list[ExecutorEvent] = []
-        if by_pipe:
-            for pipe in mp_connection.wait(list(by_pipe), timeout):
-                worker = by_pipe[pipe]
-                read = worker.read()
-                worker.began |= any(_begins(worker, e) for e in read)
-                events += read
-        else:
-            time.sleep(timeout)
+        for pipe in mp_connection.wait([self._woken, *by_pipe], timeout):
+            if pipe is self._woken:
+                while self._woken.poll(0):
+                    self._woken.recv_bytes()
+                continue
+            worker = by_pipe[pipe]
+            read = worker.read()
+            worker.began |= any(_begins(worker, e) for e in read)
+            events += read
         self._ended(events)
         events += self._reap()
         return events
@@ -304,6 +310,8 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         with self._lock:
             workers = list(self._workers)
+        self._wake.close()
+        self._woken.close()
         for worker in workers:
             worker.retire()
             if worker.process.pid is not None:

@@ -122,3 +122,16 @@ def test_a_worker_killed_while_idle_costs_no_attempt(
     second, last = run_to_end(executor, order_of())
     assert second != pid
     assert last.payload["result"].outcome is TaskOutcome.succeeded
+
+
+def test_interrupt_ends_a_waiting_poll_at_once(executor: LocalExecutor) -> None:
+    """The dispatcher wakes the executor's poll when a run is created: it is claimed then,
+    not when the poll's wait runs out."""
+    import threading
+
+    timer = threading.Timer(0.2, executor.interrupt)
+    timer.start()
+    started = time.monotonic()
+    assert executor.poll(timeout=30) == []
+    assert time.monotonic() - started < 5
+    timer.join()
