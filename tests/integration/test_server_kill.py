@@ -126,3 +126,45 @@ def killed_and_restarted(server: Server) -> list[int]:
     # The killed attempts' working folders were swept at start, the retries' removed.
     assert list((server.home / "work").iterdir()) == []
     return run_ids
+
+
+BIG_MODEL = """\
+simyard: 1
+name: big
+version: "1"
+tasks:
+  write:
+    command: [python3, big.py]
+    outputs: [big.bin]
+"""
+BIG_SIZE = 100 << 20
+BIG_FILES = {"big.py": f"open('big.bin', 'wb').write(b'x' * {BIG_SIZE})\n"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 18 item 13 finding: an attempt child that sees its server gone exits "
+    "(os._exit in executors/local.py's _die_with_server) while FileStore._put copies an "
+    "output to its .part- file; nothing removes that file later",
+)
+def test_kill_9_of_the_server_while_an_attempt_stores_leaves_no_partial_object(
+    sqlite_server: Server, make_model: MakeModel
+) -> None:
+    server = sqlite_server
+    assert server.cli("models", "add", make_model(BIG_MODEL, BIG_FILES)).returncode == 0
+    store = server.store_root
+    assert store is not None
+    with ProcessWatch(server.work_root) as watch:
+        run_id = json.loads(server.cli("run", "big", "--json").stdout)["id"]
+        deadline = time.monotonic() + 60
+        while not list(store.rglob(".part-*")) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if not list(store.rglob(".part-*")):
+            pytest.skip("the store cloned the output at once: no storing to kill the server in")
+        server.stop(signal.SIGKILL)  # while the output is being copied into the store
+        server.start()
+        assert_clean_outcome(
+            server, [run_id], watch, kills=True, states={run_id: "succeeded"},
+            outputs=lambda run: {"write/big.bin": b"x" * BIG_SIZE},
+            smtp=NotApplicable("no SMTP server in this scenario"),
+        )  # fmt: skip
