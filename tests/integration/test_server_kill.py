@@ -141,12 +141,6 @@ BIG_SIZE = 100 << 20
 BIG_FILES = {"big.py": f"open('big.bin', 'wb').write(b'x' * {BIG_SIZE})\n"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18 item 13 finding: an attempt child that sees its server gone exits "
-    "(os._exit in executors/local.py's _die_with_server) while FileStore._put copies an "
-    "output to its .part- file; nothing removes that file later",
-)
 def test_kill_9_of_the_server_while_an_attempt_stores_leaves_no_partial_object(
     sqlite_server: Server, make_model: MakeModel
 ) -> None:

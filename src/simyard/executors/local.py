@@ -58,6 +58,7 @@ from simyard.executors.base import (
     failure_event,
 )
 from simyard.storage.base import Store
+from simyard.storage.file import abandon_writes
 from simyard.storage.retry import abandoned_when
 
 _PR_SET_PDEATHSIG = 1
@@ -495,6 +496,7 @@ def _die_with_server(pid: int, start_time: int, *, now: _Now) -> None:
             while server_alive():
                 time.sleep(SERVER_POLL_SECONDS)
         ProcessTree(os.getpid(), None, adopter=os.getpid()).kill()
+        abandon_writes()  # an output half copied into the file store
         folder = now.folder
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)  # its lock file goes with the next sweep

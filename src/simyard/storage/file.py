@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from simyard.engine.workdir import clone_file
-from simyard.storage.base import ObjectNotFound, Store, StoredObject
+from simyard.storage.base import ObjectNotFound, StorageError, Store, StoredObject
 
 
 class FileStore(Store):
@@ -26,18 +28,11 @@ class FileStore(Store):
     def _put(self, key: str, source: Path) -> StoredObject:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            tmp.unlink()
+        with _writing(target.parent) as tmp:
             if not clone_file(source, tmp):
                 shutil.copyfile(source, tmp)
             os.chmod(tmp, 0o444)  # stored objects never change in place
             tmp.replace(target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         return StoredObject(key, target.stat().st_size)
 
     def _open(self, key: str) -> BinaryIO:
@@ -71,3 +66,39 @@ class FileStore(Store):
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.is_file() else None
+
+
+# The .part- files this process is writing: a process that must end at once (a worker
+# whose server died) removes them first, so no half-written object outlives it.
+_partial: set[Path] = set()
+_partial_lock = threading.Lock()
+_abandoned = False
+
+
+@contextlib.contextmanager
+def _writing(folder: Path) -> Iterator[Path]:
+    """A new ``.part-`` path in ``folder`` (no file there yet), removed unless renamed."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".part-")
+    os.close(fd)
+    tmp = Path(name)
+    tmp.unlink()
+    with _partial_lock:
+        if _abandoned:
+            raise StorageError("this process is ending: nothing more is stored")
+        _partial.add(tmp)
+    try:
+        yield tmp
+    finally:
+        with _partial_lock:
+            _partial.discard(tmp)
+        tmp.unlink(missing_ok=True)
+
+
+def abandon_writes() -> None:
+    """Remove the objects this process is writing, and refuse any more: it ends now."""
+    global _abandoned
+    with _partial_lock:
+        _abandoned = True
+        for tmp in _partial:
+            tmp.unlink(missing_ok=True)
+        _partial.clear()
