@@ -7,8 +7,11 @@ count: when the count goes down, the operator asks the scheduler which workers t
 (``Scheduler.workers_to_close(n=...)``, which may name a busy worker when fewer are idle)
 and deletes their pods. :class:`ReplicaPool` makes that choice simyard's: the count goes
 down only by workers simyard has already retired through the scheduler (Dask gives them
-nothing new), and :class:`RetiredWorkersOnly`, a scheduler plugin, lets the scheduler offer
-no other worker for downscaling.
+nothing new), and ``RetiredWorkersOnly`` (retired.py), a scheduler plugin, lets the
+scheduler offer no other worker for downscaling.
+
+Nothing of Dask is imported here at import time: the server imports this module with the
+local executor too, where ``distributed`` need not be installed.
 """
 
 from __future__ import annotations
@@ -17,28 +20,9 @@ import contextlib
 from collections.abc import Collection
 from typing import Any
 
-from distributed.diagnostics.plugin import SchedulerPlugin
-
 from simyard.errors import SimyardError
 
 PENDING = "(pending pod {})"  # a replica asked for whose worker has not joined yet
-
-
-class RetiredWorkersOnly(SchedulerPlugin):
-    """Downscaling may close only workers simyard retired (closing gracefully) that run nothing.
-
-    Runs inside the scheduler, so the scheduler's image needs simyard (the workers' image).
-    """
-
-    name = "simyard-retired-workers-only"
-    idempotent = True
-
-    def valid_workers_downscaling(self, scheduler: Any, workers: list[Any]) -> list[Any]:
-        from distributed.core import Status
-
-        return [
-            ws for ws in workers if ws.status == Status.closing_gracefully and not ws.processing
-        ]
 
 
 class WorkerPool:
@@ -171,6 +155,8 @@ class ReplicaPool(WorkerPool):
         self._leaving: set[str] = set()  # retired, count lowered: the operator deletes them
 
     def prepare(self, client: Any) -> None:
+        from simyard.executors.retired import RetiredWorkersOnly
+
         try:
             client.register_plugin(RetiredWorkersOnly())
         except Exception as exc:
