@@ -185,7 +185,8 @@ class LocalExecutor(Executor):
         self._deadline: Any = self._ctx.Value("d", float("inf"), lock=False)  # see fence()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
-        self._woken, self._wake = mp_connection.Pipe(duplex=False)  # see interrupt()
+        # interrupt() writes a byte; a full pipe (nobody polls: a standby server) drops it
+        self._woken, self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def sweep_leftovers(self) -> None:
         """Kill and remove what dead attempts left on this machine (a killed server's)."""
@@ -234,8 +235,9 @@ class LocalExecutor(Executor):
             worker.send(("cancel", (task_run_id, attempt)))
 
     def interrupt(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake.send_bytes(b"")
+        with self._lock, contextlib.suppress(BlockingIOError):  # full: a wake is pending
+            if self._wake >= 0:  # (not closed)
+                os.write(self._wake, b"!")
 
     def fence(self, deadline: float) -> None:
         self._deadline.value = deadline  # shared memory: every worker reads it each 50 ms
@@ -244,10 +246,11 @@ class LocalExecutor(Executor):
         with self._lock:
             by_pipe = {w.events: w for w in self._workers}
         events: list[ExecutorEvent] = []
-        for pipe in mp_connection.wait([self._woken, *by_pipe], timeout):
-            if pipe is self._woken:
-                while self._woken.poll(0):
-                    self._woken.recv_bytes()
+        woken = [self._woken] if self._woken >= 0 else []
+        for pipe in mp_connection.wait([*woken, *by_pipe], timeout):
+            if pipe == self._woken:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._woken, 4096)
                 continue
             worker = by_pipe[pipe]
             read = worker.read()
@@ -311,8 +314,10 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         with self._lock:
             workers = list(self._workers)
-        self._wake.close()
-        self._woken.close()
+            for fd in (self._wake, self._woken):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake = self._woken = -1
         for worker in workers:
             worker.retire()
             if worker.process.pid is not None:

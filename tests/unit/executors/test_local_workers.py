@@ -135,3 +135,13 @@ def test_interrupt_ends_a_waiting_poll_at_once(executor: LocalExecutor) -> None:
     assert executor.poll(timeout=30) == []
     assert time.monotonic() - started < 5
     timer.join()
+
+
+def test_interrupts_nobody_polls_for_never_block_the_caller(executor: LocalExecutor) -> None:
+    """A standby server wakes its executor on every run created but never polls it: the
+    wakes must not fill a pipe and hang the API thread that sends them."""
+    started = time.monotonic()
+    for _ in range(100_000):  # far more than a pipe holds
+        executor.interrupt()
+    assert time.monotonic() - started < 30
+    assert executor.poll(timeout=0.1) == []  # the pending wake is read, nothing else
