@@ -53,8 +53,12 @@ def python_dirs() -> list[str]:
 _PYTHON_PATHS_NEEDED = ("stdlib", "platstdlib", "purelib", "platlib", "scripts")
 
 
+@functools.cache
 def needed_dirs() -> list[Path]:
-    """Host folders (resolved) every sandboxed model needs: system folders and Python's own."""
+    """Host folders (resolved) every sandboxed model needs: system folders and Python's own.
+
+    Asked once per process: the Python installation does not move while it runs, and each
+    sandboxed start asks (resolving them took 3 ms of a 2-core machine's CPU per start)."""
     python = [sys.base_prefix, sys.prefix, sys.exec_prefix, str(Path(sys.executable).parent)]
     python += [p for n, p in sysconfig.get_paths().items() if n in _PYTHON_PATHS_NEEDED]
     found = {Path(d).resolve() for d in (*SYSTEM_DIRS, *python) if Path(d).is_dir()}
@@ -103,17 +107,18 @@ def bwrap_argv(
     # /tmp first: the binds below may lie under /tmp (a venv, a test's working directory).
     cmd += ["--tmpfs", "/tmp"]
     for path in SYSTEM_DIRS:
-        if Path(path).is_symlink():
-            cmd += ["--symlink", str(Path(path).readlink()), path]
-        elif Path(path).is_dir():
+        if os.path.islink(path):
+            cmd += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
     for path in python_dirs():
         cmd += ["--ro-bind", path, path]
+    # Looked for at every start (not once): a secret folder made later is masked too.
     for path in MASKED_FILES:
-        if Path(path).exists():
+        if os.path.exists(path):
             cmd += ["--ro-bind", "/dev/null", path]
     for path in MASKED_DIRS:
-        if Path(path).is_dir():
+        if os.path.isdir(path):
             cmd += ["--tmpfs", path]
     hidden = _existing_hidden_dirs(hidden_dirs)
     for path in hidden:  # before the working directory's bind, which may lie inside one
@@ -169,30 +174,51 @@ def open_to_all(cmd: list[str]) -> list[str]:
     sandbox, so opening them shows nothing of the host. A folder inside a bind is the
     host's own and is left as it is.
     """
-    mounts: dict[Path, bool] = {}  # mount point -> whether it is a bind of a host folder
-    binds: list[Path] = []
+    mounts: dict[str, bool] = {}  # mount point -> whether it is a bind of a host folder
+    binds: list[str] = []
     i = 0
     while i < len(cmd) and cmd[i] != "--":
         if cmd[i] in _BINDS and i + 2 < len(cmd):
-            mounts[Path(cmd[i + 2])] = True
-            binds.append(Path(cmd[i + 2]))
+            mounts[os.path.normpath(cmd[i + 2])] = True
+            binds.append(os.path.normpath(cmd[i + 2]))
             i += 3
             continue
         if cmd[i] == "--tmpfs" and i + 1 < len(cmd):
-            mounts[Path(cmd[i + 1])] = False
+            mounts[os.path.normpath(cmd[i + 1])] = False
         i += 1
 
-    def inside_a_bind(folder: Path) -> bool:
-        holders = [m for m in mounts if m == folder or m in folder.parents]
-        return bool(holders) and mounts[max(holders, key=lambda m: len(m.parts))]
+    def inside_a_bind(folder: str) -> bool:
+        """Whether the innermost mount holding ``folder`` (itself included) is a bind."""
+        while True:
+            if folder in mounts:
+                return mounts[folder]
+            if folder == "/":
+                return False
+            folder = os.path.dirname(folder)
 
-    folders = {p for b in binds for p in b.parents if p != Path("/")}
-    opened = [f for f in sorted(folders) if not inside_a_bind(f)]
-    args = ["--chmod", "1777", str(PRIVATE_TMP)] if mounts.get(PRIVATE_TMP) is False else []
+    folders = {p for b in binds for p in _parents(b)}
+    opened = [f for f in sorted(folders, key=_parts) if not inside_a_bind(f)]
+    tmp = str(PRIVATE_TMP)
+    args = ["--chmod", "1777", tmp] if mounts.get(tmp) is False else []
     for folder in opened:
-        if folder != PRIVATE_TMP:
-            args += ["--chmod", "0755", str(folder)]
+        if folder != tmp:
+            args += ["--chmod", "0755", folder]
     return args
+
+
+def _parents(path: str) -> list[str]:
+    """The folders above the absolute ``path``, ``/`` left out: /a/b/c -> /a/b, /a."""
+    found = []
+    path = os.path.dirname(path)
+    while path != "/":
+        found.append(path)
+        path = os.path.dirname(path)
+    return found
+
+
+def _parts(path: str) -> list[str]:
+    """A sort key ordering paths as :class:`~pathlib.Path` does (by their parts)."""
+    return path.split("/")
 
 
 # --------------------------------------------------------------------------- image as root
