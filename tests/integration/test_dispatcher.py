@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -485,3 +485,86 @@ def test_a_result_without_metrics_has_them_read_from_storage(
     d.handle_events([with_metrics(result(executor.submitted[-1]), {"rows": 3})])
     d.dispatch_once()
     assert world.run(run_id).metrics == {"total": 5, "rows": None}
+
+
+class Commits:
+    """Counts the transactions committed on the dispatcher's database."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.count = 0
+        self.engine = sessions.kw["bind"]
+        event.listen(self.engine, "commit", self._seen)
+
+    def _seen(self, connection: object) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        event.remove(self.engine, "commit", self._seen)
+
+
+@pytest.fixture
+def commits(world: World) -> Iterator[Commits]:
+    counter = Commits(world.sessions)
+    yield counter
+    counter.close()
+
+
+def test_an_attempts_end_its_next_claim_and_its_runs_finish_are_one_commit(
+    world: World, commits: Commits
+) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    commits.count = 0
+    assert d.turn([result(executor.submitted[-1])])  # prep's result
+    assert commits.count == 1
+    assert world.tasks(run_id) == {"prep": ("succeeded", 1), "simulate": ("running", 1),
+                                   "report": ("pending", 0)}  # fmt: skip
+    assert executor.submitted[-1].task == "simulate"
+    d.turn([result(executor.submitted[-1])])
+    commits.count = 0
+    d.turn([result(executor.submitted[-1])])  # report's: the run ends in the same commit
+    assert commits.count == 1
+    assert world.run(run_id).state == "succeeded"
+
+
+def test_a_start_is_written_with_the_attempts_next_decisive_event(
+    world: World, commits: Commits
+) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    order = executor.submitted[-1]
+    commits.count = 0
+    d.turn([ExecutorEvent(order.task_run_id, order.attempt, EventKind.started, {"worker": "w1"})])
+    assert commits.count == 0, "a start was written on its own"
+    d.turn([result(order)])
+    assert commits.count == 1
+    with world.sessions() as db:
+        prep = db.get(TaskRun, order.task_run_id)
+        assert prep is not None
+        assert (prep.state, prep.worker) == ("succeeded", "w1")
+    assert world.tasks(run_id)["simulate"] == ("running", 1)
+
+
+def test_a_start_with_nothing_after_it_is_written_within_the_hold(
+    world: World, commits: Commits
+) -> None:
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    world.new_run()
+    d.dispatch_once()
+    order = executor.submitted[-1]
+    commits.count = 0
+    d.turn([ExecutorEvent(order.task_run_id, order.attempt, EventKind.started, {"worker": "w1"})])
+    assert commits.count == 0
+    d.start_hold = 0.0  # the hold has passed
+    d.turn([])
+    assert commits.count == 1
+    with world.sessions() as db:
+        prep = db.get(TaskRun, order.task_run_id)
+        assert prep is not None
+        assert prep.worker == "w1"
+        assert prep.heartbeat_at is not None

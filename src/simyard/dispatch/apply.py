@@ -51,6 +51,15 @@ class Applied:
     forgotten: list[Attempt] = field(default_factory=list)
     dropped: int = 0  # actions whose rows had moved on
 
+    def then(self, other: Applied) -> Applied:
+        """This, then ``other`` (applied later in the same or a following transaction)."""
+        return Applied(
+            [*self.orders, *other.orders],
+            [*self.stops, *other.stops],
+            [*self.forgotten, *other.forgotten],
+            self.dropped + other.dropped,
+        )
+
 
 def lock_runs_then_tasks(
     db: Session, run_ids: Iterable[int], task_ids: Iterable[int]

@@ -1,10 +1,12 @@
-"""The reconcile loop: read a snapshot, let the policy decide, apply, then tell the executor.
+"""The reconcile loop: record what the executor said, let the policy decide, apply, act.
 
-One loop, in one thread of the one server holding the dispatch lease. Each pass: read
-(a short transaction), :func:`~simyard.dispatch.policy.plan` (pure), read metrics of
-runs about to finish (storage, no transaction), apply (one short, fenced transaction),
-then submit and cancel on the executor (network, no transaction). Executor events go
-the same way through :func:`~simyard.dispatch.policy.after_events`; an event whose
+One loop, in one thread of the one server holding the dispatch lease. Each turn polls
+the executor, then, in one short fenced transaction, records its decisive events
+(:func:`~simyard.dispatch.policy.after_events`) and, when the plan may have changed, reads
+a snapshot, lets :func:`~simyard.dispatch.policy.plan` (pure) decide and applies that
+too: an attempt's end, its run's finish and the next claim are one commit. Executor
+calls (submit, cancel) happen after the commit; metrics come with the results, and the
+rare ones that must be downloaded are read with no transaction open. An event whose
 write failed is kept and applied again, never dropped. A server whose lease ran out
 (a stall, a SIGSTOP) stops every attempt it handed over at once and reports nothing
 of them; the first pass of a new term retries what the previous holder left running.
@@ -16,6 +18,7 @@ import logging
 import math
 import threading
 import time
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +37,7 @@ log = logging.getLogger("simyard.dispatch")
 IDLE_PASS_SECONDS = 1.0
 PROGRESS_WRITE_SECONDS = 0.5
 BEAT_SECONDS = 5.0  # at most this long between two recorded heartbeats of one attempt
+START_HOLD_SECONDS = 0.25  # a start waits this long at most to be written with other events
 RESTART_REASON = "server restarted"
 DECISIVE = (EventKind.started, EventKind.result, EventKind.lost, EventKind.refused)
 # An attempt's end frees a slot, may queue what waited on it and may finish its run.
@@ -73,6 +77,9 @@ class Dispatcher:
         self._handed_over: set[Attempt] = set()  # attempts the executor runs for this term
         self._stop_sent: set[Attempt] = set()
         self._unapplied: list[ExecutorEvent] = []  # decisive events whose write failed
+        self._held: list[tuple[float, ExecutorEvent]] = []  # starts waiting to be written
+        self.start_hold = min(START_HOLD_SECONDS, self.beat_every)
+        self._prefetched: dict[int, dict[str, Any] | None] = {}  # metrics read from storage
         self._progress: dict[int, float] = {}
         self._beats: dict[Attempt, float] = {}  # when each attempt's last word of life was
         self._progress_written = 0.0
@@ -118,6 +125,7 @@ class Dispatcher:
                 self._handed_over.clear()
                 self._stop_sent.clear()
                 self._unapplied.clear()
+                self._held.clear()
                 self._beats.clear()
                 self._orphan_reason = RESTART_REASON
                 self.leading.set()
@@ -164,6 +172,7 @@ class Dispatcher:
             self._handed_over.clear()
             self._stop_sent.clear()
             self._unapplied.clear()
+            self._held.clear()
             self._progress.clear()
 
     def _loop(self) -> None:
@@ -174,14 +183,10 @@ class Dispatcher:
                     self.lose_lease("it ran out (this server stalled)")
                     break
                 events = self.executor.poll(timeout=0.005 if self._dirty.is_set() else 0.01)
-                if events or self._unapplied:
-                    self.handle_events(events)
                 now = time.monotonic()
-                # A pass when the plan may have changed: an attempt ended (handle_events),
-                # a run was created or cancelled (wake), or now and then.
-                if self._dirty.is_set() or now - last_pass > IDLE_PASS_SECONDS:
-                    self._dirty.clear()
-                    self.dispatch_once()
+                # A pass when the plan may have changed: an attempt ended, a run was
+                # created or cancelled (wake), or now and then.
+                if self.turn(events, replan=now - last_pass > IDLE_PASS_SECONDS):
                     last_pass = now
                 if now - self._progress_written > PROGRESS_WRITE_SECONDS:
                     self._write_progress()
@@ -191,39 +196,113 @@ class Dispatcher:
                 log.exception("dispatcher pass failed")
                 time.sleep(0.5)
 
+    def turn(self, events: list[ExecutorEvent], *, replan: bool = False) -> bool:
+        """One turn of the loop: record ``events`` and, when the plan may have changed, run
+        a pass, both in one transaction; whether a pass ran.
+
+        An attempt's end (a result, a loss) and the pass that finishes its run and claims
+        the next task share that transaction; a start is held (at most ``start_hold``)
+        to be written with the next decisive event rather than on its own.
+        """
+        batch = self._batch(events, hold_starts=True)
+        replan = replan or self._dirty.is_set() or any(e.kind in REPLANNED for e in batch)
+        if not batch and not replan:
+            return False
+        if replan:
+            self._dirty.clear()
+        self._settle(batch, replan=replan)
+        return replan
+
     # ------------------------------------------------------------------ one pass
 
     def dispatch_once(self) -> Applied:
         """Queue, skip, cancel, claim, retry and finish, as the policy decides."""
+        return self._settle([], replan=True)
+
+    def handle_events(self, events: list[ExecutorEvent]) -> None:
+        """Record what the executor reported; events of stale attempts are refused.
+
+        Lines go to the live log and progress is batched; the rest is decided by the
+        policy and written in one fenced transaction. When that write fails the
+        decisive events are kept and tried again on the next turn of the loop.
+        """
+        batch = self._batch(events, hold_starts=False)
+        if batch:
+            self._settle(batch, replan=False)
+        if any(e.kind in REPLANNED for e in batch):
+            self._dirty.set()
+
+    def _settle(self, batch: list[ExecutorEvent], *, replan: bool) -> Applied:
+        """Record ``batch`` and (``replan``) run a pass, in one short transaction; then act.
+
+        Executor calls happen after the commit, storage reads before a transaction: a
+        finishing run whose metrics its tasks did not read themselves is left to a
+        second pass, after they were downloaded (:meth:`RunMetrics.of_runs`).
+        """
         if not self.term.valid():
             self.lose_lease("it ran out (this server stalled)")
             return Applied()
-        with self.sessions() as db, db.begin():
-            snapshot = read_snapshot(
-                db,
-                free_slots=self.executor.slots - len(self._handed_over),
-                handed_over=set(self._handed_over),
-                stop_sent=set(self._stop_sent),
-                lost_after=self.lost_after,
-                orphan_reason=self._orphan_reason,
-            )
-        actions = plan(snapshot)
-        if not actions:  # nothing to write: no second transaction, no lease row locked
-            self._orphan_reason = None
-            return Applied()
-        finishing = [a.run_id for a in actions if isinstance(a, FinishRun)]
-        metrics = self.metrics.of_runs(finishing) if finishing else {}
         with self._acting:
+            if not self.leading.is_set():
+                self._unapplied.clear()
+                return Applied()  # a term that ended reports nothing of its attempts
+            unread: list[int] = []
             try:
                 with self.sessions() as db, db.begin():
-                    self.term.fence(db)
-                    applied = apply_actions(db, actions, metrics)
+                    applied = Applied()
+                    if batch:
+                        self.term.fence(db)
+                        tasks, cancels = read_event_tasks(db, {e.task_run_id for e in batch})
+                        applied = apply_actions(db, after_events(batch, tasks, cancels))
+                    if replan:
+                        passed, unread = self._pass(db, applied, fenced=bool(batch))
+                        applied = applied.then(passed)
             except LeaseLost:
                 self.lose_lease("another server holds it")
                 return Applied()
-            self._orphan_reason = None
+            except Exception:
+                if not batch:
+                    raise  # a pass alone: the loop logs it and tries again
+                log.exception("recording executor events failed; they are kept and retried")
+                self._unapplied = [e for e in batch if e.kind in DECISIVE]
+                if replan:
+                    self._dirty.set()
+                return Applied()
+            self._unapplied = []
+            if replan:
+                self._orphan_reason = None
+                self._prefetched.clear()
             self._act(applied)
+        if unread:  # rare: results of workers that did not read their metrics
+            self._prefetched = self.metrics.of_runs(unread)
+            applied = applied.then(self._settle([], replan=True))
         return applied
+
+    def _pass(self, db: Session, recorded: Applied, *, fenced: bool) -> tuple[Applied, list[int]]:
+        """Plan from a snapshot read in ``db`` (after ``recorded``'s writes) and apply it;
+        what was applied, and the runs left unfinished because their metrics are in storage."""
+        ended = set(recorded.forgotten)
+        handed_over = self._handed_over - ended
+        snapshot = read_snapshot(
+            db,
+            free_slots=self.executor.slots - len(handed_over),
+            handed_over=handed_over,
+            stop_sent=self._stop_sent - ended,
+            lost_after=self.lost_after,
+            orphan_reason=self._orphan_reason,
+        )
+        actions = plan(snapshot)
+        if not actions:  # nothing to write: no lease row locked
+            return Applied(), []
+        finishing = [a.run_id for a in actions if isinstance(a, FinishRun)]
+        metrics, unread = self.metrics.read(db, finishing) if finishing else ({}, [])
+        metrics |= {i: self._prefetched[i] for i in unread if i in self._prefetched}
+        unread = [i for i in unread if i not in self._prefetched]
+        if unread:
+            actions = [a for a in actions if not (isinstance(a, FinishRun) and a.run_id in unread)]
+        if not fenced:
+            self.term.fence(db)
+        return apply_actions(db, actions, metrics), unread
 
     def _act(self, applied: Applied) -> None:
         """After the commit: forget ended attempts, stop and submit on the executor."""
@@ -255,12 +334,11 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ events
 
-    def handle_events(self, events: list[ExecutorEvent]) -> None:
-        """Record what the executor reported; events of stale attempts are refused.
+    def _batch(self, events: list[ExecutorEvent], *, hold_starts: bool) -> list[ExecutorEvent]:
+        """Lines to the live log and progress aside; the events to record now.
 
-        Lines go to the live log and progress is batched; the rest is decided by the
-        policy and written in one fenced transaction. When that write fails the
-        decisive events are kept and tried again on the next turn of the loop.
+        ``hold_starts``: a start records only a word of life (the claim made the task
+        run running), so it waits for the next decisive event, at most ``start_hold``.
         """
         lines: dict[Attempt, list[str]] = {}
         for event in events:
@@ -272,29 +350,18 @@ class Dispatcher:
                 self._progress[event.task_run_id] = event.payload["percent"]
         for (task_run_id, attempt), written in lines.items():
             self.live_logs.append(task_run_id, attempt, written)
-        batch = [*self._unapplied, *self._due(events)]
-        if not batch:
-            return  # only lines and progress, of attempts whose heartbeat is recent
-        with self._acting:
-            if not self.leading.is_set() or not self.term.valid():
-                self._unapplied.clear()
-                return  # a term that ended reports nothing of its attempts
-            try:
-                with self.sessions() as db, db.begin():
-                    self.term.fence(db)
-                    tasks, cancels = read_event_tasks(db, {e.task_run_id for e in batch})
-                    applied = apply_actions(db, after_events(batch, tasks, cancels))
-            except LeaseLost:
-                self.lose_lease("another server holds it")
-                return
-            except Exception:
-                log.exception("recording executor events failed; they are kept and retried")
-                self._unapplied = [e for e in batch if e.kind in DECISIVE]
-                return
-            self._unapplied = []
-            self._act(applied)
-        if any(e.kind in REPLANNED for e in batch):
-            self._dirty.set()
+        due = self._due(events)
+        if hold_starts:
+            now = time.monotonic()
+            self._held += [(now, e) for e in due if e.kind is EventKind.started]
+            due = [e for e in due if e.kind is not EventKind.started]
+            if self._held and (due or now - self._held[0][0] >= self.start_hold):
+                due = [e for _, e in self._held] + due
+                self._held = []
+        elif self._held:
+            due = [e for _, e in self._held] + due
+            self._held = []
+        return [*self._unapplied, *due]
 
     def _due(self, events: list[ExecutorEvent]) -> list[ExecutorEvent]:
         """``events`` to record: every decisive one, and a word of life (lines, progress,

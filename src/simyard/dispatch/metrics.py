@@ -1,10 +1,11 @@
 """A finishing run's metrics: as its tasks read them on the worker, from their own files.
 
 The engine reads the metrics a task's outputs or log hold where the files are and
-returns them with its result (``task_runs.metrics``); here they are put together before
-the finishing transaction. Only a run with a task whose result came without them (a
-worker of an older version) has its metrics read from storage as before: downloaded
-while no transaction is open, cached under ``cache``.
+returns them with its result (``task_runs.metrics``); here they are put together inside
+the finishing transaction (:meth:`RunMetrics.read`, no I/O). Only a run with a task whose
+result came without them (a worker of an older version) has its metrics read from
+storage (:meth:`RunMetrics.of_runs`): downloaded while no transaction is open, cached
+under ``cache``.
 """
 
 from __future__ import annotations
@@ -47,31 +48,44 @@ class RunMetrics:
         self.store = store
         self.cache = cache
 
-    def of_runs(self, run_ids: list[int]) -> dict[int, dict[str, Any] | None]:
-        """Metrics per run (None where the manifest declares none); no transaction held
-        while anything is downloaded."""
+    def read(
+        self, db: Session, run_ids: list[int]
+    ) -> tuple[dict[int, dict[str, Any] | None], list[int]]:
+        """In ``db``'s transaction, no I/O: the metrics of the runs whose tasks all read
+        their own (a run whose manifest declares none is left out: it gets None), and the
+        ids of the others, whose metrics must come from storage (:meth:`of_runs`)."""
         metrics: dict[int, dict[str, Any] | None] = {}
+        unread: list[int] = []
+        for run in db.scalars(select(Run).where(Run.id.in_(run_ids)).order_by(Run.id)):
+            manifest = manifest_of(run.model_version)
+            if not manifest.results.metrics:
+                continue
+            rows = db.execute(
+                select(TaskRun.metrics, TaskRun.started_at, TaskRun.reused_from)
+                .where(TaskRun.run_id == run.id)
+                .order_by(TaskRun.position)
+            )
+            by_task: list[dict[str, Any] | None] = []
+            for found, started, reused in rows:
+                never_ran = started is None and reused is None  # skipped, cancelled
+                by_task.append({} if found is None and never_ran else found)
+            values, missing = merged_metrics(manifest, by_task)
+            if missing:
+                unread.append(run.id)
+            else:
+                metrics[run.id] = values
+        return metrics, unread
+
+    def of_runs(self, run_ids: list[int]) -> dict[int, dict[str, Any] | None]:
+        """Metrics per run (None where the manifest declares none), downloading what the
+        tasks did not read themselves; no transaction held while anything is downloaded."""
         wanted: dict[int, tuple[Manifest, dict[str, Any], dict[str, str], dict[str, str]]] = {}
         with self.sessions() as db, db.begin():  # a short read
-            for run in db.scalars(select(Run).where(Run.id.in_(run_ids))):
+            metrics, unread = self.read(db, run_ids)
+            for run in db.scalars(select(Run).where(Run.id.in_(unread))):
                 manifest = manifest_of(run.model_version)
-                if not manifest.results.metrics:
-                    continue
-                rows = db.execute(
-                    select(TaskRun.metrics, TaskRun.started_at, TaskRun.reused_from)
-                    .where(TaskRun.run_id == run.id)
-                    .order_by(TaskRun.position)
-                )
-                by_task: list[dict[str, Any] | None] = []
-                for read, started, reused in rows:
-                    never_ran = started is None and reused is None  # skipped, cancelled
-                    by_task.append({} if read is None and never_ran else read)
-                values, unread = merged_metrics(manifest, by_task)
-                if unread:
-                    sources = self._stored_sources(db, run.id, run.params, manifest)
-                    wanted[run.id] = (manifest, run.params, *sources)
-                else:
-                    metrics[run.id] = values
+                sources = self._stored_sources(db, run.id, run.params, manifest)
+                wanted[run.id] = (manifest, run.params, *sources)
         for run_id, (manifest, params, by_path, by_log) in wanted.items():
             local: dict[str, Path] = {}
             logs_local: dict[str, Path] = {}
