@@ -30,7 +30,7 @@ from simyard.dispatch.policy import (
     SetTaskState,
     StopAttempt,
 )
-from simyard.domain.registry import image_digest_of, manifest_of
+from simyard.domain.registry import image_digest_of, manifest_of, version_of
 from simyard.domain.runs import record_event
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Run, StoredFile, TaskRun, utcnow
@@ -109,7 +109,7 @@ class _Applier:
 
     def manifest(self, run: Run) -> Manifest:
         if run.model_version_id not in self.manifests:
-            self.manifests[run.model_version_id] = manifest_of(run.model_version)
+            self.manifests[run.model_version_id] = manifest_of(version_of(self.db, run))
         return self.manifests[run.model_version_id]
 
     def current(self, task_id: int, attempt: int, expect: TaskRunState) -> TaskRun | None:
@@ -121,16 +121,20 @@ class _Applier:
 
     def run(self, actions: list[Action]) -> Applied:
         task_ids = [i for a in actions for i in _task_ids(a)]
-        run_ids = {a.run_id for a in actions if isinstance(a, SetTaskState | Claim | FinishRun)}
+        run_ids = {
+            a.run_id
+            for a in actions
+            if isinstance(a, SetTaskState | Claim | FinishRun | MarkStarted)
+        }
         run_ids |= {a.change.run_id for a in actions if isinstance(a, RecordResult)}
-        unnamed = [
-            i for a in actions if isinstance(a, Heartbeat | MarkStarted) for i in _task_ids(a)
-        ]
-        if unnamed:  # heartbeats and starts name task runs only: their runs are locked too
-            run_ids |= set(
-                self.db.scalars(select(TaskRun.run_id).where(TaskRun.id.in_(unnamed))).all()
-            )
+        run_ids |= {i for a in actions if isinstance(a, Heartbeat) for i in a.run_ids}
         self.runs, self.tasks = lock_runs_then_tasks(self.db, run_ids, task_ids)
+        with self.db.no_autoflush:  # one flush at the end, not one before every query
+            self._apply_each(actions)
+        self.db.flush()
+        return self.out
+
+    def _apply_each(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, SetTaskState):
                 self.set_task_state(action)
@@ -148,7 +152,6 @@ class _Applier:
                 self.out.stops.append((action.task_id, action.attempt))
             elif isinstance(action, Forget):
                 self.out.forgotten.append((action.task_id, action.attempt))
-        return self.out
 
     # -------------------------------------------------------------- task runs
 
@@ -232,7 +235,7 @@ class _Applier:
         self.out.orders.append(self.work_order(run, task_run))
 
     def work_order(self, run: Run, task_run: TaskRun) -> WorkOrder:
-        version = run.model_version
+        version = version_of(self.db, run)
         image = image_digest_of(version, task_run.name)
         task_run.image_digest = image  # provenance: the image this task run runs in
         manifest = self.manifest(run)

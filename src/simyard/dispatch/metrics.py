@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from simyard.domain.registry import manifest_of
+from simyard.domain.registry import manifest_of, version_of
 from simyard.domain.tables import Run, StoredFile, TaskRun
 from simyard.manifest.results import metric_source, read_metrics
 from simyard.manifest.schema import Manifest
@@ -57,7 +57,7 @@ class RunMetrics:
         metrics: dict[int, dict[str, Any] | None] = {}
         unread: list[int] = []
         for run in db.scalars(select(Run).where(Run.id.in_(run_ids)).order_by(Run.id)):
-            manifest = manifest_of(run.model_version)
+            manifest = manifest_of(version_of(db, run))
             if not manifest.results.metrics:
                 continue
             rows = db.execute(
@@ -83,7 +83,7 @@ class RunMetrics:
         with self.sessions() as db, db.begin():  # a short read
             metrics, unread = self.read(db, run_ids)
             for run in db.scalars(select(Run).where(Run.id.in_(unread))):
-                manifest = manifest_of(run.model_version)
+                manifest = manifest_of(version_of(db, run))
                 sources = self._stored_sources(db, run.id, run.params, manifest)
                 wanted[run.id] = (manifest, run.params, *sources)
         for run_id, (manifest, params, by_path, by_log) in wanted.items():

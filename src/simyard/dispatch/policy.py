@@ -139,6 +139,7 @@ class RecordResult:
 @dataclass(frozen=True)
 class MarkStarted:
     task_id: int
+    run_id: int
     attempt: int
     worker: str | None
 
@@ -146,6 +147,7 @@ class MarkStarted:
 @dataclass(frozen=True)
 class Heartbeat:
     task_ids: frozenset[int]
+    run_ids: frozenset[int]  # theirs: locked first, as every write locks
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,7 @@ def after_events(
     attempt that is not the task run's current running one changes nothing.
     """
     actions: list[Action] = []
-    beats: set[int] = set()
+    beats: dict[int, int] = {}  # task run -> its run
     for event in events:
         task = tasks.get(event.task_run_id)
         current = (
@@ -263,10 +265,11 @@ def after_events(
             actions.append(Forget(event.task_run_id, event.attempt))
         if not current or task is None:
             continue  # a late word from an attempt that is no longer current
-        beats.add(task.id)
+        beats[task.id] = task.run_id
         cancelled = cancel_requested.get(task.run_id, False)
         if event.kind is EventKind.started:
-            actions.append(MarkStarted(task.id, task.attempt, event.payload.get("worker")))
+            worker = event.payload.get("worker")
+            actions.append(MarkStarted(task.id, task.run_id, task.attempt, worker))
         elif event.kind is EventKind.result:
             result: WorkResult = event.payload["result"]
             actions.append(
@@ -280,7 +283,7 @@ def after_events(
             kind = event.payload.get("kind", FailureKind.invalid_input)
             actions.append(after_refused(task, reason, kind))
     if beats:
-        actions.append(Heartbeat(frozenset(beats)))
+        actions.append(Heartbeat(frozenset(beats), frozenset(beats.values())))
     return actions
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session, selectinload
 
 from simyard.dispatch.policy import Attempt, Candidate, RunView, Snapshot, TaskView
-from simyard.domain.registry import manifest_of
+from simyard.domain.registry import hold_version, manifest_of
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import ModelVersion, Run, TaskRun, User, utcnow
 from simyard.manifest.schema import Manifest
@@ -82,19 +82,17 @@ def read_snapshot(
 ) -> Snapshot:
     """The snapshot one pass plans from."""
     now = utcnow()
-    # Three narrow queries rather than one OR, so each uses an index: a queued run needs
-    # a pass only when asked to stop, or when a rerun made all it has left cached.
-    ids = set(db.scalars(select(Run.id).where(Run.state == RunState.running)))
-    ids |= set(
+    # A union of three narrow queries rather than one OR, so each uses an index: a queued
+    # run needs a pass only when asked to stop, or when a rerun made all it has left cached.
+    ids = set(
         db.scalars(
-            select(Run.id).where(Run.state == RunState.queued, Run.cancel_requested.is_(True))
-        )
-    )
-    ids |= set(
-        db.scalars(
-            select(TaskRun.run_id)
-            .join(Run, Run.id == TaskRun.run_id)
-            .where(TaskRun.state == TaskRunState.cached, Run.state == RunState.queued)
+            union(
+                select(Run.id).where(Run.state == RunState.running),
+                select(Run.id).where(Run.state == RunState.queued, Run.cancel_requested.is_(True)),
+                select(TaskRun.run_id)
+                .join(Run, Run.id == TaskRun.run_id)
+                .where(TaskRun.state == TaskRunState.cached, Run.state == RunState.queued),
+            )
         )
     )
     runs = (
@@ -154,7 +152,7 @@ def read_event_tasks(
         retries = 0
         if task_run.state == TaskRunState.running:
             if version.id not in manifests:
-                manifests[version.id] = manifest_of(version)
+                manifests[version.id] = manifest_of(hold_version(db, version))
             task = manifests[version.id].tasks.get(task_run.name)
             retries = task.retries if task is not None else 0
         tasks[task_run.id] = task_view(task_run, now, retries)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from simyard.domain.tables import ModelVersion, User
+from simyard.domain.tables import ModelVersion, Run, User
 from simyard.engine.bundles import make_bundle, stored_model_dir
 from simyard.errors import ManifestError, Problem, SimyardError
 from simyard.images.reference import parse_image_ref
@@ -182,6 +182,25 @@ def manifest_of(version: ModelVersion) -> Manifest:
         while len(_parsed) > MANIFESTS_KEPT:
             _parsed.popitem(last=False)
     return manifest
+
+
+def version_of(db: Session, run: Run) -> ModelVersion:
+    """``run``'s model version, loaded at most once per session: the session holds it
+    (its identity map alone keeps objects weakly, so each lazy load of another run's
+    ``model_version`` could read the row again)."""
+    version = _held(db).get(run.model_version_id)
+    return version if version is not None else hold_version(db, run.model_version)
+
+
+def hold_version(db: Session, version: ModelVersion) -> ModelVersion:
+    """Keep ``version`` (just read) for :func:`version_of` for the session's life."""
+    _held(db)[version.id] = version
+    return version
+
+
+def _held(db: Session) -> dict[int, ModelVersion]:
+    held: dict[int, ModelVersion] = db.info.setdefault("model_versions", {})
+    return held
 
 
 def model_dir_of(version: ModelVersion, *, store: Store, cache_root: Path) -> Path:
