@@ -488,18 +488,24 @@ def test_a_result_without_metrics_has_them_read_from_storage(
 
 
 class Commits:
-    """Counts the transactions committed on the dispatcher's database."""
+    """Counts the transactions committed, and the statements run, on the database."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.count = 0
+        self.statements = 0
         self.engine = sessions.kw["bind"]
-        event.listen(self.engine, "commit", self._seen)
+        event.listen(self.engine, "commit", self._committed)
+        event.listen(self.engine, "before_cursor_execute", self._executed)
 
-    def _seen(self, connection: object) -> None:
+    def _committed(self, connection: object) -> None:
         self.count += 1
 
+    def _executed(self, *args: object) -> None:
+        self.statements += 1
+
     def close(self) -> None:
-        event.remove(self.engine, "commit", self._seen)
+        event.remove(self.engine, "commit", self._committed)
+        event.remove(self.engine, "before_cursor_execute", self._executed)
 
 
 @pytest.fixture
@@ -568,3 +574,36 @@ def test_a_start_with_nothing_after_it_is_written_within_the_hold(
         assert prep is not None
         assert prep.worker == "w1"
         assert prep.heartbeat_at is not None
+
+
+ONE_TASK = """\
+simyard: 1
+name: one
+version: "1"
+tasks:
+  run: {command: [python3, -c, "1"]}
+"""
+
+
+def test_a_run_costs_the_dispatcher_one_commit_and_a_bounded_number_of_statements(
+    sessions: sessionmaker[Session], tmp_path: Path, make_model: MakeModel
+) -> None:
+    """Claimed, started and ended, one single-task run after another: each costs one
+    commit and (today) 25 statements; the bound leaves room, not the 42 of before."""
+    world = World(sessions, tmp_path, make_model(ONE_TASK, {}))
+    executor = ScriptedExecutor(slots=1)
+    d = world.dispatcher(executor)
+    runs = [world.new_run() for _ in range(6)]
+    d.dispatch_once()  # the first claim
+    counter = Commits(world.sessions)
+    try:
+        for _ in runs:
+            order = executor.submitted[-1]
+            key = (order.task_run_id, order.attempt)
+            d.turn([ExecutorEvent(*key, EventKind.started, {"worker": "w1"})])
+            d.turn([result(order)])  # its end, its run's finish and the next claim
+    finally:
+        counter.close()
+    assert [world.run(r).state for r in runs] == ["succeeded"] * len(runs)
+    assert counter.count == len(runs)
+    assert counter.statements / len(runs) <= 30
