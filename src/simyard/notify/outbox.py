@@ -26,19 +26,25 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Select, and_, insert, not_, or_, select, update
+from sqlalchemy.orm import Session, joinedload, load_only, selectinload, sessionmaker
 
 from simyard.domain.sweeps import close_if_done
 from simyard.domain.tables import (
     Delivery,
     Event,
+    ModelVersion,
     NotificationSettings,
     Run,
     StoredFile,
     Sweep,
+    TaskRun,
+    User,
     utcnow,
 )
 from simyard.notify.base import Message, Notifier, NotifyError
@@ -51,6 +57,14 @@ from simyard.notify.webhook import WebhookNotifier
 log = logging.getLogger("simyard.notify")
 
 FINAL_KINDS = {"run.succeeded", "run.failed", "run.timed_out", "run.cancelled"}
+RUN_ENDED = and_(Event.kind.in_(sorted(FINAL_KINDS)), Event.run_id.is_not(None))
+# What a run's message and the decision to send it read of the run (notes and the
+# parameter file, which may be large, are not needed).
+MESSAGE_COLUMNS = (
+    Run.user_id, Run.model_version_id, Run.state, Run.params, Run.started_at, Run.finished_at,
+    Run.error_kind, Run.error_task, Run.error_summary, Run.metrics, Run.notify, Run.sweep_id,
+    Run.name, Run.tags, Run.warnings,
+)  # fmt: skip
 SWEEP_FINISHED = "sweep.finished"
 DEFAULT_OUTCOMES = ["succeeded", "failed", "timed_out", "cancelled"]
 MAX_ATTEMPTS = 30
@@ -97,14 +111,34 @@ class OutboxConfig:
 
 @dataclass(frozen=True)
 class Composed:
-    """A message, its recipient, and what decides whether they want it."""
+    """A message's recipient, what decides whether they want it, and how to write it
+    (written only when wanted: the text, the HTML and the webhook's payload)."""
 
-    message: Message
+    write: Callable[[], Message]
     user_id: int
     email: str
     run_id: int | None
     notify: bool | None  # the run's (or sweep's) own choice; None: the owner's outcomes
     states: set[str]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What one fan-out pass read for all its runs at once."""
+
+    runs: dict[int, Run]  # run id -> the run, with what its message tells
+    outputs: dict[int, list[StoredFile]]  # run id -> its outputs, by path
+    prefs: dict[int, NotificationSettings | None]  # user id -> their settings (None: none)
+
+
+def outputs_of(run_ids: list[int]) -> Select[StoredFile]:
+    """The outputs of these runs, each run's by path, with what a message shows of them."""
+    return (
+        select(StoredFile)
+        .options(load_only(StoredFile.run_id, StoredFile.path, StoredFile.size, StoredFile.sha256))
+        .where(StoredFile.run_id.in_(run_ids), StoredFile.kind == "output")
+        .order_by(StoredFile.run_id, StoredFile.path)
+    )
 
 
 def default_sender() -> str:
@@ -177,70 +211,127 @@ class Outbox:
 
     def fan_out(self) -> int:
         """Turn unhandled final events into deliveries; how many deliveries were made."""
-        made = 0
         with self.sessions() as db, db.begin():
+            # Only a run's end is told: every other event is marked handled in one statement.
+            db.execute(
+                update(Event)
+                .where(Event.fanned_out.is_(False), not_(RUN_ENDED))
+                .values(fanned_out=True)
+                .execution_options(synchronize_session=False)
+            )
             events = list(
                 db.scalars(
-                    select(Event).where(Event.fanned_out.is_(False)).order_by(Event.id).limit(200)
+                    select(Event)
+                    .options(load_only(Event.id, Event.run_id, Event.kind))
+                    .where(Event.fanned_out.is_(False), RUN_ENDED)
+                    .order_by(Event.id)
+                    .limit(200)
                 )
             )
-            for event in events:
-                event.fanned_out = True
-                if event.kind in FINAL_KINDS and event.run_id is not None:
-                    made += self._run_ended(db, event)
-        return made
+            if not events:
+                return 0
+            db.execute(
+                update(Event)
+                .where(Event.id.in_([event.id for event in events]))
+                .values(fanned_out=True)
+                .execution_options(synchronize_session=False)
+            )
+            loaded = self._load_ended(db, [event.run_id for event in events if event.run_id])
+            rows = [row for event in events for row in self._run_ended(db, event, loaded)]
+            if rows:
+                db.execute(insert(Delivery), rows)  # one statement: no ids to read back
+        return len(rows)
 
-    def _run_ended(self, db: Session, event: Event) -> int:
+    def _load_ended(self, db: Session, run_ids: list[int]) -> Loaded:
+        """The runs of a pass's events with what their messages tell (one statement for
+        each kind of row rather than several for each run), and their owners' settings."""
+        runs = {
+            run.id: run
+            for run in db.scalars(
+                select(Run)
+                .where(Run.id.in_(run_ids))
+                .options(
+                    load_only(*MESSAGE_COLUMNS),
+                    joinedload(Run.model_version).load_only(
+                        ModelVersion.name, ModelVersion.version
+                    ),
+                    joinedload(Run.user).load_only(User.email),
+                    selectinload(Run.task_runs).load_only(TaskRun.name, TaskRun.warnings),
+                )
+            )
+        }
+        outputs: dict[int, list[StoredFile]] = {run_id: [] for run_id in run_ids}
+        for stored in db.scalars(outputs_of(run_ids)):
+            outputs[stored.run_id].append(stored)
+        user_ids = {run.user_id for run in runs.values()}
+        prefs: dict[int, NotificationSettings | None] = dict.fromkeys(user_ids)
+        for found in db.scalars(
+            select(NotificationSettings).where(NotificationSettings.user_id.in_(user_ids))
+        ):
+            prefs[found.user_id] = found
+        return Loaded(runs, outputs, prefs)
+
+    def _run_ended(self, db: Session, event: Event, loaded: Loaded) -> list[dict[str, Any]]:
         """Deliveries for a run's end; for a run of a sweep, only the sweep's summary once
         its last run has ended."""
-        run = db.get(Run, event.run_id)
+        run = loaded.runs.get(event.run_id or 0)
         if run is None:
-            return 0
+            return []
         if run.sweep_id is None:
-            return self._deliveries_for(db, event)
+            return self._deliveries_for(db, event, loaded)
         if not close_if_done(db, run.sweep_id):
-            return 0
+            return []
         summary = Event(
             run_id=None, kind=SWEEP_FINISHED, payload={"sweep_id": run.sweep_id}, fanned_out=True
         )
         db.add(summary)
         db.flush()
-        return self._deliveries_for(db, summary)
+        return self._deliveries_for(db, summary, loaded)
 
-    def _compose(self, db: Session, event: Event) -> Composed | None:
+    def _compose(self, db: Session, event: Event, loaded: Loaded | None = None) -> Composed | None:
         """What to say about ``event`` and to whom; None when it is about nothing left."""
+        base_url = self.config.base_url
         if event.kind == SWEEP_FINISHED:
             sweep = db.get(Sweep, event.payload.get("sweep_id"))
             if sweep is None:
                 return None
-            message = sweep_message(sweep, base_url=self.config.base_url, event_id=event.id)
+            write = partial(sweep_message, sweep, base_url=base_url, event_id=event.id)
             states = {run.state for run in sweep.runs}
-            return Composed(message, sweep.user_id, sweep.user.email, None, sweep.notify, states)
-        run = db.get(Run, event.run_id) if event.run_id is not None else None
+            return Composed(write, sweep.user_id, sweep.user.email, None, sweep.notify, states)
+        if loaded is not None:
+            run = loaded.runs.get(event.run_id or 0)
+        else:
+            run = db.get(Run, event.run_id) if event.run_id is not None else None
         if run is None:
             return None
-        outputs = list(
-            db.scalars(
-                select(StoredFile)
-                .where(StoredFile.run_id == run.id, StoredFile.kind == "output")
-                .order_by(StoredFile.path)
-            )
-        )
-        message = run_message(run, outputs, base_url=self.config.base_url, event_id=event.id)
-        return Composed(message, run.user_id, run.user.email, run.id, run.notify, {run.state})
+        outputs = loaded.outputs.get(run.id) if loaded is not None else None
+        write = partial(self._run_message, db, run, outputs, event.id)
+        return Composed(write, run.user_id, run.user.email, run.id, run.notify, {run.state})
 
-    def _deliveries_for(self, db: Session, event: Event) -> int:
-        composed = self._compose(db, event)
+    def _run_message(
+        self, db: Session, run: Run, outputs: list[StoredFile] | None, event_id: int
+    ) -> Message:
+        """The message about ``run``; its outputs read now unless given."""
+        if outputs is None:
+            outputs = list(db.scalars(outputs_of([run.id])))
+        return run_message(run, outputs, base_url=self.config.base_url, event_id=event_id)
+
+    def _deliveries_for(self, db: Session, event: Event, loaded: Loaded) -> list[dict[str, Any]]:
+        """The deliveries' rows for ``event``: one for each channel its recipient wants."""
+        composed = self._compose(db, event, loaded)
         if composed is None:
-            return 0
-        prefs = db.get(NotificationSettings, composed.user_id)
+            return []
+        if composed.user_id in loaded.prefs:
+            prefs = loaded.prefs[composed.user_id]
+        else:
+            prefs = db.get(NotificationSettings, composed.user_id)
         outcomes = (prefs.outcomes if prefs and prefs.outcomes else None) or DEFAULT_OUTCOMES
         wanted = (
             bool(composed.states & set(outcomes)) if composed.notify is None else composed.notify
         )
         if not wanted:
-            return 0
-        message = composed.message
+            return []
+        message = composed.write()
         targets: list[tuple[str, str]] = []
         if prefs is None or prefs.email:
             targets.append(("email" if "email" in self.notifiers else "outbox", composed.email))
@@ -248,21 +339,21 @@ class Outbox:
             targets.append(("webhook", prefs.webhook_url))
         if prefs is not None:
             targets += [("apprise", url) for url in prefs.apprise_urls or []]
-        for channel, target in targets:
-            db.add(
-                Delivery(
-                    event_id=event.id, run_id=composed.run_id, user_id=composed.user_id,
-                    channel=channel, target=target, subject=message.subject,
-                    body_text=message.text, body_html=message.html,
-                    state="pending" if channel != "outbox" else "sent",
-                    sent_at=utcnow() if channel == "outbox" else None, attempts=0,
-                    next_attempt_at=utcnow(), last_error=None,
-                )
-            )  # fmt: skip
+        rows = [
+            dict(
+                event_id=event.id, run_id=composed.run_id, user_id=composed.user_id,
+                channel=channel, target=target, subject=message.subject,
+                body_text=message.text, body_html=message.html,
+                state="pending" if channel != "outbox" else "sent",
+                sent_at=utcnow() if channel == "outbox" else None, attempts=0,
+                next_attempt_at=utcnow(), last_error=None,
+            )
+            for channel, target in targets
+        ]  # fmt: skip
         if len(self._events) > 1000:
             self._events.clear()
         self._events[event.id] = message.event
-        return len(targets)
+        return rows
 
     # ------------------------------------------------------------------ delivery
 
@@ -383,8 +474,9 @@ class Outbox:
         composed = self._compose(db, event) if event is not None else None
         if composed is None:
             return {}
-        self._events[event_id] = composed.message.event
-        return composed.message.event
+        payload = composed.write().event
+        self._events[event_id] = payload
+        return payload
 
     def _record(self, delivery_id: int, error: str | None) -> None:
         with self.sessions() as db, db.begin():
