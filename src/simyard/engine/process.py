@@ -28,6 +28,7 @@ from simyard.engine.limits import (
     apply_rlimits,
     die_with_parent,
     folder_size,
+    launcher_argv,
     unique_group_name,
 )
 from simyard.engine.logcapture import LogCapture
@@ -154,6 +155,12 @@ def _run(
         die_with_parent()
         apply_rlimits(spec.limits, own_uid=lease is not None)
 
+    # In a sandbox the launcher does in_child's work (bubblewrap dies with its parent):
+    # with nothing to run between fork and exec, the child is started by vfork.
+    launcher = launcher_argv(group, spec.limits, own_uid=lease is not None) if spec.bwrap else None
+    if launcher is not None:
+        argv = [*launcher, *argv]
+
     started = time.monotonic()
     try:
         stdin = _open_stdin(spec.stdin, spec.workdir) if spec.stdin is not None else None
@@ -176,7 +183,7 @@ def _run(
             stdout=into,
             stderr=into,
             start_new_session=True,
-            preexec_fn=in_child,
+            preexec_fn=in_child if launcher is None else None,
             close_fds=True,
             pass_fds=() if status_write is None else (status_write,),
         )
