@@ -304,21 +304,26 @@ def killed_mid_run_then_restarted(server: Server, toy: Path) -> list[int]:
         "run", "toy", "-p", "days=50", "-p", "pace=0.1", "-i", f"forcing={toy}", "--json"
     )
     run_id = json.loads(started.stdout)["id"]
-    queued = [
-        json.loads(
-            server.cli(
-                "run", "toy", "-p", "days=5", "-p", "pace=0.5", "-i", f"forcing={toy}", "--json"
-            ).stdout
-        )["id"]
-        for _ in range(3)
-    ]
-    deadline = time.monotonic() + 60
     with server.http() as api:
+        # Over HTTP, not three more CLI starts: on a loaded machine those took as long as
+        # the first run's simulate, which then ended before the kill.
+        queued = []
+        for _ in range(3):
+            answer = api.post(
+                "/runs",
+                data={"model": "toy", "params": json.dumps({"days": 5, "pace": 0.5})},
+                files={"inputs.forcing": ("forcing.csv", toy.read_bytes())},
+            )
+            assert answer.status_code == 201, answer.text
+            queued.append(answer.json()["id"])
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             tasks = {t["name"]: t for t in api.get(f"/runs/{run_id}").json()["tasks"]}
             if tasks["simulate"]["state"] == "running" and model_processes(server):
                 break
             time.sleep(0.05)
+        else:
+            pytest.fail(f"the first run's simulate was not seen running: {tasks['simulate']}")
     server.stop(signal.SIGKILL)
     deadline = time.monotonic() + 30
     while model_processes(server) and time.monotonic() < deadline:
