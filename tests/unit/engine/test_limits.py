@@ -265,3 +265,38 @@ def test_leasing_a_uid_kills_what_a_crashed_run_left(tmp_path: Path) -> None:
     time.sleep(0.2)
     with UidLease.acquire(ModelUsers(first=uid, count=1, lock_dir=tmp_path)):
         assert leftover.wait(timeout=5) == -9
+
+
+SHOW_LIMITS = """\
+import re
+limits = open("/proc/self/limits").read()
+for name in ("Max core file size", "Max file size", "Max address space"):
+    print(name, re.search(name + r" +(\\S+) +(\\S+)", limits).groups())
+"""
+
+
+@pytest.mark.sandbox
+@pytest.mark.skipif(not find_bwrap(), reason="needs bubblewrap")
+def test_a_sandboxed_model_gets_its_limits_and_group_without_a_fork_of_the_engine(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started by vfork (no code between fork and exec: a fork copies the engine's page
+    tables), the sandboxed model still runs with its limits (its group: the fork bombs)."""
+    calls: list[dict[str, Any]] = []
+    real = subprocess.Popen
+
+    class Spy(real):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            calls.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", Spy)
+    extra = "    resources: {file_size: 5MiB, memory: 1GiB}\n"
+    result = run(SHOW_LIMITS, extra=extra, sandbox="auto")
+    assert result.failure is None, result.log_path.read_text()
+    log = result.log_path.read_text()
+    assert "Max core file size ('0', '0')" in log
+    assert f"Max file size ('{5 * 2**20}', '{5 * 2**20}')" in log
+    assert f"Max address space ('{4 * 2**30}', '{4 * 2**30}')" in log  # 4x: a backstop
+    assert calls, "the model was not started through subprocess.Popen"
+    assert all(c.get("preexec_fn") is None for c in calls)
