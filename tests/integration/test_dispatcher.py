@@ -607,3 +607,34 @@ def test_a_run_costs_the_dispatcher_one_commit_and_a_bounded_number_of_statement
     assert [world.run(r).state for r in runs] == ["succeeded"] * len(runs)
     assert counter.count == len(runs)
     assert counter.statements / len(runs) <= 30
+
+
+def test_a_run_created_while_every_slot_is_taken_waits_for_the_next_end_not_a_pass(
+    sessions: sessionmaker[Session], tmp_path: Path, make_model: MakeModel
+) -> None:
+    world = World(sessions, tmp_path, make_model(ONE_TASK, {}))
+    executor = ScriptedExecutor(slots=1)
+    d = world.dispatcher(executor)
+    first = world.new_run()
+    d.wake(created=True)
+    assert d.turn([])  # a free slot: the pass claims it at once
+    assert world.tasks(first)["run"] == ("running", 1)
+    second = world.new_run()
+    d.wake(created=True)
+    counter = Commits(world.sessions)
+    try:
+        assert not d.turn([]), "a pass ran that could claim nothing"
+        assert counter.statements == 0
+    finally:
+        counter.close()
+    d.turn([result(executor.submitted[-1])])  # the first run's end frees the slot
+    assert world.run(first).state == "succeeded"
+    assert world.tasks(second)["run"] == ("running", 1)
+    cancelled = world.new_run()
+    with world.sessions() as db, db.begin():
+        run = db.get(Run, cancelled)
+        assert run is not None
+        cancel_run(db=db, run=run)
+    d.wake()  # a cancel is decided at once, slots taken or not
+    assert d.turn([])
+    assert world.run(cancelled).state == "cancelled"

@@ -87,7 +87,7 @@ async def submit_request(
     )
     submitted = await run_in_threadpool(submission, user_id=user_id, create=create)
     if submitted.id is not None:
-        platform.dispatcher.wake()
+        platform.dispatcher.wake(created=True)
     return submitted
 
 

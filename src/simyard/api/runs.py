@@ -187,5 +187,5 @@ def rerun(
         return problems_response(exc.problems)
     new_id = run_service.rerun(db=db, run=run, user=user, from_failed=from_failed).id
     db.commit()
-    platform.dispatcher.wake()
+    platform.dispatcher.wake(created=True)
     return run_out(run_service.get_run(db=db, run_id=new_id, user=user), [])

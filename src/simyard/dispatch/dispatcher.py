@@ -70,7 +70,8 @@ class Dispatcher:
         )
         self.leading = threading.Event()
         self._stop = threading.Event()
-        self._dirty = threading.Event()
+        self._dirty = threading.Event()  # a pass is due
+        self._created = threading.Event()  # a run was added: a pass is due once a slot is free
         self._acting = threading.RLock()  # a pass's apply + executor calls vs. losing the lease
         self._thread: threading.Thread | None = None
         self._lease_thread: threading.Thread | None = None
@@ -111,9 +112,18 @@ class Dispatcher:
                 log.exception("could not give the dispatch lease up")
         self.executor.close()
 
-    def wake(self) -> None:
-        """Something changed in the database (a run was created or cancelled)."""
-        self._dirty.set()
+    def wake(self, *, created: bool = False) -> None:
+        """Something changed in the database: a run was cancelled, or (``created``) added.
+
+        A new run needs a pass only while a slot is free: with every slot taken, the pass
+        that follows the next attempt's end claims it (a hundred runs submitted at once
+        cost a hundred passes that could claim nothing)."""
+        if created:
+            self._created.set()
+            if self.executor.slots - len(self._handed_over) <= 0:
+                return
+        else:
+            self._dirty.set()
         self.executor.interrupt()  # a new run is claimed now, not at the poll's timeout
 
     def take_lease(self) -> bool:
@@ -205,11 +215,15 @@ class Dispatcher:
         to be written with the next decisive event rather than on its own.
         """
         batch = self._batch(events, hold_starts=True)
-        replan = replan or self._dirty.is_set() or any(e.kind in REPLANNED for e in batch)
+        claimable = self._created.is_set() and self.executor.slots > len(self._handed_over)
+        replan = (
+            replan or claimable or self._dirty.is_set() or any(e.kind in REPLANNED for e in batch)
+        )
         if not batch and not replan:
             return False
         if replan:
             self._dirty.clear()
+            self._created.clear()
         self._settle(batch, replan=replan)
         return replan
 
