@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, joinedload, selectinload
 
 from simyard import taskgraph
 from simyard.domain.access import Action, readable_runs, require, run_standing
@@ -288,7 +288,9 @@ def get_run(*, db: Session, run_id: int, user: User, action: Action = Action.rea
     run = db.scalar(
         select(Run)
         .where(Run.id == run_id)
-        .options(selectinload(Run.task_runs), selectinload(Run.model_version))
+        .options(
+            joinedload(Run.model_version), joinedload(Run.user), selectinload(Run.task_runs)
+        )  # one statement for the run, its model and owner; one for its task runs
     )
     missing = RunNotFound(f"run {run_id} not found")
     if run is None:
@@ -312,7 +314,13 @@ def list_runs(
     ``shared``: instead, the runs others shared with the user (directly, with everyone,
     through a sweep or a project); ``project``: the project's runs (the caller checked
     that the user may read them)."""
-    query = select(Run).options(selectinload(Run.model_version), selectinload(Run.task_runs))
+    query = select(Run).options(
+        defer(Run.parameter_file, raiseload=True),  # no list shows it, and it may be large
+        selectinload(Run.model_version),
+        selectinload(Run.user),
+        selectinload(Run.project),
+        selectinload(Run.task_runs),
+    )  # one statement for each: the answer shows each run's model, owner, project, tasks
     if project is not None:
         query = query.where(Run.project_id == project.id)
     elif shared:

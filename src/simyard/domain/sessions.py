@@ -13,7 +13,7 @@ import hashlib
 import secrets
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from simyard.domain.tables import BrowserSession, User, aware, utcnow
 
@@ -45,7 +45,11 @@ def open_session(*, db: Session, user: User, max_age: dt.timedelta, client: str 
 def session_for(*, db: Session, secret: str, idle: dt.timedelta) -> BrowserSession | None:
     """The live session with this secret id (its user enabled), or None; an expired one is
     removed on sight."""
-    found = db.scalar(select(BrowserSession).where(BrowserSession.id_hash == _hash(secret)))
+    found = db.scalar(
+        select(BrowserSession)
+        .options(joinedload(BrowserSession.user))  # every caller reads the user
+        .where(BrowserSession.id_hash == _hash(secret))
+    )
     if found is None:
         return None
     now = utcnow()

@@ -10,7 +10,7 @@ import secrets
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from simyard.domain.sessions import end_user_sessions
 from simyard.domain.tables import ApiToken, User, aware, utcnow
@@ -112,7 +112,11 @@ def create_token(
 
 def token_for(*, db: Session, token: str) -> ApiToken | None:
     """The live token row (not expired, its user enabled), noting when it was last used."""
-    row = db.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(token)))
+    row = db.scalar(
+        select(ApiToken)
+        .options(joinedload(ApiToken.user))  # every caller reads the user
+        .where(ApiToken.token_hash == _token_hash(token))
+    )
     if row is None or row.user.disabled:
         return None
     now = utcnow()

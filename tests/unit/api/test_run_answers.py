@@ -1,0 +1,98 @@
+"""The runs API's answers as the routers shape them, and the statements they cost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from simyard.api.schemas import run_out
+from simyard.db.session import make_engine, session_factory, upgrade_schema
+from simyard.domain import runs as run_service
+from simyard.domain.states import RunState
+from simyard.domain.tables import ModelVersion, Run, TaskRun, User
+from simyard.domain.users import create_token, token_for
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> sessionmaker[Session]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade_schema(engine)
+    return session_factory(engine)
+
+
+@contextmanager
+def counted(sessions: sessionmaker[Session]) -> Iterator[list[str]]:
+    """The statements sent to the database meanwhile."""
+    sent: list[str] = []
+    engine = sessions.kw["bind"]
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def runs_of(sessions: sessionmaker[Session], owners: list[str]) -> dict[str, str]:
+    """One run of two tasks for each owner, each owner with a token; owner -> token."""
+    tokens = {}
+    with sessions() as db, db.begin():
+        version = ModelVersion(name="toy", version="1", content_hash="0" * 64, manifest={},
+                               bundle_key="b", bundle_size=1)  # fmt: skip
+        db.add(version)
+        for name in owners:
+            user = User(name=name, email=f"{name}@example.org", is_admin=name == "admin")
+            db.add(user)
+            db.flush()
+            tokens[name] = create_token(db=db, user=user)
+            run = Run(user_id=user.id, model_version_id=version.id, params={"days": 2},
+                      state=RunState.running, cancel_requested=False)  # fmt: skip
+            db.add(run)
+            db.flush()
+            db.add_all([TaskRun(run_id=run.id, name=task, position=i, needs=[], state="running")
+                        for i, task in enumerate(("prep", "model"))])  # fmt: skip
+    return tokens
+
+
+def test_one_runs_answer_reads_its_caller_once_and_the_run_with_owner_and_model_at_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    tokens = runs_of(sessions, ["ana"])
+    with sessions() as db, db.begin():
+        token_for(db=db, token=tokens["ana"])  # its use noted: the next lookup only reads
+    with counted(sessions) as sent, sessions() as db:
+        row = token_for(db=db, token=tokens["ana"])
+        assert row is not None
+        user = row.user
+        shaped = run_out(run_service.get_run(db=db, run_id=1, user=user), [])
+    assert (shaped.owner, shaped.model, shaped.version) == ("ana", "toy", "1")
+    assert [t.name for t in shaped.tasks] == ["prep", "model"]
+    # BEGIN; the token with its user; the run with its model and owner; its task runs.
+    assert len(sent) == 4, "\n".join(sent)
+
+
+def test_the_runs_list_reads_each_kind_of_row_once_however_many_owners(
+    sessions: sessionmaker[Session],
+) -> None:
+    owners = ["admin", "ana", "ben", "cy", "dee"]
+    runs_of(sessions, owners)
+    with sessions() as db:
+        admin = db.get(User, 1)
+        assert admin is not None
+        with counted(sessions) as sent:
+            shaped = [run_out(run, []) for run in run_service.list_runs(db=db, user=admin)]
+    assert [(r.id, r.owner, r.model) for r in shaped] == [
+        (5 - i, name, "toy") for i, name in enumerate(reversed(owners))
+    ]
+    assert all(len(r.tasks) == 2 and r.project is None for r in shaped)
+    # The runs; their models; their owners; their task runs (no project: none read).
+    assert len(sent) == 4, "\n".join(sent)
