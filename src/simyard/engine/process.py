@@ -155,8 +155,8 @@ def _run(
         die_with_parent()
         apply_rlimits(spec.limits, own_uid=lease is not None)
 
-    # In a sandbox the launcher does in_child's work (bubblewrap dies with its parent):
-    # with nothing to run between fork and exec, the child is started by vfork.
+    # In a sandbox a launcher does in_child's work: with nothing to run between fork and
+    # exec, the child is started by vfork.
     launcher = launcher_argv(group, spec.limits, own_uid=lease is not None) if spec.bwrap else None
     if launcher is not None:
         argv = [*launcher, *argv]
