@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +24,7 @@ from simyard.executors.base import EventKind, Executor, ExecutorEvent
 from simyard.manifest.runinput import validate_run_input
 from simyard.storage.file import FileStore
 from tests.conftest import MakeModel
+from tests.sqlcount import counted
 
 MODEL = """\
 simyard: 1
@@ -487,67 +488,41 @@ def test_a_result_without_metrics_has_them_read_from_storage(
     assert world.run(run_id).metrics == {"total": 5, "rows": None}
 
 
-class Commits:
-    """Counts the transactions committed, and the statements run, on the database."""
-
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self.count = 0
-        self.statements = 0
-        self.engine = sessions.kw["bind"]
-        event.listen(self.engine, "commit", self._committed)
-        event.listen(self.engine, "before_cursor_execute", self._executed)
-
-    def _committed(self, connection: object) -> None:
-        self.count += 1
-
-    def _executed(self, *args: object) -> None:
-        self.statements += 1
-
-    def close(self) -> None:
-        event.remove(self.engine, "commit", self._committed)
-        event.remove(self.engine, "before_cursor_execute", self._executed)
-
-
-@pytest.fixture
-def commits(world: World) -> Iterator[Commits]:
-    counter = Commits(world.sessions)
-    yield counter
-    counter.close()
-
-
 def test_an_attempts_end_its_next_claim_and_its_runs_finish_are_one_commit(
-    world: World, commits: Commits
+    world: World,
 ) -> None:
     executor = ScriptedExecutor()
     d = world.dispatcher(executor)
     run_id = world.new_run()
     d.dispatch_once()
-    commits.count = 0
-    assert d.turn([result(executor.submitted[-1])])  # prep's result
-    assert commits.count == 1
+    commits: list[int] = []
+    with counted(world.sessions, commits):
+        assert d.turn([result(executor.submitted[-1])])  # prep's result
+    assert len(commits) == 1
     assert world.tasks(run_id) == {"prep": ("succeeded", 1), "simulate": ("running", 1),
                                    "report": ("pending", 0)}  # fmt: skip
     assert executor.submitted[-1].task == "simulate"
     d.turn([result(executor.submitted[-1])])
-    commits.count = 0
-    d.turn([result(executor.submitted[-1])])  # report's: the run ends in the same commit
-    assert commits.count == 1
+    commits.clear()
+    with counted(world.sessions, commits):
+        d.turn([result(executor.submitted[-1])])  # report's: the run ends in the same commit
+    assert len(commits) == 1
     assert world.run(run_id).state == "succeeded"
 
 
-def test_a_start_is_written_with_the_attempts_next_decisive_event(
-    world: World, commits: Commits
-) -> None:
+def test_a_start_is_written_with_the_attempts_next_decisive_event(world: World) -> None:
     executor = ScriptedExecutor()
     d = world.dispatcher(executor)
     run_id = world.new_run()
     d.dispatch_once()
     order = executor.submitted[-1]
-    commits.count = 0
-    d.turn([ExecutorEvent(order.task_run_id, order.attempt, EventKind.started, {"worker": "w1"})])
-    assert commits.count == 0, "a start was written on its own"
-    d.turn([result(order)])
-    assert commits.count == 1
+    start = ExecutorEvent(order.task_run_id, order.attempt, EventKind.started, {"worker": "w1"})
+    commits: list[int] = []
+    with counted(world.sessions, commits):
+        d.turn([start])
+        assert not commits, "a start was written on its own"
+        d.turn([result(order)])
+    assert len(commits) == 1
     with world.sessions() as db:
         prep = db.get(TaskRun, order.task_run_id)
         assert prep is not None
@@ -555,20 +530,20 @@ def test_a_start_is_written_with_the_attempts_next_decisive_event(
     assert world.tasks(run_id)["simulate"] == ("running", 1)
 
 
-def test_a_start_with_nothing_after_it_is_written_within_the_hold(
-    world: World, commits: Commits
-) -> None:
+def test_a_start_with_nothing_after_it_is_written_within_the_hold(world: World) -> None:
     executor = ScriptedExecutor()
     d = world.dispatcher(executor)
     world.new_run()
     d.dispatch_once()
     order = executor.submitted[-1]
-    commits.count = 0
-    d.turn([ExecutorEvent(order.task_run_id, order.attempt, EventKind.started, {"worker": "w1"})])
-    assert commits.count == 0
-    d.start_hold = 0.0  # the hold has passed
-    d.turn([])
-    assert commits.count == 1
+    start = ExecutorEvent(order.task_run_id, order.attempt, EventKind.started, {"worker": "w1"})
+    commits: list[int] = []
+    with counted(world.sessions, commits):
+        d.turn([start])
+        assert not commits
+        d.start_hold = 0.0  # the hold has passed
+        d.turn([])
+    assert len(commits) == 1
     with world.sessions() as db:
         prep = db.get(TaskRun, order.task_run_id)
         assert prep is not None
@@ -595,18 +570,16 @@ def test_a_run_costs_the_dispatcher_one_commit_and_a_bounded_number_of_statement
     d = world.dispatcher(executor)
     runs = [world.new_run() for _ in range(6)]
     d.dispatch_once()  # the first claim
-    counter = Commits(world.sessions)
-    try:
+    commits: list[int] = []
+    with counted(world.sessions, commits) as sent:
         for _ in runs:
             order = executor.submitted[-1]
             key = (order.task_run_id, order.attempt)
             d.turn([ExecutorEvent(*key, EventKind.started, {"worker": "w1"})])
             d.turn([result(order)])  # its end, its run's finish and the next claim
-    finally:
-        counter.close()
     assert [world.run(r).state for r in runs] == ["succeeded"] * len(runs)
-    assert counter.count == len(runs)
-    assert counter.statements / len(runs) <= 30
+    assert len(commits) == len(runs)
+    assert len(sent) / len(runs) <= 30
 
 
 def test_a_run_created_while_every_slot_is_taken_waits_for_the_next_end_not_a_pass(
@@ -621,12 +594,9 @@ def test_a_run_created_while_every_slot_is_taken_waits_for_the_next_end_not_a_pa
     assert world.tasks(first)["run"] == ("running", 1)
     second = world.new_run()
     d.wake(created=True)
-    counter = Commits(world.sessions)
-    try:
+    with counted(world.sessions) as sent:
         assert not d.turn([]), "a pass ran that could claim nothing"
-        assert counter.statements == 0
-    finally:
-        counter.close()
+    assert not sent
     d.turn([result(executor.submitted[-1])])  # the first run's end frees the slot
     assert world.run(first).state == "succeeded"
     assert world.tasks(second)["run"] == ("running", 1)

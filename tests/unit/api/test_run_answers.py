@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from simyard.api.schemas import run_out
@@ -17,6 +13,7 @@ from simyard.domain import runs as run_service
 from simyard.domain.states import RunState
 from simyard.domain.tables import ModelVersion, Run, TaskRun, User
 from simyard.domain.users import create_token, token_for
+from tests.sqlcount import counted
 
 
 @pytest.fixture
@@ -24,22 +21,6 @@ def sessions(tmp_path: Path) -> sessionmaker[Session]:
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     upgrade_schema(engine)
     return session_factory(engine)
-
-
-@contextmanager
-def counted(sessions: sessionmaker[Session]) -> Iterator[list[str]]:
-    """The statements sent to the database meanwhile."""
-    sent: list[str] = []
-    engine = sessions.kw["bind"]
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
 
 
 def runs_of(sessions: sessionmaker[Session], owners: list[str]) -> dict[str, str]:

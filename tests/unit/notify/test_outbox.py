@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from simyard.db.session import make_engine, session_factory, upgrade_schema
@@ -16,6 +13,7 @@ from simyard.domain.runs import record_event
 from simyard.domain.states import RunState, TaskRunState
 from simyard.domain.tables import Delivery, Event, ModelVersion, Run, StoredFile, TaskRun, User
 from simyard.notify.outbox import Outbox, OutboxConfig
+from tests.sqlcount import counted
 
 
 @pytest.fixture
@@ -23,22 +21,6 @@ def sessions(tmp_path: Path) -> sessionmaker[Session]:
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     upgrade_schema(engine)
     return session_factory(engine)
-
-
-@contextmanager
-def counted(sessions: sessionmaker[Session]) -> Iterator[list[str]]:
-    """The statements sent to the database meanwhile."""
-    sent: list[str] = []
-    engine = sessions.kw["bind"]
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
 
 
 def finished_runs(sessions: sessionmaker[Session], count: int) -> list[int]:
