@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import func, select, union
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from simyard.dispatch.policy import Attempt, Candidate, RunView, Snapshot, TaskView
 from simyard.domain.registry import hold_version, manifest_of
@@ -25,8 +26,24 @@ def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def task_view(task_run: TaskRun, now: dt.datetime, retries: int = 0) -> TaskView:
-    """A task run as plain data."""
+# What a TaskView is made of: read as plain rows, no ORM objects built (a pass reads these
+# for every running run and the oldest queued task runs; building TaskRun objects for them
+# was the pass's largest cost after the writes).
+_TASK_COLUMNS = (
+    TaskRun.id,
+    TaskRun.run_id,
+    TaskRun.name,
+    TaskRun.state,
+    TaskRun.attempt,
+    TaskRun.needs,
+    TaskRun.worker,
+    TaskRun.heartbeat_at,
+    TaskRun.started_at,
+)
+
+
+def task_view(task_run: Any, now: dt.datetime, retries: int = 0) -> TaskView:
+    """A task run (a TaskRun, or a row of ``_TASK_COLUMNS``) as plain data."""
     beat = task_run.heartbeat_at or task_run.started_at
     silent = (now - _aware(beat)).total_seconds() if beat is not None else 0.0
     return TaskView(
@@ -42,14 +59,31 @@ def task_view(task_run: TaskRun, now: dt.datetime, retries: int = 0) -> TaskView
     )
 
 
-def run_view(run: Run, now: dt.datetime) -> RunView:
-    tasks = sorted(run.task_runs, key=lambda t: t.position)
-    return RunView(
-        id=run.id,
-        user_id=run.user_id,
-        state=RunState(run.state),
-        cancel_requested=bool(run.cancel_requested),
-        tasks=tuple(task_view(t, now) for t in tasks),
+def run_views(db: Session, run_ids: list[int], now: dt.datetime) -> tuple[RunView, ...]:
+    """The runs ``run_ids`` with all their task runs in graph order, as plain data."""
+    if not run_ids:
+        return ()
+    tasks: dict[int, list[TaskView]] = {run_id: [] for run_id in run_ids}
+    for row in db.execute(
+        select(*_TASK_COLUMNS)
+        .where(TaskRun.run_id.in_(run_ids))
+        .order_by(TaskRun.run_id, TaskRun.position)
+    ):
+        tasks[row.run_id].append(task_view(row, now))
+    runs = db.execute(
+        select(Run.id, Run.user_id, Run.state, Run.cancel_requested)
+        .where(Run.id.in_(run_ids))
+        .order_by(Run.id)
+    )
+    return tuple(
+        RunView(
+            id=run.id,
+            user_id=run.user_id,
+            state=RunState(run.state),
+            cancel_requested=bool(run.cancel_requested),
+            tasks=tuple(tasks[run.id]),
+        )
+        for run in runs
     )
 
 
@@ -95,22 +129,13 @@ def read_snapshot(
             )
         )
     )
-    runs = (
-        db.scalars(
-            select(Run)
-            .where(Run.id.in_(sorted(ids)))
-            .options(selectinload(Run.task_runs))
-            .order_by(Run.id)
-        ).all()
-        if ids
-        else []
-    )
+    runs = run_views(db, sorted(ids), now)
     room = quota_room(db)
     candidates: list[Candidate] = []
     if free_slots > 0:
         full = [user for user, left in room.items() if left <= 0]
         query = (
-            select(TaskRun, Run.user_id, Run.cancel_requested)
+            select(*_TASK_COLUMNS, Run.user_id, Run.cancel_requested)
             .join(Run, Run.id == TaskRun.run_id)
             .where(TaskRun.state == TaskRunState.queued)
             .order_by(TaskRun.queued_at, TaskRun.id)
@@ -118,11 +143,12 @@ def read_snapshot(
         )
         if full:
             query = query.where(Run.user_id.not_in(full))
-        for task_run, user_id, cancel in db.execute(query):
-            candidates.append(Candidate(task_view(task_run, now), user_id, bool(cancel)))
+        for row in db.execute(query):
+            cancel = bool(row.cancel_requested)
+            candidates.append(Candidate(task_view(row, now), row.user_id, cancel))
     extra = {} if orphan_reason is None else {"orphan_reason": orphan_reason}
     return Snapshot(
-        runs=tuple(run_view(r, now) for r in runs),
+        runs=runs,
         candidates=tuple(candidates),
         quota_room=room,
         free_slots=free_slots,
