@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from itertools import count
@@ -240,3 +241,16 @@ def test_past_the_fence_an_attempt_stops_itself(
     last = events_until(executor, order, ended)[-1]
     assert last.kind is EventKind.result
     assert last.payload["result"].outcome is TaskOutcome.cancelled
+
+
+def test_interrupt_ends_a_waiting_poll_at_once_and_adds_no_event(executor: Executor) -> None:
+    """The dispatcher waits in ``poll``; a new run must not wait out its timeout."""
+    timer = threading.Timer(0.3, executor.interrupt)
+    timer.start()
+    began = time.monotonic()
+    try:
+        events = executor.poll(timeout=20)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - began < 10
+    assert events == []

@@ -35,6 +35,7 @@ from simyard.storage.base import Store
 log = logging.getLogger("simyard.dispatch")
 
 IDLE_PASS_SECONDS = 1.0
+POLL_SECONDS = 0.05
 PROGRESS_WRITE_SECONDS = 0.5
 BEAT_SECONDS = 5.0  # at most this long between two recorded heartbeats of one attempt
 START_HOLD_SECONDS = 0.25  # a start waits this long at most to be written with other events
@@ -192,7 +193,9 @@ class Dispatcher:
                 if not self.term.valid():
                     self.lose_lease("it ran out (this server stalled)")
                     break
-                events = self.executor.poll(timeout=0.005 if self._dirty.is_set() else 0.01)
+                # Events and wake() end the wait at once: the timeout paces only the timers
+                # (held starts, progress, the idle pass, the lease's term).
+                events = self.executor.poll(timeout=POLL_SECONDS)
                 now = time.monotonic()
                 # A pass when the plan may have changed: an attempt ended, a run was
                 # created or cancelled (wake), or now and then.

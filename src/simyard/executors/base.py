@@ -98,15 +98,16 @@ class Executor(ABC):
 
 
 def drain(source: Any, timeout: float) -> list[ExecutorEvent]:
-    """Everything waiting in ``source`` (a queue), waiting up to ``timeout`` for the first."""
-    events: list[ExecutorEvent] = []
+    """Everything waiting in ``source`` (a queue), waiting up to ``timeout`` for the first;
+    a None in it (:meth:`Executor.interrupt`) ends the wait and is left out."""
+    events: list[ExecutorEvent | None] = []
     try:
         events.append(source.get(timeout=timeout))
         while True:
             events.append(source.get_nowait())
     except queue.Empty:
         pass
-    return events
+    return [event for event in events if event is not None]
 
 
 class AttemptReporter:

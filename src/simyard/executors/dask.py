@@ -71,7 +71,7 @@ class DaskExecutor(Executor):
         self._store = store
         self._options = options
         self._work_dir = work_dir
-        self._events: queue.Queue[ExecutorEvent] = queue.Queue()
+        self._events: queue.Queue[ExecutorEvent | None] = queue.Queue()  # None: interrupt
         self._futures: dict[tuple[int, int], Any] = {}
         self._lock = threading.Lock()
         self._min_slots = min_slots
@@ -149,6 +149,9 @@ class DaskExecutor(Executor):
 
     def poll(self, timeout: float) -> list[ExecutorEvent]:
         return drain(self._events, timeout)
+
+    def interrupt(self) -> None:
+        self._events.put(None)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
