@@ -123,7 +123,7 @@ def test_worker_jobs_follow_the_queue_and_a_cancelled_job_costs_an_attempt(
     print(f"sweep of 3 from zero workers: {time.monotonic() - t0:.1f} s")
 
     run_id = start(elastic, tmp_path, "days=60", "pace=0.1")
-    wait_for(lambda: running_task(elastic, run_id, "simulate"), 60, "simulate never ran")
+    wait_for(lambda: running_task(elastic, run_id, "simulate"), 150, "simulate never ran")
     time.sleep(1)  # it is well under way on its worker
     jobs = [job for job, state in slurm.jobs() if state == "RUNNING"]
     assert jobs
@@ -143,7 +143,7 @@ def test_a_killed_server_leaves_no_slurm_job_once_it_is_back(
 ) -> None:
     watch = process_watch(tmp_path / "dask", elastic.work_root)
     run_id = start(elastic, tmp_path, "days=60", "pace=0.1")
-    wait_for(lambda: running_task(elastic, run_id, "simulate"), 60, "simulate never ran")
+    wait_for(lambda: running_task(elastic, run_id, "simulate"), 150, "simulate never ran")
     before = {job for job, _ in slurm.jobs()}
     assert before
     elastic.stop(signal.SIGKILL)
