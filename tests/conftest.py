@@ -44,3 +44,17 @@ def make_model(tmp_path: Path) -> MakeModel:
 
 
 __all__ = ["MakeModel", "make_model", "seaweed", "write_model"]
+
+
+# The files that start Dask clusters (and Slurm's Dask workers) run one after the other on
+# one xdist worker: two at once missed their deadlines where each alone passed.
+DASK_FILES = {"test_executors.py", "test_cluster_slurm.py", "test_dask.py", "test_images_dask.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each file's tests stay together on one xdist worker (``--dist loadgroup``), and the
+    Dask files share one worker."""
+    for item in items:
+        name = item.path.name
+        group = "dask" if name in DASK_FILES else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
