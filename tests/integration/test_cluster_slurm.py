@@ -7,6 +7,7 @@ Worker jobs appear in ``squeue`` for queued work and are gone after the idle tim
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
@@ -68,13 +69,29 @@ def elastic(tmp_path: Path, slurm: SlurmCluster, make_model: MakeModel) -> Itera
         pass
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
+def tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def explain(server: Server, slurm: SlurmCluster, tmp_path: Path) -> str:
+    """What a failure message shows: Slurm's nodes and jobs, its daemons' and the worker
+    jobs' logs, the server's log."""
+    daemons = [slurm.root / "slurmctld.log", slurm.root / "slurmd.log"]
+    logs = [*daemons, *sorted((tmp_path / "dask" / "jobs").glob("*")), server.home / "server.log"]
+    parts = [slurm.run("sinfo", "-N", "-l").stdout, slurm.run("squeue", "-l").stdout]
+    parts += [f"--- {log}\n{tail(log)}" for log in logs if log.is_file()]
+    return "\n".join(parts)
+
+
+def wait_for(
+    check: Callable[[], object], timeout: float, what: str, why: Callable[[], str] = str
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.2)
-    raise AssertionError(what)
+    raise AssertionError(f"{what}\n{why()}")
 
 
 def start(server: Server, tmp_path: Path, *params: str) -> int:
@@ -107,23 +124,26 @@ def test_worker_jobs_follow_the_queue_and_a_cancelled_job_costs_an_attempt(
     sweep = json.loads(done.stdout)
     with elastic.http() as api:
         runs = api.get(f"/sweeps/{sweep['id']}").json()["runs"]
+    why = functools.partial(explain, elastic, slurm, tmp_path)
     said = set()
     with elastic.http() as api:  # a worker job takes seconds to start: the runs say which
         waiting = [r["id"] for r in runs]
+        deadline = time.monotonic() + 150
         while waiting:
+            assert time.monotonic() < deadline, f"runs {waiting} still queued\n{why()}"
             seen = [api.get(f"/runs/{run_id}").json() for run_id in waiting]
             said |= {run["waiting"] for run in seen}
             waiting = [run["id"] for run in seen if run["state"] == "queued"]
     pending = r"starting a worker \(Slurm jobs? \d+(, \d+)* pending\)"
     assert any(re.fullmatch(pending, s or "") for s in said), said
-    wait_for(slurm.jobs, 60, "no worker job appeared in squeue")
+    wait_for(slurm.jobs, 60, "no worker job appeared in squeue", why)
     assert len(slurm.jobs()) <= 2  # max_workers
     for run in runs:
         assert elastic.wait_for_run(run["id"], timeout=180)["state"] == "succeeded"
     print(f"sweep of 3 from zero workers: {time.monotonic() - t0:.1f} s")
 
     run_id = start(elastic, tmp_path, "days=60", "pace=0.1")
-    wait_for(lambda: running_task(elastic, run_id, "simulate"), 150, "simulate never ran")
+    wait_for(lambda: running_task(elastic, run_id, "simulate"), 150, "simulate never ran", why)
     time.sleep(1)  # it is well under way on its worker
     jobs = [job for job, state in slurm.jobs() if state == "RUNNING"]
     assert jobs
@@ -142,8 +162,9 @@ def test_a_killed_server_leaves_no_slurm_job_once_it_is_back(
     elastic: Server, slurm: SlurmCluster, tmp_path: Path, process_watch: WatchFactory
 ) -> None:
     watch = process_watch(tmp_path / "dask", elastic.work_root)
+    why = functools.partial(explain, elastic, slurm, tmp_path)
     run_id = start(elastic, tmp_path, "days=60", "pace=0.1")
-    wait_for(lambda: running_task(elastic, run_id, "simulate"), 150, "simulate never ran")
+    wait_for(lambda: running_task(elastic, run_id, "simulate"), 150, "simulate never ran", why)
     before = {job for job, _ in slurm.jobs()}
     assert before
     elastic.stop(signal.SIGKILL)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -608,3 +608,58 @@ def test_a_run_created_while_every_slot_is_taken_waits_for_the_next_end_not_a_pa
     d.wake()  # a cancel is decided at once, slots taken or not
     assert d.turn([])
     assert world.run(cancelled).state == "cancelled"
+
+
+class WatchedExecutor(ScriptedExecutor):
+    """Notes, at each call, how many transactions are open on the dispatcher's database:
+    a Dask executor's calls are network round trips, never to be made holding a lock."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        super().__init__()
+        self.open = 0
+        self.seen: dict[str, list[int]] = {"slots": [], "submit": [], "cancel": []}
+        engine = sessions.kw["bind"]
+        event.listen(engine, "begin", lambda _conn: self._count(+1))
+        for ended in ("commit", "rollback"):
+            event.listen(engine, ended, lambda _conn: self._count(-1))
+
+    def _count(self, change: int) -> None:
+        self.open += change
+
+    @property  # type: ignore[override]
+    def slots(self) -> int:
+        self.seen["slots"].append(self.open)
+        return 2
+
+    @slots.setter
+    def slots(self, _value: int) -> None:
+        pass
+
+    def submit(self, order: WorkOrder) -> None:
+        self.seen["submit"].append(self.open)
+        super().submit(order)
+
+    def cancel(self, task_run_id: int, attempt: int) -> None:
+        self.seen["cancel"].append(self.open)
+        super().cancel(task_run_id, attempt)
+
+
+def test_the_executor_is_never_called_inside_a_transaction(world: World) -> None:
+    executor = WatchedExecutor(world.sessions)
+    d = world.dispatcher(executor)
+    finished, cancelled = world.new_run(), world.new_run()
+    d.wake(created=True)
+    d.turn([])
+    for _ in range(3):  # prep, simulate, report of the first run
+        d.turn([result([o for o in executor.submitted if o.run_id == finished][-1])])
+    with world.sessions() as db, db.begin():
+        run = db.get(Run, cancelled)
+        assert run is not None
+        cancel_run(db=db, run=run)
+    d.wake()
+    d.turn([])  # its claimed prep is told to stop
+    d.turn([lost(executor.submitted[1])])
+    assert world.run(finished).state == "succeeded"
+    assert world.run(cancelled).state == "cancelled"
+    assert all(executor.seen.values()), executor.seen  # each kind of call was made
+    assert executor.seen == {kind: [0] * len(calls) for kind, calls in executor.seen.items()}

@@ -264,6 +264,7 @@ class Dispatcher:
                 self._unapplied.clear()
                 return Applied()  # a term that ended reports nothing of its attempts
             unread: list[int] = []
+            slots = self.executor.slots if replan else 0  # a Dask call: not in a transaction
             try:
                 with self.sessions() as db, db.begin():
                     applied = Applied()
@@ -272,7 +273,7 @@ class Dispatcher:
                         tasks, cancels = read_event_tasks(db, {e.task_run_id for e in batch})
                         applied = apply_actions(db, after_events(batch, tasks, cancels))
                     if replan:
-                        passed, unread = self._pass(db, applied, fenced=bool(batch))
+                        passed, unread = self._pass(db, applied, slots, fenced=bool(batch))
                         applied = applied.then(passed)
             except LeaseLost:
                 self.lose_lease("another server holds it")
@@ -295,14 +296,17 @@ class Dispatcher:
             applied = applied.then(self._settle([], replan=True))
         return applied
 
-    def _pass(self, db: Session, recorded: Applied, *, fenced: bool) -> tuple[Applied, list[int]]:
-        """Plan from a snapshot read in ``db`` (after ``recorded``'s writes) and apply it;
-        what was applied, and the runs left unfinished because their metrics are in storage."""
+    def _pass(
+        self, db: Session, recorded: Applied, slots: int, *, fenced: bool
+    ) -> tuple[Applied, list[int]]:
+        """Plan from a snapshot read in ``db`` (after ``recorded``'s writes) and apply it,
+        with ``slots`` the executor's; what was applied, and the runs left unfinished
+        because their metrics are in storage."""
         ended = set(recorded.forgotten)
         handed_over = self._handed_over - ended
         snapshot = read_snapshot(
             db,
-            free_slots=self.executor.slots - len(handed_over),
+            free_slots=slots - len(handed_over),
             handed_over=handed_over,
             stop_sent=self._stop_sent - ended,
             lost_after=self.lost_after,

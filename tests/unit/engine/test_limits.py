@@ -57,19 +57,36 @@ def run(make_model: MakeModel, tmp_path: Path, open_work_root: Path) -> Run:
     return go
 
 
-def host_process_count() -> int:
-    return sum(name.isdigit() for name in os.listdir("/proc"))
+def descendant_count() -> int:
+    """How many processes descend from this one: what the test started, and nothing a
+    neighbouring test (another pytest-xdist worker) runs at the same time."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as stat:
+                parent = int(stat.read().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(parent, []).append(int(name))
+    count, pending = 0, [os.getpid()]
+    while pending:
+        below = children.get(pending.pop(), [])
+        count += len(below)
+        pending.extend(below)
+    return count
 
 
 @contextmanager
 def peak_process_count() -> Iterator[dict[str, int]]:
-    """The host's process count before (``baseline``) and at its highest (``peak``)."""
-    seen = {"baseline": host_process_count(), "peak": 0}
+    """This test's process count before (``baseline``) and at its highest (``peak``)."""
+    seen = {"baseline": descendant_count(), "peak": 0}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            seen["peak"] = max(seen["peak"], host_process_count())
+            seen["peak"] = max(seen["peak"], descendant_count())
             time.sleep(0.002)
 
     sampler = threading.Thread(target=sample, daemon=True)

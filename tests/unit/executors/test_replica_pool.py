@@ -76,7 +76,7 @@ def joined(client: Client) -> dict[str, str]:
 def operator() -> Iterator[tuple[OperatorStandIn, Client]]:
     RELEASE.clear()
     local = LocalCluster(n_workers=0, processes=False, threads_per_worker=1, protocol="tcp",
-                         host="127.0.0.1", dashboard_address=None)  # fmt: skip
+                         host="127.0.0.1", dashboard_address=":0")  # fmt: skip
     client = Client(local)
     try:
         yield OperatorStandIn(local), client
