@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from simyard.domain.runs import ListedRun
 from simyard.domain.states import RunState
 from simyard.domain.sweeps import counts as sweep_counts
 from simyard.domain.tables import ModelVersion, Run, StoredFile, Sweep
@@ -42,8 +43,10 @@ API_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def run_out(run: Run, outputs: list[StoredFile], queue_position: int | None = None) -> RunOut:
-    """Shape a run (with its task runs and model version loaded) for the API."""
+def run_out(
+    run: Run | ListedRun, outputs: list[StoredFile], queue_position: int | None = None
+) -> RunOut:
+    """Shape a run (with its task runs and model version loaded, or a list's rows) for the API."""
     names = {t.id: t.name for t in run.task_runs}
     error = None
     if run.error_kind:

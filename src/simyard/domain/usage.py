@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -21,6 +21,9 @@ from simyard.domain.tables import Run, TaskRun, User
 from simyard.engine.workorder import WorkResult
 from simyard.manifest.schema import Manifest
 from simyard.times import aware, utcnow
+
+if TYPE_CHECKING:
+    from simyard.domain.runs import ListedRun
 
 Grouping = Literal["user", "run", "sweep"]
 
@@ -92,7 +95,7 @@ def usage_by(
     ]
 
 
-def run_usage(run: Run) -> tuple[float, float] | None:
+def run_usage(run: Run | ListedRun) -> tuple[float, float] | None:
     """(worker-seconds, CPU-seconds) of a run's task runs; None when nothing was recorded."""
     recorded = [t for t in run.task_runs if t.worker_seconds is not None]
     if not recorded:
