@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +36,9 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={root}/munge/munge.socket
+AuthInfo=socket={short}/munge/munge.socket
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
+SlurmdSpoolDir={spool}
 SlurmctldPidFile={root}/slurmctld.pid
 SlurmdPidFile={root}/slurmd.pid
 SlurmctldLogFile={root}/slurmctld.log
@@ -70,6 +71,15 @@ class SlurmCluster:
     root: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
+    # munged's socket and slurmstepd's (one per job step, in the spool folder) are Unix
+    # sockets, whose paths are at most 108 bytes: below pytest's tmp_path (longer under
+    # xdist) a job's step failed at start, so they live in a short folder of their own.
+    short: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp")))
+
+    @property
+    def spool(self) -> Path:
+        return self.short / "spool"
+
     @property
     def conf(self) -> Path:
         return self.root / "slurm.conf"
@@ -86,8 +96,8 @@ class SlurmCluster:
         return proc
 
     def start(self) -> None:
-        munge = self.root / "munge"
-        for folder in (munge, self.root / "state", self.root / "spool"):
+        munge = self.short / "munge"
+        for folder in (munge, self.spool, self.root / "state"):
             folder.mkdir(parents=True, mode=0o700)
         key = munge / "munge.key"
         key.write_bytes(os.urandom(128))
@@ -95,7 +105,8 @@ class SlurmCluster:
         memory = psutil.virtual_memory().total // 2**20 - 512
         self.conf.write_text(CONF.format(
             host=socket.gethostname(), ctld_port=free_port(), slurmd_port=free_port(),
-            root=self.root, node=NODE, cpus=os.cpu_count() or 1, memory=memory,
+            root=self.root, short=self.short, spool=self.spool, node=NODE,
+            cpus=os.cpu_count() or 1, memory=memory,
         ))  # fmt: skip
         self._spawn(
             "munged", "munged", "--foreground", "--force", f"--socket={munge}/munge.socket",
@@ -152,7 +163,9 @@ class SlurmCluster:
                 if proc.pid == os.getpid():
                     continue
                 if (proc.info["cmdline"] or [""])[0].startswith("slurmstepd"):
-                    if any(f.path.startswith(str(self.root)) for f in proc.open_files()):
+                    ours = (str(self.root), str(self.short))
+                    if any(f.path.startswith(ours) for f in proc.open_files()):
                         proc.kill()
                 elif proc.environ().get("SLURM_CONF") == str(self.conf):
                     proc.kill()
+        shutil.rmtree(self.short, ignore_errors=True)
