@@ -51,6 +51,7 @@ __all__ = ["MakeModel", "make_model", "seaweed", "write_model"]
 DASK_FILES = {"test_executors.py", "test_cluster_slurm.py", "test_dask.py", "test_images_dask.py"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each file's tests stay together on one xdist worker (``--dist loadgroup``), and the
     Dask files share one worker."""
