@@ -141,7 +141,17 @@ class Server:
                 if run["state"] in ("succeeded", "failed", "cancelled", "timed_out"):
                     return run  # type: ignore[no-any-return]
                 time.sleep(0.1)
-        raise AssertionError(f"run {run_id} did not end: {run}")
+        raise AssertionError(f"run {run_id} did not end\n{self.explain(run_id, user=user)}")
+
+    def explain(self, run_id: int, user: str = "admin", log_lines: int = 60) -> str:
+        """What a failing test prints: the run as the API shows it and the server log's end."""
+        try:
+            with self.http(user) as api:
+                run = api.get(f"/runs/{run_id}").text
+        except httpx.HTTPError as exc:
+            run = f"(the API did not answer: {exc})"
+        log = (self.home / "server.log").read_text(errors="replace").splitlines()
+        return f"run {run_id}: {run}\nserver.log, last lines:\n" + "\n".join(log[-log_lines:])
 
 
 @contextmanager

@@ -198,7 +198,7 @@ def test_cancel_kills_the_model_and_ends_cancelled(server: Server, toy: Path) ->
     deadline = time.monotonic() + 60
     while not model_processes(server) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert model_processes(server), "the model never started"
+    assert model_processes(server), f"the model never started\n{server.explain(run_id)}"
     assert server.cli("runs", "cancel", str(run_id)).returncode == 0
     run = server.wait_for_run(run_id)
     assert run["state"] == "cancelled"
