@@ -169,9 +169,9 @@ def test_cancel_reaches_the_remote_process_tree(
     run_id = start(dask_server, tmp_path, "days=100", "pace=0.5")
     wait_task_running(dask_server, run_id, "simulate")
     deadline = time.monotonic() + 30
-    while not model_processes(cluster.root) and time.monotonic() < deadline:
+    while not (running := model_processes(cluster.root)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert model_processes(cluster.root)
+    assert running
     assert dask_server.cli("runs", "cancel", str(run_id)).returncode == 0
     run = dask_server.wait_for_run(run_id, timeout=60)
     assert run["state"] == "cancelled"

@@ -40,13 +40,14 @@ def toy(server: Server, make_model: MakeModel, tmp_path: Path) -> Path:
     return forcing
 
 
-def model_processes(server: Server) -> list[psutil.Process]:
-    """Model processes still running below the server's work folder."""
+def model_processes(server: Server, program: str = "") -> list[psutil.Process]:
+    """Model processes still running below the server's work folder (running ``program``)."""
     found = []
     work = str(server.home / "work")
-    for proc in psutil.process_iter(["cwd"]):
+    for proc in psutil.process_iter(["cwd", "cmdline"]):
         try:
-            if (proc.info["cwd"] or "").startswith(work):
+            runs = not program or program in (proc.info["cmdline"] or [])
+            if (proc.info["cwd"] or "").startswith(work) and runs:
                 found.append(proc)
         except psutil.Error:
             continue
@@ -195,10 +196,10 @@ def test_cancel_kills_the_model_and_ends_cancelled(server: Server, toy: Path) ->
         "run", "toy", "-p", "days=100", "-p", "pace=1", "-i", f"forcing={toy}", "--json"
     )
     run_id = json.loads(started.stdout)["id"]
-    deadline = time.monotonic() + 60
-    while not model_processes(server) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # the simulation itself: prep, before it, is short-lived
+    while not (running := model_processes(server, "sim.py")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert model_processes(server), f"the model never started\n{server.explain(run_id)}"
+    assert running, f"the model never started\n{server.explain(run_id)}"
     assert server.cli("runs", "cancel", str(run_id)).returncode == 0
     run = server.wait_for_run(run_id)
     assert run["state"] == "cancelled"
