@@ -5,11 +5,14 @@ API answers p99 ≤ 200 ms and dispatch throughput stays within 10 % of an idle 
 Measured on one server: the throughput of ``THROUGHPUT_RUNS`` trivial runs with no
 reader, then again with ``READERS`` threads each looping over ``GET /runs``,
 ``GET /runs/{id}`` and ``GET /runs/{id}/logs/<task>`` of runs they saw, timing every
-answer. Twice: as clients, each pausing about ``PAUSE_SECONDS`` (0.5 to 1.5 times it, so they
-are not in step) after each round (a browser's
-pages poll every 3 s; these poll three times as often), which the bars are read
-against; then flat out, with no pause (a load generator: 20 threads asking as fast as
-answers come, on the two cores the server and its models share), shown for scale.
+answer. Twice: as clients, each pausing about ``PAUSE_SECONDS`` (0.5 to 1.5 times it, so
+they are not in step) after each round (a browser's pages poll every 3 s; these poll
+three times as often), which the bars are read against; each starts at a random moment
+of its first pause, and answers are timed once every one has begun and the runs are
+being submitted (twenty clients arriving in the same millisecond before any run exists
+are not the steady load the bar describes). Then flat out, with no pause (a load
+generator: 20 threads asking as fast as answers come, on the two cores the server and
+its models share), shown for scale.
 """
 
 from __future__ import annotations
@@ -44,12 +47,15 @@ def _read_loop(
     timings: dict[str, list[float]],
     lock: threading.Lock,
     pause: float,
+    measuring: threading.Event,
 ) -> None:
-    """One client: the runs list, a run, its log, over and over, each answer timed."""
+    """One client: the runs list, a run, its log, over and over, each answer timed once
+    ``measuring`` is set (the runs execute)."""
     server = bench.server()
     with httpx.Client(base_url=server.url + "/api/v1", timeout=30,
                       headers={"Authorization": f"Bearer {server.token}"}) as api:  # fmt: skip
         seen: list[int] = []
+        stop.wait(pause * random.uniform(0, 1))  # clients that poll come in at any moment
         while not stop.is_set():
             paths = [("list", "/runs?limit=50")]
             if seen:
@@ -63,8 +69,9 @@ def _read_loop(
                     bench.note(f"readers: GET {what} failed: {type(exc).__name__}")
                     continue
                 took = time.perf_counter() - started
-                with lock:
-                    timings[what].append(took)
+                if measuring.is_set():
+                    with lock:
+                        timings[what].append(took)
                 if answer.status_code >= 400:
                     bench.note(f"readers: GET {what} answered {answer.status_code}")
                 elif what == "list":
@@ -98,12 +105,13 @@ def _with_readers(bench: Bench, pause: float) -> tuple[Throughput, Latency]:
     stop = threading.Event()
     lock = threading.Lock()
     timings: dict[str, list[float]] = {"list": [], "run": [], "log": []}
-    readers = [
-        threading.Thread(target=_read_loop, args=(bench, stop, timings, lock, pause), daemon=True)
-        for _ in range(READERS)
-    ]
+    measuring = threading.Event()
+    args = (bench, stop, timings, lock, pause, measuring)
+    readers = [threading.Thread(target=_read_loop, args=args, daemon=True) for _ in range(READERS)]
     for reader in readers:
         reader.start()
+    time.sleep(pause)  # every client has begun: the runs meet the readers' steady load
+    measuring.set()
     try:
         busy = server_throughput(bench)
     finally:
