@@ -51,8 +51,8 @@ class RunRequest:
 class UploadScratch:
     """One request's folder for its uploads, named by the server; made on first use.
 
-    Made and removed on the event loop, which a folder per request stalled by about
-    3 ms (issue 13: a JSON submission made one it never used)."""
+    It is made and removed on the event loop, so a request with no file (every JSON
+    submission) should not make one it never uses."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
