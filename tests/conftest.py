@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.ports import CLAIMS
 from tests.seaweed import seaweed  # a session-wide S3 server for the suites that need one
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +48,18 @@ def make_model(tmp_path: Path) -> MakeModel:
 
 
 __all__ = ["MakeModel", "make_model", "seaweed", "write_model"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controlling process makes the folder of the run's claimed ports (tests/ports.py);
+    its xdist workers, started after this, inherit it through the environment."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        os.environ[CLAIMS] = tempfile.mkdtemp(prefix="simyard-test-ports-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "PYTEST_XDIST_WORKER" not in os.environ and os.environ.get(CLAIMS):
+        shutil.rmtree(os.environ.pop(CLAIMS), ignore_errors=True)
 
 
 # The files that start Dask clusters (and Slurm's Dask workers) run one after the other on

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,23 +24,13 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_ports
+
 ACCESS_KEY = "simyard-test"
 SECRET_KEY = "simyard-test-secret-" + uuid.uuid4().hex
 BUCKET = "simyard-test"
 PORT_NAMES = ["master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3"]
 PORT_NAMES += ["s3_grpc", "unused"]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports (held together while chosen, so all differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def weed_binary() -> Path:

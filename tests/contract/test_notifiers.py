@@ -13,7 +13,6 @@ import email
 import email.policy
 import ipaddress
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from simyard.notify.chat import AppriseNotifier
 from simyard.notify.email import SmtpNotifier
 from simyard.notify.outbound import OutboundPolicy
 from simyard.notify.webhook import WebhookNotifier
+from tests.ports import free_port
 
 MESSAGE = Message(
     subject="Run #7 of toy succeeded",
@@ -41,9 +41,7 @@ LOOPBACK = OutboundPolicy(allow=[ipaddress.ip_network("127.0.0.1/32")])
 
 
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()  # claimed for this run: no other test's server listens on it
 
 
 class HttpReceiver:

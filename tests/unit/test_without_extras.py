@@ -8,13 +8,14 @@ boto3, no Authlib; a module that imported one at its top once stopped ``simyard 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from tests.ports import free_port
 
 EXTRAS = ("distributed", "dask", "dask_jobqueue", "dask_kubernetes", "dask_cloudprovider",
           "boto3", "botocore", "authlib", "psycopg", "apprise", "pandas")  # fmt: skip
@@ -31,12 +32,6 @@ sys.meta_path.insert(0, NoExtras())
 sys.argv = ["simyard", *sys.argv[1:]]
 runpy.run_module("simyard", run_name="__main__")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_embedded_default_serves_without_any_extra(tmp_path: Path) -> None:
