@@ -7,7 +7,7 @@ what it needs through constructors and function arguments.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from simyard.config import Settings
 from simyard.db.session import make_engine, session_factory, upgrade_schema
 from simyard.dispatch import Dispatcher, LiveLogs
+from simyard.domain.users import VerifiedTokens
 from simyard.errors import SimyardError
 from simyard.executors.base import Executor
 from simyard.notify.outbox import Outbox, OutboxConfig, default_sender
@@ -162,6 +163,10 @@ class Platform:
     dispatcher: Dispatcher
     cache_root: Path
     outbox: Outbox
+    tokens: VerifiedTokens = field(default_factory=VerifiedTokens)  # checked in the last 1 s
+
+    def __post_init__(self) -> None:
+        self.tokens.follow(self.database.sessions)
 
     @property
     def sessions(self) -> sessionmaker[Session]:

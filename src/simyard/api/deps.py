@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from simyard.db.session import read_then_write
 from simyard.domain.tables import User
-from simyard.domain.users import token_for
+from simyard.domain.users import VerifiedToken, token_for
 from simyard.errors import Problem
 from simyard.web.session import CSRF_HEADER, PASSWORD_PAGE, check_csrf, session_user
 from simyard.wiring import Platform
@@ -89,23 +89,34 @@ def current_user(request: Request, platform: PlatformDep) -> User:
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    bearer = token.strip() if scheme.lower() == "bearer" else ""
 
-    def identify(db: Session) -> User | None:
-        if scheme.lower() == "bearer" and token:
-            row = token_for(db=db, token=token.strip())
-            if row is not None and row.scope == "read" and request.method not in SAFE:
-                raise HTTPException(
-                    status.HTTP_403_FORBIDDEN, detail="this token may only read (scope 'read')"
-                )
-            return None if row is None else row.user
+    def identify(db: Session) -> VerifiedToken | User | None:
+        if bearer:
+            row = token_for(db=db, token=bearer)
+            if row is None:
+                return None
+            platform.tokens.remember(bearer, row)
+            return VerifiedToken(row.scope, row.user)
         found = session_user(request, db)
         if found is not None and request.method not in SAFE:
             # A browser session: a state-changing call must carry the page's CSRF token.
             check_csrf(request, request.headers.get(CSRF_HEADER))
         return found
 
-    # A writer only when the lookup notes a use (about once a minute per token or session).
-    user = read_then_write(platform.readers, platform.sessions, identify)
+    # Read from the database when not verified in the last second; a writer only when the
+    # lookup notes a use (about once a minute per token or session).
+    found: VerifiedToken | User | None = platform.tokens.lookup(bearer) if bearer else None
+    if found is None:
+        found = read_then_write(platform.readers, platform.sessions, identify)
+    if isinstance(found, VerifiedToken):
+        if found.scope == "read" and request.method not in SAFE:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, detail="this token may only read (scope 'read')"
+            )
+        user: User | None = found.user
+    else:
+        user = found
     if user is None:
         given = scheme.lower() == "bearer" and token
         raise HTTPException(

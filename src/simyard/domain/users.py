@@ -6,11 +6,15 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session, joinedload, make_transient_to_detached, sessionmaker
 
 from simyard.domain.sessions import end_user_sessions
 from simyard.domain.tables import ApiToken, User, aware, utcnow
@@ -125,6 +129,92 @@ def token_for(*, db: Session, token: str) -> ApiToken | None:
     if row.last_used_at is None or (now - aware(row.last_used_at)).total_seconds() > 60:
         row.last_used_at = now
     return row
+
+
+_CHANGED = "simyard.users_changed"  # a session's mark: it flushed a user or token change
+
+
+def _changes_access(row: object) -> bool:
+    """Whether a change to ``row`` may change what a token lets through: any change to a
+    user or a token, but the note of a token's last use."""
+    if isinstance(row, User):
+        return True
+    if not isinstance(row, ApiToken):
+        return False
+    changed = inspect(row).attrs
+    return any(a.history.has_changes() for a in changed if a.key != "last_used_at")
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """What a token lookup found: its scope, and its user as a copy of the row."""
+
+    scope: str
+    user: User
+
+
+class VerifiedTokens:
+    """Tokens verified in the last ``ttl`` seconds: a lookup within it reads nothing.
+
+    Issue 13 allows it "as long as a revocation takes effect within 1 s": a revoked or
+    expired token, a disabled or changed user, is seen at the next lookup after ``ttl``.
+    Each hit gets a User of its own, built from the row's values (never an object another
+    request may hold or attach to its session). Tokens are kept by their sha256.
+    """
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._seen: dict[str, tuple[float, str, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def follow(self, sessions: sessionmaker[Session]) -> None:
+        """Forget every token once a session of ``sessions`` commits a change to a user or a
+        token: a revocation or a disabled account in this process counts at once (one made
+        by another process, the CLI, within ``ttl``)."""
+
+        def flushing(session: Session, _context: Any, _instances: Any) -> None:
+            gone = any(isinstance(row, (User, ApiToken)) for row in session.deleted)
+            if gone or any(_changes_access(row) for row in session.dirty):
+                session.info[_CHANGED] = True
+
+        def committed(session: Session) -> None:
+            if session.info.pop(_CHANGED, False):
+                self.clear()
+
+        event.listen(sessions, "before_flush", flushing)
+        event.listen(sessions, "after_commit", committed)
+        event.listen(sessions, "after_rollback", lambda session: session.info.pop(_CHANGED, 0))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+    def lookup(self, token: str) -> VerifiedToken | None:
+        key = _token_hash(token)
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and seen[0] <= time.monotonic():
+                del self._seen[key]
+                seen = None
+        if seen is None:
+            return None
+        user = User(**seen[2])
+        make_transient_to_detached(user)
+        return VerifiedToken(seen[1], user)
+
+    def remember(self, token: str, row: ApiToken) -> None:
+        """Keep a live token row's scope and user for ``ttl`` (less, if it expires sooner)."""
+        until = time.monotonic() + self.ttl
+        if row.expires_at is not None:
+            until = min(
+                until, time.monotonic() + (aware(row.expires_at) - utcnow()).total_seconds()
+            )
+        values = {c.key: getattr(row.user, c.key) for c in User.__mapper__.column_attrs}
+        with self._lock:
+            if len(self._seen) > 10_000:  # a flood of distinct tokens: keep only live ones
+                now = time.monotonic()
+                self._seen = {k: v for k, v in self._seen.items() if v[0] > now}
+            self._seen[_token_hash(token)] = (until, row.scope, values)
 
 
 def list_tokens(*, db: Session, user: User | None = None) -> list[ApiToken]:
