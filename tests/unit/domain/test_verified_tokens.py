@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,26 +57,27 @@ def test_a_token_verified_within_the_second_reads_nothing_and_each_hit_gets_its_
     assert tokens.lookup("sy_" + "x" * 40) is None  # another token: not verified
 
 
-def test_a_revocation_in_this_process_counts_at_once(sessions: sessionmaker[Session]) -> None:
-    tokens = VerifiedTokens(ttl=60)
-    tokens.follow(sessions)
-    _, token = ana_with_token(sessions)
-    verified(sessions, tokens, token)
-    with sessions() as db, db.begin():
-        row = db.query(ApiToken).one()
-        assert revoke_token(db=db, token_id=row.id, by=None) is not None
-    assert tokens.lookup(token) is None
+def revoke(db: Session, user_id: int) -> None:
+    row = db.query(ApiToken).one()
+    assert revoke_token(db=db, token_id=row.id, by=None) is not None
 
 
-def test_a_disabled_account_in_this_process_counts_at_once(sessions: sessionmaker[Session]) -> None:
+def disable(db: Session, user_id: int) -> None:
+    user = db.get(User, user_id)
+    assert user is not None
+    user.disabled = True
+
+
+@pytest.mark.parametrize("change", [revoke, disable], ids=["revoked token", "disabled account"])
+def test_a_change_in_this_process_counts_at_once(
+    sessions: sessionmaker[Session], change: Callable[[Session, int], None]
+) -> None:
     tokens = VerifiedTokens(ttl=60)
     tokens.follow(sessions)
     user_id, token = ana_with_token(sessions)
     verified(sessions, tokens, token)
     with sessions() as db, db.begin():
-        user = db.get(User, user_id)
-        assert user is not None
-        user.disabled = True
+        change(db, user_id)
     assert tokens.lookup(token) is None
 
 
