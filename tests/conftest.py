@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.ports import CLAIMS
+from tests.ports import CLAIMS, claims_folder
 from tests.seaweed import seaweed  # a session-wide S3 server for the suites that need one
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """The controlling process makes the folder of the run's claimed ports (tests/ports.py);
     its xdist workers, started after this, inherit it through the environment."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
-        os.environ[CLAIMS] = tempfile.mkdtemp(prefix="simyard-test-ports-")
+        os.environ.pop(CLAIMS, None)  # a folder of this run's own, never an inherited one
+        claims_folder()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
