@@ -116,8 +116,9 @@ def test_a_worker_killed_while_idle_costs_no_attempt(
     executor: LocalExecutor, order_of: Callable[..., WorkOrder]
 ) -> None:
     pid, _ = run_to_end(executor, order_of())
-    psutil.Process(pid).kill()
-    psutil.Process(pid).wait(timeout=10) if psutil.pid_exists(pid) else None
+    worker = psutil.Process(pid)  # one handle: the executor may reap the pid meanwhile
+    worker.kill()
+    worker.wait(timeout=10)
     assert [e for e in executor.poll(timeout=0.2) if e.kind is EventKind.lost] == []
     second, last = run_to_end(executor, order_of())
     assert second != pid
