@@ -37,6 +37,7 @@ BARE_CONCURRENCY = 2  # the server's SIMYARD_MAX_PARALLEL
 POLL_SECONDS = 0.005
 END_POLL_SECONDS = 0.25  # the throughput scenario's look for runs left
 RUN_TIMEOUT = 60.0
+OVERHEAD_BAR = 0.060  # SPEC.md: end-to-end overhead p50, local executor
 FINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 
 MODEL = "bench-stamp"
@@ -279,12 +280,11 @@ def run(bench: Bench) -> None:
         bench.console.print("[red]submit: no trivial run succeeded; nothing to report[/red]")
         return
     started = Latency.of([s.to_started for s in samples])
-    overhead = Latency.of([s.overhead for s in samples])
     script = bench.root / "stamp.py"
     script.write_text(STAMP_SCRIPT)
     with bench.console.status("submit: the same program run bare, one after the other ..."):
         bare_own = Latency.of(floor.time_process([sys.executable, str(script)], len(samples)))
-    show_latency(bench, samples, started, overhead, floor_figures, bare_own)
+    added = show_latency(bench, samples, started, floor_figures, bare_own)
     with bench.console.status(f"throughput: {THROUGHPUT_RUNS} runs from {SUBMITTERS} threads ..."):
         served = server_throughput(bench)
     with bench.console.status(f"throughput: bare loops at concurrency {BARE_CONCURRENCY} ..."):
@@ -294,34 +294,23 @@ def run(bench: Bench) -> None:
     rate = served.per_second
     bench.shared["throughput_per_s"] = rate  # the sweep scenario compares with it
     share = rate / bare.per_second
-    bench.console.print(
-        table(
-            "submit and throughput against SPEC.md's quality bars",
-            BAR_COLUMNS,
-            [
-                latency_bar("submit → started p50 ≤ 50 ms", started.p50, 0.050),
-                latency_bar("submit → started p99 ≤ 250 ms", started.p99, 0.250),
-                latency_bar("overhead p50 ≤ 100 ms", overhead.p50, 0.100),
-                bar_row("throughput ≥ 50 runs/s", f"{rate:.1f}", rate, 50, at_most=False),
-                bar_row(
-                    "throughput ≥ 50 % of the bare loop", f"{share:.0%}", share, 0.5, at_most=False
-                ),
-                *issue_13_bars(started, overhead, floor_figures),
-            ],
-        )
-    )
+    bars = [
+        *started_bars(started, floor_figures),
+        latency_bar("overhead p50 ≤ 60 ms (against the program run bare)", added, OVERHEAD_BAR),
+        bar_row("throughput ≥ 50 % of the bare loop", f"{share:.0%}", share, 0.5, at_most=False),
+    ]
+    bench.console.print(table("submit and throughput against SPEC.md's quality bars",
+                              BAR_COLUMNS, bars))  # fmt: skip
 
 
-def issue_13_bars(
-    started: Latency, overhead: Latency, floor_figures: floor.Floor
-) -> list[list[str]]:
-    """Issue 13's latency bars: started within the program's own start in the sandbox
-    + 25 ms, and an overhead of at most 60 ms over the model's own time."""
-    rows = [latency_bar("issue 13: overhead p50 ≤ 60 ms", overhead.p50, 0.060)]
+def started_bars(started: Latency, floor_figures: floor.Floor) -> list[list[str]]:
+    """submit → started: p50 within the program's own start in the sandbox + 25 ms (when
+    bubblewrap is there to measure that), p99 within 250 ms."""
+    rows = [latency_bar("submit → started p99 ≤ 250 ms", started.p99, 0.250)]
     sandboxed = floor_figures.sandboxed_python
     if sandboxed is not None:
         limit = sandboxed.p50 + 0.025
-        bar = f"issue 13: submit → started p50 ≤ python in bwrap + 25 ms = {limit * 1000:.0f} ms"
+        bar = f"submit → started p50 ≤ python in bwrap + 25 ms = {limit * 1000:.0f} ms"
         rows.insert(0, latency_bar(bar, started.p50, limit))
     return rows
 
@@ -330,15 +319,17 @@ def show_latency(
     bench: Bench,
     samples: list[Sample],
     started: Latency,
-    overhead: Latency,
     floor_figures: floor.Floor,
     bare_own: Latency,
-) -> None:
+) -> float:
+    """Print the latency figures; the overhead as the bar reads it: submit → seen
+    succeeded, p50, minus the same program's p50 run bare, start to exit."""
+    overhead = Latency.of([s.overhead for s in samples])
     own = Latency.of([s.model_end - s.model_start for s in samples])
     end_to_end = Latency.of([s.seen_done - s.submitted for s in samples])
     rows = [
         ["submit → model process started (its first line)", *started.row()],
-        ["end-to-end overhead (submit → seen succeeded, minus model's own time)", *overhead.row()],
+        ["submit → seen succeeded, minus the model's first → last line", *overhead.row()],
         ["model's own time (its first line → its last line)", *own.row()],
         ["submit → seen succeeded", *end_to_end.row()],
         ["the same program run bare, start → exit", *bare_own.row()],
@@ -355,11 +346,14 @@ def show_latency(
             rows,
         )
     )
-    # The overhead above counts the interpreter's start and exit as simyard's; read against
-    # the whole program run bare, it is what a run adds to running the program by hand.
+    # The model's own time is the program's, start to exit, run bare: what it takes by
+    # hand. The first → last line reading above counts its interpreter's start and exit
+    # (30 ms and more for Python) as simyard's. Issue 13 read its bar this way: "today
+    # 150-185 ms" is its table's simyard p50s (182-214 ms) minus the bare loop's 28.7 ms.
     added = end_to_end.p50 - bare_own.p50
     bench.console.print(
-        f"submit → seen succeeded, p50, minus the bare program's p50: {added * 1000:.1f} ms"
+        f"end-to-end overhead: submit → seen succeeded, p50, minus the program's own p50 "
+        f"run bare: {added * 1000:.1f} ms"
     )
     stages: dict[str, list[float]] = {}
     for sample in samples:
@@ -372,6 +366,7 @@ def show_latency(
             [[name, *Latency.of(values).row()] for name, values in stages.items()],
         )
     )
+    return added
 
 
 def show_throughput(bench: Bench, served: Throughput, bare: Throughput, true: Throughput) -> None:
