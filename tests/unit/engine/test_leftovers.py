@@ -32,6 +32,17 @@ def sleeper(cwd: Path, *prefix: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*prefix, "sleep", "300"], cwd=cwd, start_new_session=True)
 
 
+def runs_as(proc: subprocess.Popen[bytes], uid: int, within: float = 5.0) -> bool:
+    """Whether ``proc`` runs as ``uid`` within ``within`` seconds. Popen returns once
+    ``setpriv`` has started, as root: it switches to the uid a moment later."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if psutil.Process(proc.pid).uids().real == uid:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def test_a_dead_attempts_folder_is_removed_with_what_runs_in_it(tmp_path: Path) -> None:
     dead = tmp_path / "run7" / "simulate.a1"
     (dead / "work").mkdir(parents=True)
@@ -91,12 +102,8 @@ def test_processes_of_an_unleased_model_uid_are_killed_leased_ones_kept(tmp_path
         assert lease is not None
         kept = sleeper(Path("/"), *[a.replace("3900000000", "3900000001") for a in as_uid])
         try:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and not all(
-                p.pid in psutil.pids() and psutil.Process(p.pid).uids().real >= users.first
-                for p in (orphan, kept)
-            ):
-                time.sleep(0.02)
+            assert runs_as(orphan, users.first)
+            assert runs_as(kept, users.first + 1)
             kill_unleased_processes(users)
             assert gone(orphan), "a process of a uid no engine leases survived"
             assert kept.poll() is None, "a process of a leased uid was killed"
@@ -146,8 +153,9 @@ def test_a_uid_left_clean_is_leased_at_once_and_a_crashed_holders_is_looked_at(
     with UidLease.acquire(users) as lease:
         assert mark.read_text() == "", "the mark stays while the uid is in use"
         leftover = sleeper(Path("/"), *as_uid)  # then its holder dies without a word
+        started_as_uid = runs_as(leftover, users.first)
     try:
-        assert leftover.poll() is None
+        assert started_as_uid, "the leftover never ran as the model's uid"
         with UidLease.acquire(users) as lease:
             assert lease.uid == users.first
             assert gone(leftover), "the crashed holder's process survived the next lease"
