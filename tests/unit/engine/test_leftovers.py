@@ -16,6 +16,7 @@ import pytest
 
 from simyard.engine.hostuser import ModelUsers, UidLease, kill_unleased_processes
 from simyard.engine.workorder import attempt_folder, sweep_dead_attempts
+from tests.unit.engine.uids import runs_as
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="model uids need a root engine")
 
@@ -30,17 +31,6 @@ def gone(proc: subprocess.Popen[bytes], within: float = 5.0) -> bool:
 
 def sleeper(cwd: Path, *prefix: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*prefix, "sleep", "300"], cwd=cwd, start_new_session=True)
-
-
-def runs_as(proc: subprocess.Popen[bytes], uid: int, within: float = 5.0) -> bool:
-    """Whether ``proc`` runs as ``uid`` within ``within`` seconds. Popen returns once
-    ``setpriv`` has started, as root: it switches to the uid a moment later."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if psutil.Process(proc.pid).uids().real == uid:
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_a_dead_attempts_folder_is_removed_with_what_runs_in_it(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from simyard.engine.sandbox import find_bwrap
 from simyard.manifest import load_manifest
 from tests.conftest import MakeModel
 from tests.unit.engine.conftest import model_python
+from tests.unit.engine.uids import runs_as
 
 HEAD = 'simyard: 1\nname: t\nversion: "1"\n'
 PROCESS_LIMIT = 50
@@ -279,9 +280,13 @@ def test_leasing_a_uid_kills_what_a_crashed_run_left(tmp_path: Path) -> None:
     leftover = subprocess.Popen(
         ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "30"]
     )
-    time.sleep(0.2)
-    with UidLease.acquire(ModelUsers(first=uid, count=1, lock_dir=tmp_path)):
-        assert leftover.wait(timeout=5) == -9
+    try:
+        assert runs_as(leftover, uid), "the leftover never ran as the model's uid"
+        with UidLease.acquire(ModelUsers(first=uid, count=1, lock_dir=tmp_path)):
+            assert leftover.wait(timeout=5) == -9
+    finally:
+        leftover.kill()
+        leftover.wait()
 
 
 SHOW_LIMITS = """\
