@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from simyard.dispatch.policy import (
@@ -31,9 +31,9 @@ from simyard.dispatch.policy import (
     StopAttempt,
 )
 from simyard.domain.registry import image_digest_of, manifest_of, version_of
-from simyard.domain.runs import record_event
+from simyard.domain.runs import event_row
 from simyard.domain.states import RunState, TaskRunState
-from simyard.domain.tables import Run, StoredFile, TaskRun, utcnow
+from simyard.domain.tables import Event, Run, StoredFile, TaskRun, utcnow
 from simyard.domain.usage import add_attempt_usage
 from simyard.engine.result import FailureKind
 from simyard.engine.workorder import StoredOutput, WorkOrder, WorkResult
@@ -106,6 +106,8 @@ class _Applier:
         self.manifests: dict[int, Manifest] = {}
         self.runs: dict[int, Run] = {}
         self.tasks: dict[int, TaskRun] = {}
+        self.events: list[dict[str, Any]] = []  # the outbox's rows, written in one statement
+        self.files: list[dict[str, Any]] = []  # stored files' rows, the same way
 
     def manifest(self, run: Run) -> Manifest:
         if run.model_version_id not in self.manifests:
@@ -132,7 +134,16 @@ class _Applier:
         with self.db.no_autoflush:  # one flush at the end, not one before every query
             self._apply_each(actions)
         self.db.flush()
+        # New rows in one statement each, in the order they came; nothing here needs their ids.
+        for table, rows in ((StoredFile, self.files), (Event, self.events)):
+            if rows:  # render_nulls: one statement even where a value is None
+                self.db.execute(insert(table).execution_options(render_nulls=True), rows)
         return self.out
+
+    def record_event(
+        self, kind: str, run: Run, task_run: TaskRun | None = None, **data: Any
+    ) -> None:
+        self.events.append(event_row(kind, run, task_run, **data))
 
     def _apply_each(self, actions: list[Action]) -> None:
         for action in actions:
@@ -170,7 +181,7 @@ class _Applier:
             add_attempt_usage(task_run, self.manifest(run), extra)  # the attempt ends
         task_run.set_state(action.new)
         data = {"reason": action.reason} if action.event == "task.retry" else {}
-        record_event(self.db, action.event, run, task_run, **data)
+        self.record_event(action.event, run, task_run, **data)
 
     def record_result(self, action: RecordResult) -> None:
         self.set_task_state(action.change, extra=action.result)
@@ -191,16 +202,16 @@ class _Applier:
         task_run.metrics = result.metrics
 
     def add_file(self, run: Run, task_run: TaskRun, kind: str, out: StoredOutput) -> None:
-        self.db.add(
-            StoredFile(
-                run_id=run.id,
-                task_run_id=task_run.id,
-                kind=kind,
-                path=out.path,
-                key=out.key,
-                size=out.size,
-                sha256=out.sha256,
-            )
+        self.files.append(
+            {
+                "run_id": run.id,
+                "task_run_id": task_run.id,
+                "kind": kind,
+                "path": out.path,
+                "key": out.key,
+                "size": out.size,
+                "sha256": out.sha256,
+            }
         )
 
     def mark_started(self, action: MarkStarted) -> None:
@@ -230,8 +241,8 @@ class _Applier:
         task_run.worker = None
         if run.state == RunState.queued:
             run.set_state(RunState.running)
-            record_event(self.db, "run.running", run)
-        record_event(self.db, "task.running", run, task_run)
+            self.record_event("run.running", run)
+        self.record_event("task.running", run, task_run)
         self.out.orders.append(self.work_order(run, task_run))
 
     def work_order(self, run: Run, task_run: TaskRun) -> WorkOrder:
@@ -298,7 +309,7 @@ class _Applier:
                 run.error_summary = failed.failure_summary
         run.metrics = self.metrics.get(run.id)
         run.set_state(action.final)
-        record_event(self.db, f"run.{action.final}", run)
+        self.record_event(f"run.{action.final}", run)
 
 
 def apply_actions(

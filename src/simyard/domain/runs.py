@@ -109,10 +109,8 @@ def jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in values.items()}
 
 
-def record_event(
-    db: Session, kind: str, run: Run, task_run: TaskRun | None = None, **data: Any
-) -> None:
-    """Add an event to the outbox, in the caller's transaction."""
+def event_row(kind: str, run: Run, task_run: TaskRun | None = None, **data: Any) -> dict[str, Any]:
+    """An outbox event of ``run`` (and ``task_run``) as they are now, as a row's values."""
     payload = {"run_id": run.id, "state": run.state, **data}
     if task_run is not None:
         payload |= {
@@ -120,11 +118,19 @@ def record_event(
             "task_state": task_run.state,
             "attempt": task_run.attempt,
         }
-    db.add(
-        Event(
-            run_id=run.id, task_run_id=task_run.id if task_run else None, kind=kind, payload=payload
-        )
-    )
+    return {
+        "run_id": run.id,
+        "task_run_id": task_run.id if task_run else None,
+        "kind": kind,
+        "payload": payload,
+    }
+
+
+def record_event(
+    db: Session, kind: str, run: Run, task_run: TaskRun | None = None, **data: Any
+) -> None:
+    """Add an event to the outbox, in the caller's transaction."""
+    db.add(Event(**event_row(kind, run, task_run, **data)))
 
 
 def check_run_input(
