@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import func, select, union
@@ -59,32 +61,28 @@ def task_view(task_run: Any, now: dt.datetime, retries: int = 0) -> TaskView:
     )
 
 
-def run_views(db: Session, run_ids: list[int], now: dt.datetime) -> tuple[RunView, ...]:
-    """The runs ``run_ids`` with all their task runs in graph order, as plain data."""
-    if not run_ids:
-        return ()
-    tasks: dict[int, list[TaskView]] = {run_id: [] for run_id in run_ids}
-    for row in db.execute(
-        select(*_TASK_COLUMNS)
+def run_views(db: Session, run_ids: Any, now: dt.datetime) -> tuple[RunView, ...]:
+    """The runs ``run_ids`` (ids, or a query of them) with all their task runs in graph
+    order, as plain data, by id; one statement."""
+    rows = db.execute(
+        select(*_TASK_COLUMNS, Run.user_id, Run.state.label("run_state"), Run.cancel_requested)
+        .join(Run, Run.id == TaskRun.run_id)
         .where(TaskRun.run_id.in_(run_ids))
         .order_by(TaskRun.run_id, TaskRun.position)
-    ):
-        tasks[row.run_id].append(task_view(row, now))
-    runs = db.execute(
-        select(Run.id, Run.user_id, Run.state, Run.cancel_requested)
-        .where(Run.id.in_(run_ids))
-        .order_by(Run.id)
     )
-    return tuple(
-        RunView(
-            id=run.id,
-            user_id=run.user_id,
-            state=RunState(run.state),
-            cancel_requested=bool(run.cancel_requested),
-            tasks=tuple(tasks[run.id]),
+    views = []
+    for run_id, of_run in groupby(rows, key=attrgetter("run_id")):
+        tasks = list(of_run)
+        views.append(
+            RunView(
+                id=run_id,
+                user_id=tasks[0].user_id,
+                state=RunState(tasks[0].run_state),
+                cancel_requested=bool(tasks[0].cancel_requested),
+                tasks=tuple(task_view(task, now) for task in tasks),
+            )
         )
-        for run in runs
-    )
+    return tuple(views)
 
 
 def quota_room(db: Session) -> dict[int, int]:
@@ -118,18 +116,14 @@ def read_snapshot(
     now = utcnow()
     # A union of three narrow queries rather than one OR, so each uses an index: a queued
     # run needs a pass only when asked to stop, or when a rerun made all it has left cached.
-    ids = set(
-        db.scalars(
-            union(
-                select(Run.id).where(Run.state == RunState.running),
-                select(Run.id).where(Run.state == RunState.queued, Run.cancel_requested.is_(True)),
-                select(TaskRun.run_id)
-                .join(Run, Run.id == TaskRun.run_id)
-                .where(TaskRun.state == TaskRunState.cached, Run.state == RunState.queued),
-            )
-        )
+    needing_a_pass = union(
+        select(Run.id).where(Run.state == RunState.running),
+        select(Run.id).where(Run.state == RunState.queued, Run.cancel_requested.is_(True)),
+        select(TaskRun.run_id)
+        .join(Run, Run.id == TaskRun.run_id)
+        .where(TaskRun.state == TaskRunState.cached, Run.state == RunState.queued),
     )
-    runs = run_views(db, sorted(ids), now)
+    runs = run_views(db, needing_a_pass, now)
     room = quota_room(db)
     candidates: list[Candidate] = []
     if free_slots > 0:
