@@ -564,7 +564,8 @@ def test_a_run_costs_the_dispatcher_one_commit_and_a_bounded_number_of_statement
     sessions: sessionmaker[Session], tmp_path: Path, make_model: MakeModel
 ) -> None:
     """Claimed, started and ended, one single-task run after another: each costs one
-    commit and (today) 25 statements; the bound leaves room, not the 42 of before."""
+    commit and (today) 19.5 statements on SQLite, 18.5 on PostgreSQL; the bound leaves
+    room, not the 25 of before the outbox's rows were written in one statement."""
     world = World(sessions, tmp_path, make_model(ONE_TASK, {}))
     executor = ScriptedExecutor(slots=1)
     d = world.dispatcher(executor)
@@ -579,7 +580,7 @@ def test_a_run_costs_the_dispatcher_one_commit_and_a_bounded_number_of_statement
             d.turn([result(order)])  # its end, its run's finish and the next claim
     assert [world.run(r).state for r in runs] == ["succeeded"] * len(runs)
     assert len(commits) == len(runs)
-    assert len(sent) / len(runs) <= 30
+    assert len(sent) / len(runs) <= 22
 
 
 def test_a_run_created_while_every_slot_is_taken_waits_for_the_next_end_not_a_pass(
