@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from simyard.db.session import make_engine, session_factory, upgrade_schema
 from simyard.dispatch import MAX_ATTEMPTS, Dispatcher, LiveLogs
+from simyard.dispatch.lease import LeaseTerm
 from simyard.domain.registry import manifest_of, register_model
 from simyard.domain.runs import cancel_run, queue_run, rerun
 from simyard.domain.tables import DispatcherLease, ModelVersion, Run, StoredFile, TaskRun, User
@@ -664,3 +667,42 @@ def test_the_executor_is_never_called_inside_a_transaction(world: World) -> None
     assert world.run(cancelled).state == "cancelled"
     assert all(executor.seen.values()), executor.seen  # each kind of call was made
     assert executor.seen == {kind: [0] * len(calls) for kind, calls in executor.seen.items()}
+
+
+def test_a_holder_stalled_inside_its_transaction_lets_another_server_take_the_lease_over(
+    postgres_url: str,
+) -> None:
+    """A server stopped (SIGSTOP, a paused VM) while its transaction holds the lease's row
+    lock would keep every other server from taking over for as long as it stays stopped:
+    PostgreSQL ends that transaction once a lease's time passes without a statement."""
+    engine = make_engine(postgres_url)
+    upgrade_schema(engine)
+    sessions = session_factory(engine)
+    ttl = 1.0
+    stalled, other = LeaseTerm(ttl), LeaseTerm(ttl)
+    with sessions() as db, db.begin():
+        assert stalled.take(db)
+    held = sessions()
+    try:
+        held.begin()
+        stalled.fence(held)  # the row is locked; then the server stops, its transaction open
+        taken: list[float] = []
+
+        def take_over() -> None:
+            started = time.monotonic()
+            while time.monotonic() - started < 20 and not taken:
+                with sessions() as db, db.begin():
+                    if other.take(db):
+                        taken.append(time.monotonic() - started)
+                time.sleep(0.1)
+
+        thread = threading.Thread(target=take_over, daemon=True)
+        thread.start()
+        thread.join(timeout=30)
+        assert taken, "no other server could take the lease over from a stalled holder"
+        assert taken[0] < 10 * ttl
+        with pytest.raises(DBAPIError):  # the stalled server's transaction is gone
+            held.execute(select(DispatcherLease.holder))
+    finally:
+        held.close()
+        engine.dispose()

@@ -19,7 +19,13 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from simyard.domain.lease import holds_lease, release_lease, renew_lease, take_lease
+from simyard.domain.lease import (
+    end_if_stalled,
+    holds_lease,
+    release_lease,
+    renew_lease,
+    take_lease,
+)
 from simyard.errors import LeaseLost
 
 
@@ -46,6 +52,7 @@ class LeaseTerm:
         """Start a new term if the lease is free; the caller commits."""
         token = self.new_token()
         started, wall = time.monotonic(), time.time()
+        end_if_stalled(db, self.ttl)
         if not take_lease(db, token, self.ttl):
             return False
         self.token = token
@@ -58,7 +65,11 @@ class LeaseTerm:
         if self.token is None:
             return False
         started, wall = time.monotonic(), time.time()
-        if started >= self._valid_until or not renew_lease(db, self.token, self.ttl):
+        if started >= self._valid_until:
+            self.end()
+            return False
+        end_if_stalled(db, self.ttl)
+        if not renew_lease(db, self.token, self.ttl):
             self.end()
             return False
         self._valid_until = started + self.ttl
@@ -66,8 +77,12 @@ class LeaseTerm:
         return True
 
     def fence(self, db: Session) -> None:
-        """Raise LeaseLost unless this term holds the lease; locks it for the transaction."""
-        if not self.valid() or self.token is None or not holds_lease(db, self.token):
+        """Raise LeaseLost unless this term holds the lease; locks it for the transaction,
+        which the database ends should this server stall with it open for a lease's time."""
+        held = self.valid() and self.token is not None
+        if held:
+            end_if_stalled(db, self.ttl)
+        if not held or not holds_lease(db, self.token or ""):
             self.end()
             raise LeaseLost("this server no longer holds the dispatch lease")
 

@@ -12,13 +12,25 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from simyard.domain.tables import DispatcherLease, utcnow
 
 LEASE_ID = 1
+
+
+def end_if_stalled(db: Session, seconds: float) -> None:
+    """Have the database end this transaction once ``seconds`` pass without a statement.
+
+    A server stopped with a transaction open (SIGSTOP, a paused VM) would otherwise keep
+    its row locks, the lease's first, for as long as it stays stopped: no other server
+    could take the lease over. PostgreSQL only; SQLite has no row locks.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        timeout = str(max(1, round(seconds * 1000)))  # milliseconds
+        db.execute(select(func.set_config("idle_in_transaction_session_timeout", timeout, True)))
 
 
 def take_lease(db: Session, term: str, ttl: float) -> bool:
