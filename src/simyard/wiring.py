@@ -31,11 +31,20 @@ class Database:
     readers: sessionmaker[Session]  # read-only: they wait for no writer (db/session.py)
 
 
+def idle_transaction_timeout(settings: Settings) -> float:
+    """Seconds after which the database ends a transaction left waiting for its next
+    statement: three leases, at least 30 s. (A lease's own and the dispatcher's
+    transactions are ended after one lease: dispatch/lease.py.)"""
+    return max(3 * settings.lease_ttl, 30.0)
+
+
 def open_database(settings: Settings) -> Database:
     """Open the configured database and bring its schema up to date."""
     if settings.database_url is None:
         settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(
+        settings.resolved_database_url, idle_transaction_timeout=idle_transaction_timeout(settings)
+    )
     upgrade_schema(engine)
     return Database(engine, session_factory(engine), session_factory(engine, read_only=True))
 

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from simyard.config import Settings
 from simyard.db.session import make_engine, session_factory, upgrade_schema
 from simyard.dispatch import MAX_ATTEMPTS, Dispatcher, LiveLogs
 from simyard.dispatch.lease import LeaseTerm
@@ -26,6 +27,7 @@ from simyard.engine.workorder import StoredOutput, WorkOrder, WorkResult
 from simyard.executors.base import EventKind, Executor, ExecutorEvent
 from simyard.manifest.runinput import validate_run_input
 from simyard.storage.file import FileStore
+from simyard.wiring import idle_transaction_timeout
 from tests.conftest import MakeModel
 from tests.sqlcount import counted
 
@@ -702,6 +704,32 @@ def test_a_holder_stalled_inside_its_transaction_lets_another_server_take_the_le
         assert taken, "no other server could take the lease over from a stalled holder"
         assert taken[0] < 10 * ttl
         with pytest.raises(DBAPIError):  # the stalled server's transaction is gone
+            held.execute(select(DispatcherLease.holder))
+    finally:
+        held.close()
+        engine.dispose()
+
+
+def test_a_stopped_servers_open_transaction_is_ended_by_the_database(postgres_url: str) -> None:
+    """Any transaction of a server, not only the dispatcher's: the server's engine has
+    PostgreSQL end one that waits for its next statement past the server's limit."""
+    settings = Settings(database_url=postgres_url, lease_ttl=1.0)
+    assert idle_transaction_timeout(settings) == 30.0  # three leases, at least 30 s
+    engine = make_engine(postgres_url, idle_transaction_timeout=1.0)
+    upgrade_schema(engine)
+    sessions = session_factory(engine)
+    with sessions() as db, db.begin():
+        assert LeaseTerm(60).take(db)
+    held = sessions()
+    try:
+        held.begin()
+        held.execute(select(DispatcherLease).with_for_update())  # then it stops
+        started = time.monotonic()
+        with sessions() as db, db.begin():  # waits for the lock until the database ends it
+            db.execute(text("SET LOCAL lock_timeout = '10s'"))  # without that: forever
+            db.execute(update(DispatcherLease).values(holder="another"))
+        assert time.monotonic() - started < 10
+        with pytest.raises(DBAPIError):
             held.execute(select(DispatcherLease.holder))
     finally:
         held.close()

@@ -118,12 +118,24 @@ class WriteGate:
                 self._held = False
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite is set up so concurrent writers wait instead of failing."""
+def make_engine(url: str, *, idle_transaction_timeout: float | None = None) -> Engine:
+    """An engine for ``url``; SQLite is set up so concurrent writers wait instead of failing.
+
+    ``idle_transaction_timeout`` (PostgreSQL): the database ends a transaction that waits
+    this many seconds for its next statement. None of simyard's does; one of a process
+    that was stopped (SIGSTOP, a paused VM) would hold its row locks, and every other
+    server waiting on them, for as long as the process stays stopped.
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        connect_args = {}
+        if idle_transaction_timeout is not None:
+            timeout = max(1, round(idle_transaction_timeout * 1000))  # milliseconds
+            connect_args["options"] = f"-c idle_in_transaction_session_timeout={timeout}"
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+        )
         _refuse_writes_of_readers(engine)
         return engine
     engine = create_engine(
