@@ -18,3 +18,9 @@ def aware(when: dt.datetime) -> dt.datetime:
 def utc_text(when: dt.datetime) -> str:
     """``2026-12-01T16:03:05.123456Z``: ISO 8601 in UTC, with ``Z``, as answers write it."""
     return aware(when).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def limit_ms(seconds: float) -> int:
+    """A time limit in whole milliseconds, at least 1 (0 would mean no limit at all to
+    PostgreSQL's timeouts)."""
+    return max(1, round(seconds * 1000))

@@ -36,6 +36,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from simyard.times import limit_ms
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # The connection whose transaction this context (a thread, or a task of the event loop) began.
@@ -131,7 +133,7 @@ def make_engine(url: str, *, idle_transaction_timeout: float | None = None) -> E
     if not url.startswith("sqlite"):
         connect_args = {}
         if idle_transaction_timeout is not None:
-            timeout = max(1, round(idle_transaction_timeout * 1000))  # milliseconds
+            timeout = limit_ms(idle_transaction_timeout)
             connect_args["options"] = f"-c idle_in_transaction_session_timeout={timeout}"
         engine = create_engine(
             url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args

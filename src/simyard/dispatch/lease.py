@@ -79,10 +79,10 @@ class LeaseTerm:
     def fence(self, db: Session) -> None:
         """Raise LeaseLost unless this term holds the lease; locks it for the transaction,
         which the database ends should this server stall with it open for a lease's time."""
-        held = self.valid() and self.token is not None
-        if held:
+        token = self.token if self.valid() else None
+        if token is not None:
             end_if_stalled(db, self.ttl)
-        if not held or not holds_lease(db, self.token or ""):
+        if token is None or not holds_lease(db, token):
             self.end()
             raise LeaseLost("this server no longer holds the dispatch lease")
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from simyard.domain.tables import DispatcherLease, utcnow
+from simyard.times import limit_ms
 
 LEASE_ID = 1
 
@@ -29,7 +30,7 @@ def end_if_stalled(db: Session, seconds: float) -> None:
     could take the lease over. PostgreSQL only; SQLite has no row locks.
     """
     if db.get_bind().dialect.name == "postgresql":
-        timeout = str(max(1, round(seconds * 1000)))  # milliseconds
+        timeout = str(limit_ms(seconds))
         db.execute(select(func.set_config("idle_in_transaction_session_timeout", timeout, True)))
 
 
