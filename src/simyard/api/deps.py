@@ -7,6 +7,7 @@ from typing import Annotated
 
 from annotated_types import Ge, Le
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -31,7 +32,11 @@ Cursor = Annotated[int, Ge(0), Le(MAX_ID)]  # "after this id"; 0: from the start
 ByteOffset = Annotated[int, Ge(0), Le(MAX_OFFSET)]
 
 
-def refuse_nul_characters(request: Request) -> None:
+# The dependencies that do no I/O are coroutines: FastAPI runs a plain function in the
+# thread pool, a round trip that cost the event loop more than the function itself.
+
+
+async def refuse_nul_characters(request: Request) -> None:
     """A 422 naming the path or query parameter that holds a NUL character.
 
     No name, version or state holds one, and PostgreSQL refuses to compare text with one
@@ -55,7 +60,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
@@ -81,11 +86,12 @@ def get_db(request: Request, platform: PlatformDep) -> Iterator[Session]:
 DbDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
-def current_user(request: Request, platform: PlatformDep) -> User:
+async def current_user(request: Request, platform: PlatformDep) -> User:
     """The user of the bearer token; 401 without a valid one.
 
-    Looked up in a transaction of its own, so no database lock is held while the
-    request handler works (SQLite allows one writer at a time).
+    A token verified in the last second is known without the database; otherwise it is
+    looked up in the thread pool, in a transaction of its own, so no database lock is
+    held while the request handler works (SQLite allows one writer at a time).
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -108,7 +114,9 @@ def current_user(request: Request, platform: PlatformDep) -> User:
     # lookup notes a use (about once a minute per token or session).
     found: VerifiedToken | User | None = platform.tokens.lookup(bearer) if bearer else None
     if found is None:
-        found = read_then_write(platform.readers, platform.sessions, identify)
+        found = await run_in_threadpool(
+            read_then_write, platform.readers, platform.sessions, identify
+        )
     if isinstance(found, VerifiedToken):
         if found.scope == "read" and request.method not in SAFE:
             raise HTTPException(
@@ -139,7 +147,7 @@ def current_user(request: Request, platform: PlatformDep) -> User:
 UserDep = Annotated[User, Depends(current_user)]
 
 
-def admin_user(user: UserDep) -> User:
+async def admin_user(user: UserDep) -> User:
     if not user.is_admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="only an admin may do this")
     return user

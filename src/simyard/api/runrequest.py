@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
@@ -36,6 +36,7 @@ MAX_FORM_FILES = 100
 _SHOWN_NAME = 200  # a hostile field name is echoed in a problem, but only this much of it
 INPUT_PREFIX = "inputs."
 COPY_CHUNK = 1 << 20
+T = TypeVar("T")
 
 
 @dataclass
@@ -100,6 +101,24 @@ async def submit_request(
 ) -> Submitted:
     """Hand a request read here to the domain's ``kind`` of submission (in the thread
     pool) and wake the dispatcher when it created something; its refusals pass through."""
+    submitted, _ = await submit_and_answer(
+        kind, platform, user_id=user_id, fields=fields, uploads=uploads, create=create
+    )
+    return submitted
+
+
+async def submit_and_answer(
+    kind: type[Submission],
+    platform: Platform,
+    *,
+    user_id: int,
+    fields: dict[str, Any],
+    uploads: dict[str, Upload],
+    create: bool,
+    answer: Callable[[Submitted], T] | None = None,
+) -> tuple[Submitted, T | None]:
+    """:func:`submit_request`, and then ``answer`` of what it created, in the same trip
+    to the thread pool (each trip costs the event loop as much as a small request)."""
     submission = kind(
         sessions=platform.sessions,
         readers=platform.readers,
@@ -109,10 +128,15 @@ async def submit_request(
         fields=fields,
         uploads=uploads,
     )
-    submitted = await run_in_threadpool(submission, user_id=user_id, create=create)
-    if submitted.id is not None:
+
+    def submit() -> tuple[Submitted, T | None]:
+        submitted = submission(user_id=user_id, create=create)
+        if submitted.id is None:
+            return submitted, None
         platform.dispatcher.wake(created=True)
-    return submitted
+        return submitted, None if answer is None else answer(submitted)
+
+    return await run_in_threadpool(submit)
 
 
 def refusal_answer(exc: Refusal) -> dict[str, list[dict[str, str]]]:

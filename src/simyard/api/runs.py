@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from simyard.api.deps import (
     DbDep,
@@ -17,7 +16,7 @@ from simyard.api.deps import (
     problem_dicts,
     problems_response,
 )
-from simyard.api.runrequest import read_run_request, submit_request, upload_scratch
+from simyard.api.runrequest import read_run_request, submit_and_answer, upload_scratch
 from simyard.api.schemas import REFUSED, RunOut, SweepOut, run_out, sweep_out
 from simyard.domain import runs as run_service
 from simyard.domain import sweeps as sweep_service
@@ -27,6 +26,7 @@ from simyard.domain.submission import (
     RunRateSpent,
     RunSubmission,
     Submission,
+    Submitted,
     SweepSubmission,
     spend_run_rate,
 )
@@ -64,28 +64,29 @@ async def submit(
         )
         if read.problems:
             return problems_response(read.problems)
+
+        def answer(submitted: Submitted) -> JSONResponse:
+            assert submitted.id is not None
+            with platform.readers() as db:
+                shaped = answer_of(kind, db, user, submitted.id)
+            shaped.warnings = problem_dicts(submitted.warnings)
+            return JSONResponse(shaped.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+
         try:
-            submitted = await submit_request(
+            # The answer is read in the thread pool, in the same trip as the submission:
+            # a database call on the event loop stalls every request meanwhile.
+            submitted, created = await submit_and_answer(
                 kind, platform, user_id=user.id, fields=read.fields, uploads=read.uploads,
-                create=create,
+                create=create, answer=answer,
             )  # fmt: skip
         except ValidationFailed as exc:
             return problems_response(exc.problems, exc.warnings)
         except RunRateSpent as exc:
             return rate_refusal(exc)
+    if created is not None:
+        return created
     warnings = problem_dicts(submitted.warnings)
-    if submitted.id is None:
-        return JSONResponse({"errors": [], "warnings": warnings, **submitted.checked})
-    created = submitted.id
-
-    def answer() -> JSONResponse:
-        with platform.readers() as db:
-            shaped = answer_of(kind, db, user, created)
-            shaped.warnings = warnings
-            return JSONResponse(shaped.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
-
-    # In the thread pool: a database call on the event loop stalls every request meanwhile.
-    return await run_in_threadpool(answer)
+    return JSONResponse({"errors": [], "warnings": warnings, **submitted.checked})
 
 
 def answer_of(
