@@ -67,8 +67,11 @@ async def submit(
 
         def answer(submitted: Submitted) -> JSONResponse:
             assert submitted.id is not None
-            with platform.readers() as db:
-                shaped = answer_of(kind, db, user, submitted.id)
+            if submitted.view is not None:  # a run: as created, read from memory
+                shaped: RunOut | SweepOut = run_out(submitted.view, [])
+            else:
+                with platform.readers() as db:
+                    shaped = answer_of(kind, db, user, submitted.id)
             shaped.warnings = problem_dicts(submitted.warnings)
             return JSONResponse(shaped.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
 

@@ -250,6 +250,7 @@ def queue_run(
         sweep_id=sweep_id,
         parameter_file=checked.parameter_file,
         warnings=[{"field": w.field, "message": w.message} for w in warnings or []],
+        task_runs=[],  # filled below: a collection known to the session, never loaded
     )
     (labels or Labels()).apply(run)
     db.add(run)
@@ -282,10 +283,16 @@ def _add_task_runs(db: Session, run: Run, order: list[str], needs: Mapping[str, 
             state=TaskRunState.pending,
             attempt=0,
         )
-        db.add(task_run)
+        run.task_runs.append(task_run)
         if taskgraph.readiness(Standing.open for _ in needs[name]) is Readiness.start:
             task_run.set_state(TaskRunState.queued)
     db.flush()
+
+
+def created_view(run: Run, version: ModelVersion, user: User, project: Project | None) -> ListedRun:
+    """A run just created in this session, with what :func:`simyard.api.schemas.run_out`
+    reads of it, all in memory: its answer needs no statement, and none after the session."""
+    return ListedRun(run, list(run.task_runs), version, user, project)
 
 
 def get_run(*, db: Session, run_id: int, user: User, action: Action = Action.read) -> Run:

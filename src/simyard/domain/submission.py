@@ -82,6 +82,7 @@ class Submitted:
     id: int | None
     warnings: list[Problem] = field(default_factory=list)
     checked: dict[str, Any] = field(default_factory=dict)
+    view: Any = None  # what was created, readable with no session (a run's), or None
 
 
 def notify_choice(value: Any) -> bool | None:
@@ -179,8 +180,9 @@ class Submission(ABC):
     @abstractmethod
     def create(
         self, db: Session, user: User, version: ModelVersion, checked: Any, inputs: Stored
-    ) -> int:
-        """Create what was checked, its uploads stored as ``inputs``; its id."""
+    ) -> tuple[int, Any]:
+        """Create what was checked, its uploads stored as ``inputs``; its id, and a view of
+        it that an answer can read with no session (or None: the answer reads it again)."""
 
     def prepare(self, db: Session, user: User, workdir: Path) -> None:  # noqa: B027 - a hook
         """Read what the request adds before its model is resolved (``workdir``: a folder
@@ -207,7 +209,8 @@ class Submission(ABC):
                 user = db.get(User, user_id)
                 assert user is not None
                 spend_run_rate(db, self.limits.run_rate, user)
-                return Submitted(self.create(db, user, version, checked, inputs), warnings)
+                created, view = self.create(db, user, version, checked, inputs)
+            return Submitted(created, warnings, view=view)
 
 
 class RunSubmission(Submission):
@@ -261,8 +264,8 @@ class RunSubmission(Submission):
 
     def create(
         self, db: Session, user: User, version: ModelVersion, checked: Any, inputs: Stored
-    ) -> int:
-        return run_service.create_run(
+    ) -> tuple[int, Any]:
+        run = run_service.create_run(
             db=db,
             user=user,
             version=version,
@@ -273,7 +276,8 @@ class RunSubmission(Submission):
             warnings=checked.warnings,
             from_run=self.source,
             project=self.project,
-        ).id
+        )
+        return run.id, run_service.created_view(run, version, user, self.project)
 
 
 def sweep_plan(fields: Mapping[str, Any], version: ModelVersion) -> sweep_service.SweepPlan:
@@ -314,9 +318,9 @@ class SweepSubmission(Submission):
 
     def create(
         self, db: Session, user: User, version: ModelVersion, checked: Any, inputs: Stored
-    ) -> int:
+    ) -> tuple[int, Any]:
         plan, runs = checked
-        return sweep_service.create_sweep(
+        sweep = sweep_service.create_sweep(
             db=db,
             user=user,
             version=version,
@@ -325,4 +329,5 @@ class SweepSubmission(Submission):
             checked=runs,
             inputs=inputs,
             notify=notify_choice(self.fields.get("notify")),
-        ).id
+        )
+        return sweep.id, None

@@ -10,9 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from simyard.api.schemas import run_out
 from simyard.db.session import make_engine, session_factory, upgrade_schema
 from simyard.domain import runs as run_service
+from simyard.domain.registry import register_model
 from simyard.domain.states import RunState
+from simyard.domain.submission import Limits, RunSubmission
 from simyard.domain.tables import ModelVersion, Run, TaskRun, User
 from simyard.domain.users import create_token, token_for
+from simyard.storage.file import FileStore
+from tests.conftest import MakeModel
 from tests.sqlcount import counted
 
 
@@ -77,3 +81,37 @@ def test_the_runs_list_reads_each_kind_of_row_once_however_many_owners(
     assert all(len(r.tasks) == 2 and r.project is None for r in shaped)
     # The runs; their models; their owners; their task runs (no project: none read).
     assert len(sent) == 4, "\n".join(sent)
+
+
+def test_a_created_runs_answer_is_read_from_memory_and_matches_the_run_read_again(
+    sessions: sessionmaker[Session], make_model: MakeModel, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "store")
+    manifest = (
+        "simyard: 1\nname: m\nversion: '1'\n"
+        "tasks: {prep: {command: [x]}, model: {command: [x], needs: [prep]}}\n"
+    )
+    with sessions() as db, db.begin():
+        register_model(db=db, store=store, model_dir=make_model(manifest), user=None)
+        user = User(name="ana", email="ana@example.org")
+        db.add(user)
+    submission = RunSubmission(
+        sessions=sessions,
+        readers=sessions,
+        store=store,
+        cache_root=tmp_path / "cache",
+        limits=Limits(max_input_size=1 << 20),
+        fields={"model": "m", "params": {}, "tags": ["a"]},
+        uploads={},
+    )
+    submitted = submission(user_id=user.id, create=True)
+    assert submitted.id is not None
+    assert submitted.view is not None
+    with counted(sessions) as sent:
+        answered = run_out(submitted.view, [])
+    assert sent == [], "the answer of a created run sent statements"
+    with sessions() as db:
+        again = run_out(run_service.get_run(db=db, run_id=submitted.id, user=user), [])
+    assert answered == again
+    assert [(t.name, t.state) for t in answered.tasks] == [("prep", "queued"), ("model", "pending")]
+    assert (answered.owner, answered.model, answered.tags) == ("ana", "m", ["a"])
