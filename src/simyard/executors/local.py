@@ -245,19 +245,26 @@ class LocalExecutor(Executor):
     def poll(self, timeout: float) -> list[ExecutorEvent]:
         with self._lock:
             by_pipe = {w.events: w for w in self._workers}
+            by_sentinel = {w.process.sentinel: w for w in self._workers}
         events: list[ExecutorEvent] = []
+        exited: set[_Worker] = set()
         woken = [self._woken] if self._woken >= 0 else []
-        for pipe in mp_connection.wait([*woken, *by_pipe], timeout):
-            if pipe == self._woken:
+        # A worker's sentinel is ready once it exited: one wait tells that of every worker,
+        # where asking each whether it lives cost a wait of its own on every turn.
+        for ready in mp_connection.wait([*woken, *by_pipe, *by_sentinel], timeout):
+            if ready == self._woken:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._woken, 4096)
                 continue
-            worker = by_pipe[pipe]
+            if ready in by_sentinel:
+                exited.add(by_sentinel[ready])
+                continue
+            worker = by_pipe[ready]
             read = worker.read()
             worker.began |= any(_begins(worker, e) for e in read)
             events += read
         self._ended(events)
-        events += self._reap()
+        events += self._reap(exited)
         return events
 
     def _ended(self, events: list[ExecutorEvent]) -> None:
@@ -274,9 +281,10 @@ class LocalExecutor(Executor):
                     if worker.done >= MAX_ATTEMPTS_PER_WORKER:
                         worker.retire()
 
-    def _reap(self) -> list[ExecutorEvent]:
-        """Workers that exited: one that was running an attempt lost it; one that died
-        before it began its order (killed while idle, say) hands the order on."""
+    def _reap(self, exited: set[_Worker]) -> list[ExecutorEvent]:
+        """Workers that exited (``exited``: their sentinels were ready): one that was running
+        an attempt lost it; one that died before it began its order (killed while idle,
+        say) hands the order on."""
         lost = []
         now = time.monotonic()
         with self._lock:
@@ -287,7 +295,7 @@ class LocalExecutor(Executor):
                 if now - worker.idle_since > WORKER_IDLE_SECONDS:
                     worker.retire()
             for worker in list(self._workers):
-                if worker.process.is_alive():
+                if worker not in exited:
                     continue
                 worker.process.join()
                 late = worker.read()  # its result may have come after the last look
