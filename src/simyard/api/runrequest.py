@@ -98,27 +98,12 @@ async def submit_request(
     fields: dict[str, Any],
     uploads: dict[str, Upload],
     create: bool,
-) -> Submitted:
-    """Hand a request read here to the domain's ``kind`` of submission (in the thread
-    pool) and wake the dispatcher when it created something; its refusals pass through."""
-    submitted, _ = await submit_and_answer(
-        kind, platform, user_id=user_id, fields=fields, uploads=uploads, create=create
-    )
-    return submitted
-
-
-async def submit_and_answer(
-    kind: type[Submission],
-    platform: Platform,
-    *,
-    user_id: int,
-    fields: dict[str, Any],
-    uploads: dict[str, Upload],
-    create: bool,
     answer: Callable[[Submitted], T] | None = None,
 ) -> tuple[Submitted, T | None]:
-    """:func:`submit_request`, and then ``answer`` of what it created, in the same trip
-    to the thread pool (each trip costs the event loop as much as a small request)."""
+    """Hand a request read here to the domain's ``kind`` of submission (in the thread
+    pool) and wake the dispatcher when it created something; its refusals pass through.
+    ``answer`` (of what was created) runs in the same trip to the thread pool: each trip
+    costs the event loop about as much as a small request."""
     submission = kind(
         sessions=platform.sessions,
         readers=platform.readers,

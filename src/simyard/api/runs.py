@@ -16,7 +16,7 @@ from simyard.api.deps import (
     problem_dicts,
     problems_response,
 )
-from simyard.api.runrequest import read_run_request, submit_and_answer, upload_scratch
+from simyard.api.runrequest import read_run_request, submit_request, upload_scratch
 from simyard.api.schemas import REFUSED, RunOut, SweepOut, run_out, sweep_out
 from simyard.domain import runs as run_service
 from simyard.domain import sweeps as sweep_service
@@ -78,7 +78,7 @@ async def submit(
         try:
             # The answer is read in the thread pool, in the same trip as the submission:
             # a database call on the event loop stalls every request meanwhile.
-            submitted, created = await submit_and_answer(
+            submitted, created = await submit_request(
                 kind, platform, user_id=user.id, fields=read.fields, uploads=read.uploads,
                 create=create, answer=answer,
             )  # fmt: skip

@@ -258,7 +258,7 @@ async def start_run_from_form(request: Request, name: str, platform: PlatformDep
             request_fields = {"model": name, "version": found.version, "params": params,
                               "notify": None if notify_me else False, **labels}  # fmt: skip
             try:
-                submitted = await submit_request(
+                submitted, _ = await submit_request(
                     RunSubmission, platform, user_id=user.id, fields=request_fields,
                     uploads=uploads, create=True,
                 )  # fmt: skip

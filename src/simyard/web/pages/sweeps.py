@@ -159,7 +159,7 @@ async def start_sweep_from_form(request: Request, name: str, platform: PlatformD
             if "table" in fields:
                 request_fields["table"] = fields["table"]
             try:
-                submitted = await submit_request(
+                submitted, _ = await submit_request(
                     SweepSubmission, platform, user_id=user.id, fields=request_fields,
                     uploads=uploads, create=True,
                 )  # fmt: skip
