@@ -8,12 +8,14 @@ polling that sees the run succeed. The run's own timestamps split the time into 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import resource
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,11 +31,13 @@ from benchmarks.figures import (
     latency_bar,
     table,
 )
+from benchmarks.server import BenchServer
 
 DEFAULT_RUNS = 50
 THROUGHPUT_RUNS = 100
 SUBMITTERS = 8
 BARE_CONCURRENCY = 2  # the server's SIMYARD_MAX_PARALLEL
+SPARE_SLOTS = 3  # for scale: one slot more than the runs' concurrency
 POLL_SECONDS = 0.005
 END_POLL_SECONDS = 0.25  # the throughput scenario's look for runs left
 RUN_TIMEOUT = 60.0
@@ -197,12 +201,32 @@ class CpuSeconds:
         return CpuSeconds(self.server - other.server, self.below - other.below)
 
 
+def machine_cpu() -> tuple[float, float] | None:
+    """(busy, all) CPU seconds of the whole machine so far, from /proc/stat; None elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def cores_busy(before: tuple[float, float] | None) -> float | None:
+    """How many of the machine's cores were busy, on average, since ``before``."""
+    after = machine_cpu()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class Throughput:
     runs: int
     succeeded: int
     seconds: float
     cpu: dict[str, float]  # CPU seconds by where they were spent
+    busy: float | None = None  # the machine's cores busy meanwhile, on average
 
     def cpu_ms_per_run(self) -> str:
         parts = [f"{where} {1000 * s / self.runs:.0f}" for where, s in self.cpu.items()]
@@ -213,17 +237,19 @@ class Throughput:
         return self.succeeded / self.seconds
 
 
-def server_throughput(bench: Bench) -> Throughput:
-    """Submit ``THROUGHPUT_RUNS`` runs from ``SUBMITTERS`` threads, wait until none is left."""
+def server_throughput(bench: Bench, server: BenchServer | None = None) -> Throughput:
+    """Submit ``THROUGHPUT_RUNS`` runs from ``SUBMITTERS`` threads to ``server`` (the
+    session's by default), wait until none is left."""
+    server = server or bench.server()
     limits = httpx.Limits(max_connections=SUBMITTERS + 1)
     with httpx.Client(
-        base_url=bench.server().url + "/api/v1",
-        headers={"Authorization": f"Bearer {bench.server().token}"},
+        base_url=server.url + "/api/v1",
+        headers={"Authorization": f"Bearer {server.token}"},
         timeout=60,
         limits=limits,
     ) as api:
-        start, cpu_before = time.time(), CpuSeconds.of_tree(bench.server().pid)
-        client_before = time.process_time()
+        start, cpu_before = time.time(), CpuSeconds.of_tree(server.pid)
+        client_before, machine_before = time.process_time(), machine_cpu()
         with ThreadPoolExecutor(SUBMITTERS) as pool:
             ids = [i for i in pool.map(lambda _: submit(bench, api), range(THROUGHPUT_RUNS)) if i]
         deadline = time.monotonic() + 300
@@ -238,8 +264,8 @@ def server_throughput(bench: Bench) -> Throughput:
         else:
             if time.monotonic() >= deadline:
                 bench.note("throughput: runs were still queued or running after 300 s")
-        cpu = CpuSeconds.of_tree(bench.server().pid) - cpu_before
-        client = time.process_time() - client_before
+        cpu = CpuSeconds.of_tree(server.pid) - cpu_before
+        client, busy = time.process_time() - client_before, cores_busy(machine_before)
         listed = api.get("/runs", params={"limit": 500}).json()
         runs = {run["id"]: run for run in listed}
         for run_id in set(ids) - set(runs):  # older than the newest 500
@@ -255,7 +281,7 @@ def server_throughput(bench: Bench) -> Throughput:
             f"({', '.join(others) or 'refused'})"
         )
     spent = {"server": cpu.server, "executor and models": cpu.below, "clients": client}
-    return Throughput(THROUGHPUT_RUNS, succeeded, seconds, spent)
+    return Throughput(THROUGHPUT_RUNS, succeeded, seconds, spent, busy)
 
 
 def bare_throughput(argv: list[str]) -> Throughput:
@@ -265,11 +291,13 @@ def bare_throughput(argv: list[str]) -> Throughput:
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
 
     start, before = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    machine_before = machine_cpu()
     with ThreadPoolExecutor(BARE_CONCURRENCY) as pool:
         list(pool.map(once, range(THROUGHPUT_RUNS)))
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after, busy = resource.getrusage(resource.RUSAGE_CHILDREN), cores_busy(machine_before)
     spent = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return Throughput(THROUGHPUT_RUNS, THROUGHPUT_RUNS, time.time() - start, {"programs": spent})
+    seconds = time.time() - start
+    return Throughput(THROUGHPUT_RUNS, THROUGHPUT_RUNS, seconds, {"programs": spent}, busy)
 
 
 def run(bench: Bench) -> None:
@@ -287,10 +315,12 @@ def run(bench: Bench) -> None:
     added = show_latency(bench, samples, started, floor_figures, bare_own)
     with bench.console.status(f"throughput: {THROUGHPUT_RUNS} runs from {SUBMITTERS} threads ..."):
         served = server_throughput(bench)
+    with bench.console.status(f"throughput: a server with {SPARE_SLOTS} slots ..."):
+        spare = spare_slot_throughput(bench)
     with bench.console.status(f"throughput: bare loops at concurrency {BARE_CONCURRENCY} ..."):
         bare = bare_throughput([sys.executable, str(script)])
         bare_true = bare_throughput(["/bin/true"])
-    show_throughput(bench, served, bare, bare_true)
+    show_throughput(bench, served, spare, bare, bare_true)
     rate = served.per_second
     bench.shared["throughput_per_s"] = rate  # the sweep scenario compares with it
     share = rate / bare.per_second
@@ -369,16 +399,47 @@ def show_latency(
     return added
 
 
-def show_throughput(bench: Bench, served: Throughput, bare: Throughput, true: Throughput) -> None:
+def spare_slot_throughput(bench: Bench) -> Throughput | None:
+    """The same runs on a second server with ``SPARE_SLOTS`` slots: a slot is free the
+    moment one ends, as if the next order were always handed over ahead. What that would
+    give, against the two slots' figure, is what idle slots cost; the rest is CPU."""
+    server = BenchServer(bench.root / "home-spare-slot", max_parallel=SPARE_SLOTS)
+    try:
+        server.start()
+        server.add_model(bench.root / "models" / MODEL)
+        with server.api() as api:  # warm-up: the model unpacked, the first imports done
+            response = api.post("/runs", json={"model": MODEL, "params": {}})
+            if response.status_code == 201:
+                wait_final(api, int(response.json()["id"]))
+        return server_throughput(bench, server)
+    except (OSError, RuntimeError, httpx.HTTPError) as exc:
+        bench.note(f"throughput with {SPARE_SLOTS} slots: not measured ({exc})")
+        return None
+    finally:
+        server.stop()
+
+
+def show_throughput(
+    bench: Bench,
+    served: Throughput,
+    spare: Throughput | None,
+    bare: Throughput,
+    true: Throughput,
+) -> None:
     rows = [
         (f"simyard ({SUBMITTERS} submitting threads, local executor, 2 slots)", served),
+        *(
+            [(f"for scale: simyard with {SPARE_SLOTS} slots (a slot free when one ends)", spare)]
+            if spare is not None
+            else []
+        ),
         (f"bare subprocess loop, same program, concurrency {BARE_CONCURRENCY}", bare),
         (f"for scale: bare loop of /bin/true, concurrency {BARE_CONCURRENCY}", true),
     ]
     bench.console.print(
         table(
             f"throughput: {THROUGHPUT_RUNS} trivial runs started at once, until all ended",
-            ["how", "runs", "succeeded", "seconds", "runs/s", "CPU ms per run"],
+            ["how", "runs", "succeeded", "seconds", "runs/s", "CPU ms per run", "cores busy"],
             [
                 [
                     how,
@@ -387,6 +448,7 @@ def show_throughput(bench: Bench, served: Throughput, bare: Throughput, true: Th
                     f"{t.seconds:.2f}",
                     f"{t.per_second:.1f}",
                     t.cpu_ms_per_run(),
+                    "" if t.busy is None else f"{t.busy:.2f}",
                 ]
                 for how, t in rows
             ],
