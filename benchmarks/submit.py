@@ -408,9 +408,9 @@ def spare_slot_throughput(bench: Bench) -> Throughput | None:
         server.start()
         server.add_model(bench.root / "models" / MODEL)
         with server.api() as api:  # warm-up: the model unpacked, the first imports done
-            response = api.post("/runs", json={"model": MODEL, "params": {}})
-            if response.status_code == 201:
-                wait_final(api, int(response.json()["id"]))
+            run_id = submit(bench, api)
+            if run_id is not None:
+                wait_final(api, run_id)
         return server_throughput(bench, server)
     except (OSError, RuntimeError, httpx.HTTPError) as exc:
         bench.note(f"throughput with {SPARE_SLOTS} slots: not measured ({exc})")
