@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from simyard.dispatch.policy import (
@@ -61,30 +61,37 @@ class Applied:
         )
 
 
+# Built once, values bound at each execution (see snapshot.py).
+_LOCK_RUNS = (
+    select(Run)
+    .where(Run.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Run.id)
+    .with_for_update(key_share=True)
+    .execution_options(populate_existing=True)
+)
+_LOCK_TASKS = (
+    select(TaskRun)
+    .where(TaskRun.id.in_(bindparam("ids", expanding=True)))
+    .order_by(TaskRun.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_TASKS_OF_RUN = select(TaskRun).where(TaskRun.run_id == bindparam("run_id")).order_by(TaskRun.id)
+# A run's inputs and what its tasks produced, for a work order.
+_FILES_FOR_ORDER = (
+    select(StoredFile.kind, StoredFile.slot, StoredFile.path, StoredFile.key, TaskRun.name)
+    .outerjoin(TaskRun, TaskRun.id == StoredFile.task_run_id)
+    .where(StoredFile.run_id == bindparam("run_id"), StoredFile.kind.in_(["input", "output"]))
+    .order_by(StoredFile.id)
+)
+
+
 def lock_runs_then_tasks(
     db: Session, run_ids: Iterable[int], task_ids: Iterable[int]
 ) -> tuple[dict[int, Run], dict[int, TaskRun]]:
     """Lock (and read fresh) runs by id, then task runs by id: the one lock order."""
-    runs = {
-        r.id: r
-        for r in db.scalars(
-            select(Run)
-            .where(Run.id.in_(sorted(set(run_ids))))
-            .order_by(Run.id)
-            .with_for_update(key_share=True)
-            .execution_options(populate_existing=True)
-        )
-    }
-    tasks = {
-        t.id: t
-        for t in db.scalars(
-            select(TaskRun)
-            .where(TaskRun.id.in_(sorted(set(task_ids))))
-            .order_by(TaskRun.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    }
+    runs = {r.id: r for r in db.scalars(_LOCK_RUNS, {"ids": sorted(set(run_ids))})}
+    tasks = {t.id: t for t in db.scalars(_LOCK_TASKS, {"ids": sorted(set(task_ids))})}
     return runs, tasks
 
 
@@ -256,13 +263,7 @@ class _Applier:
         # One read for the run's inputs and what its tasks produced; nothing in it depends
         # on this transaction's pending writes, so they are not flushed for it.
         with self.db.no_autoflush:
-            files = self.db.execute(
-                select(StoredFile.kind, StoredFile.slot, StoredFile.path, StoredFile.key,
-                       TaskRun.name)
-                .outerjoin(TaskRun, TaskRun.id == StoredFile.task_run_id)
-                .where(StoredFile.run_id == run.id, StoredFile.kind.in_(["input", "output"]))
-                .order_by(StoredFile.id)
-            ).all()  # fmt: skip
+            files = self.db.execute(_FILES_FOR_ORDER, {"run_id": run.id}).all()
         for kind, slot, path, key, producer in files:
             if kind == "input" and slot:
                 inputs[slot] = key
@@ -290,9 +291,7 @@ class _Applier:
         if run is None or RunState(run.state).final:
             self.out.dropped += 1
             return
-        task_runs = list(
-            self.db.scalars(select(TaskRun).where(TaskRun.run_id == run.id).order_by(TaskRun.id))
-        )
+        task_runs = list(self.db.scalars(_TASKS_OF_RUN, {"run_id": run.id}))
         if not task_runs or not all(TaskRunState(t.state).final for t in task_runs):
             self.out.dropped += 1
             return

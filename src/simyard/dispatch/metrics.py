@@ -14,7 +14,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from simyard.domain.registry import manifest_of, version_of
@@ -40,6 +40,15 @@ def merged_metrics(
     return values, unread and any(value is None for value in values.values())
 
 
+# Built once, values bound at each execution (see snapshot.py).
+_RUNS = select(Run).where(Run.id.in_(bindparam("ids", expanding=True))).order_by(Run.id)
+_TASK_METRICS = (
+    select(TaskRun.metrics, TaskRun.started_at, TaskRun.reused_from)
+    .where(TaskRun.run_id == bindparam("run_id"))
+    .order_by(TaskRun.position)
+)
+
+
 class RunMetrics:
     """A finishing run's metrics, from its task runs; from storage only for older results."""
 
@@ -56,15 +65,11 @@ class RunMetrics:
         ids of the others, whose metrics must come from storage (:meth:`of_runs`)."""
         metrics: dict[int, dict[str, Any] | None] = {}
         unread: list[int] = []
-        for run in db.scalars(select(Run).where(Run.id.in_(run_ids)).order_by(Run.id)):
+        for run in db.scalars(_RUNS, {"ids": run_ids}):
             manifest = manifest_of(version_of(db, run))
             if not manifest.results.metrics:
                 continue
-            rows = db.execute(
-                select(TaskRun.metrics, TaskRun.started_at, TaskRun.reused_from)
-                .where(TaskRun.run_id == run.id)
-                .order_by(TaskRun.position)
-            )
+            rows = db.execute(_TASK_METRICS, {"run_id": run.id})
             by_task: list[dict[str, Any] | None] = []
             for found, started, reused in rows:
                 never_ran = started is None and reused is None  # skipped, cancelled

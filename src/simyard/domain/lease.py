@@ -80,6 +80,9 @@ def renew_lease(db: Session, term: str, ttl: float) -> bool:
     return bool(renewed)
 
 
+_LOCK_LEASE = select(DispatcherLease).where(DispatcherLease.id == LEASE_ID).with_for_update()
+
+
 def holds_lease(db: Session, term: str) -> bool:
     """Whether ``term`` holds the lease now, locking its row until the transaction ends.
 
@@ -87,7 +90,7 @@ def holds_lease(db: Session, term: str) -> bool:
     is open no other server can take the lease over (its UPDATE waits on the row lock),
     so writes made after a True answer cannot land beside a new holder's.
     """
-    row = db.scalar(select(DispatcherLease).where(DispatcherLease.id == LEASE_ID).with_for_update())
+    row = db.scalar(_LOCK_LEASE)
     if row is None or row.holder != term:
         return False
     expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
