@@ -50,7 +50,7 @@ def mount_web(app: FastAPI, platform: Platform) -> None:
         https_only=platform.settings.base_url.startswith("https://"),
         max_age=int(platform.settings.session_max_age),
     )
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in (auth, account, models, runs, compare, run, shares, preview, newrun, sweeps,
                    admin, projects, audit, settings, usage):  # fmt: skip
