@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
 from annotated_types import Ge, Le
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy.orm import Session
 
 from simyard.db.session import read_then_write
@@ -20,6 +21,7 @@ from simyard.web.session import CSRF_HEADER, PASSWORD_PAGE, check_csrf, session_
 from simyard.wiring import Platform
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
+T = TypeVar("T")
 # Ids are INTEGER columns: 32 bits on PostgreSQL, which refuses a larger value with an
 # error rather than finding nothing. Byte offsets are 64-bit, as the operating system's.
 MAX_ID = 2**31 - 1
@@ -84,6 +86,32 @@ def get_db(request: Request, platform: PlatformDep) -> Iterator[Session]:
 # writer while the answer went out, and under load the threads serving the next requests
 # all waited for it (creates and cancels took 30 s, the writers benchmark).
 DbDep = Annotated[Session, Depends(get_db, scope="function")]
+
+
+async def reading(platform: Platform, read: Callable[[Session], T]) -> T:
+    """``read`` in the thread pool with a reading session of its own, in one trip.
+
+    For the answers read most often (a run, the runs list, a log): a plain handler with a
+    session dependency takes four trips to the thread pool (the session's start, the
+    handler, the check of its answer, the session's end), and each costs the event loop
+    about as much as a small request. ``GET /runs/{id}``: 4.3 -> 3.2 ms of server CPU.
+    """
+
+    def in_session() -> T:
+        with platform.readers() as db:
+            return read(db)
+
+    return await run_in_threadpool(in_session)
+
+
+def json_answer(shaped: BaseModel | list[Any]) -> Response:
+    """An answer already shaped by its response model, serialized as FastAPI would."""
+    if isinstance(shaped, BaseModel):
+        return Response(shaped.model_dump_json(by_alias=True), media_type="application/json")
+    return Response(_ANY_LIST.dump_json(shaped, by_alias=True), media_type="application/json")
+
+
+_ANY_LIST: TypeAdapter[list[Any]] = TypeAdapter(list[Any])
 
 
 async def current_user(request: Request, platform: PlatformDep) -> User:

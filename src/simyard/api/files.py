@@ -16,8 +16,9 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from simyard.api.deps import ByteOffset, Cursor, DbDep, PlatformDep, RowId, UserDep
+from simyard.api.deps import ByteOffset, Cursor, DbDep, PlatformDep, RowId, UserDep, reading
 from simyard.api.runs import load_run
 from simyard.domain.provenance import METADATA_FILE, run_crate
 from simyard.domain.states import TaskRunState
@@ -59,31 +60,34 @@ def _log_source(platform: Platform, db: Any, task_run: TaskRun) -> tuple[str, An
 
 
 @router.get("/logs/{task}", responses=answers("text/plain", "The bytes of the log asked for"))
-def read_log(
+async def read_log(
     run_id: RowId,
     task: str,
-    db: DbDep,
     user: UserDep,
     platform: PlatformDep,
     offset: ByteOffset = 0,
     length: ByteOffset = 1 << 20,
 ) -> Response:
     """Up to ``length`` bytes of the task's log from ``offset`` (the live log while it runs)."""
-    run = load_run(db, user, run_id)
-    kind, source = _log_source(platform, db, _task(run, task))
     length = min(length, 16 << 20)
-    data = b""
-    # Past the end there is nothing to read, and no seek: a file system refuses offsets
-    # beyond its largest file (EINVAL), while a cursor may be as large as any id.
-    if kind == "stored":
-        if offset < platform.store.stat(source).size:
-            with platform.store.open(source) as handle:
+
+    def read(db: Session) -> bytes:
+        run = load_run(db, user, run_id)
+        kind, source = _log_source(platform, db, _task(run, task))
+        # Past the end there is nothing to read, and no seek: a file system refuses offsets
+        # beyond its largest file (EINVAL), while a cursor may be as large as any id.
+        if kind == "stored":
+            if offset < platform.store.stat(source).size:
+                with platform.store.open(source) as handle:
+                    handle.seek(offset)
+                    return bytes(handle.read(length))
+        elif source.exists() and offset < source.stat().st_size:
+            with open(source, "rb") as handle:
                 handle.seek(offset)
-                data = handle.read(length)
-    elif source.exists() and offset < source.stat().st_size:
-        with open(source, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read(length)
+                return handle.read(length)
+        return b""
+
+    data = await reading(platform, read)
     return Response(
         data,
         media_type="text/plain; charset=utf-8",

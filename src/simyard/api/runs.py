@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -13,8 +13,10 @@ from simyard.api.deps import (
     PlatformDep,
     RowId,
     UserDep,
+    json_answer,
     problem_dicts,
     problems_response,
+    reading,
 )
 from simyard.api.runrequest import read_run_request, submit_request, upload_scratch
 from simyard.api.schemas import REFUSED, RunOut, SweepOut, run_out, sweep_out
@@ -115,8 +117,8 @@ async def validate_run(request: Request, platform: PlatformDep, user: UserDep) -
 
 
 @router.get("", response_model=list[RunOut])
-def list_runs(
-    db: DbDep,
+async def list_runs(
+    platform: PlatformDep,
     user: UserDep,
     state: str | None = None,
     model: str | None = None,
@@ -132,17 +134,25 @@ def list_runs(
     """The caller's runs (every run for an admin), newest first; ``shared=1``: the runs
     shared with the caller (by a user, with everyone, through a sweep or a project);
     ``project=NAME``: that project's runs."""
-    chosen = None
-    if project:
-        chosen = find_project(db=db, name=project)
-        if chosen is None or not (user.is_admin or is_member(db=db, project=chosen, user=user)):
-            problem = Problem("project", f"you are not a member of a project {project[:64]!r}")
-            return problems_response([problem])
-    runs = run_service.list_runs(
-        db=db, user=user, state=state, model=model, before_id=before, limit=limit,
-        shared=shared, project=chosen,
-    )  # fmt: skip
-    return [run_out(run, []) for run in runs]
+
+    def shaped(db: Session) -> list[RunOut] | None:
+        chosen = None
+        if project:
+            chosen = find_project(db=db, name=project)
+            if chosen is None or not (user.is_admin or is_member(db=db, project=chosen, user=user)):
+                return None
+        runs = run_service.list_runs(
+            db=db, user=user, state=state, model=model, before_id=before, limit=limit,
+            shared=shared, project=chosen,
+        )  # fmt: skip
+        return [run_out(run, []) for run in runs]
+
+    answer = await reading(platform, shaped)
+    if answer is None:
+        assert project is not None
+        problem = Problem("project", f"you are not a member of a project {project[:64]!r}")
+        return problems_response([problem])
+    return json_answer(answer)
 
 
 def load_run(db: DbDep, user: UserDep, run_id: RowId, action: Action = Action.read) -> Any:
@@ -157,13 +167,16 @@ def load_run(db: DbDep, user: UserDep, run_id: RowId, action: Action = Action.re
 
 
 @router.get("/{run_id}", response_model=RunOut)
-def get_run(run_id: RowId, db: DbDep, user: UserDep, platform: PlatformDep) -> RunOut:
-    run = load_run(db, user, run_id)
-    outputs = run_service.run_files(db=db, run=run, kind="output")
-    shaped = run_out(run, outputs, run_service.queue_position(db=db, run=run))
-    says = platform.dispatcher.executor.waiting()
-    shaped.waiting = waiting_reason(db=db, run=run, executor_says=says, viewer=user)
-    return shaped
+async def get_run(run_id: RowId, user: UserDep, platform: PlatformDep) -> Response:
+    def shaped(db: Session) -> RunOut:
+        run = load_run(db, user, run_id)
+        outputs = run_service.run_files(db=db, run=run, kind="output")
+        answer = run_out(run, outputs, run_service.queue_position(db=db, run=run))
+        says = platform.dispatcher.executor.waiting()
+        answer.waiting = waiting_reason(db=db, run=run, executor_says=says, viewer=user)
+        return answer
+
+    return json_answer(await reading(platform, shaped))
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut)
