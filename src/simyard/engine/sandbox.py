@@ -46,7 +46,7 @@ def find_bwrap() -> str | None:
 
 @functools.lru_cache(maxsize=8)
 def _which(program: str, path: str | None) -> str | None:
-    # Asked twice per sandboxed start; a lookup along PATH was 1 ms of CPU per start.
+    # Asked twice per sandboxed start: a walk along PATH each time, for the same answer.
     return shutil.which(program, path=path)
 
 
@@ -82,8 +82,9 @@ def hiding_problem(folder: Path) -> str | None:
 
 
 def _problem_of_resolved(real: Path) -> str | None:
-    # Compared as strings: walking each needed folder's parents as Paths cost 4 ms of CPU
-    # per sandboxed start (bwrap_argv asks for every hidden folder at every start).
+    # Compared as strings: walking each needed folder's parents as Paths was most of
+    # bwrap_argv's CPU, which asks for every hidden folder at every start (with four
+    # hidden folders and the PATH lookups above: 0.93-1.03 -> 0.27-0.28 ms per start).
     if real == Path("/"):
         return "it is the root folder, which holds every system folder a model needs"
     below = str(real) + "/"
