@@ -80,7 +80,7 @@ async def read_log(
             if offset < platform.store.stat(source).size:
                 with platform.store.open(source) as handle:
                     handle.seek(offset)
-                    return bytes(handle.read(length))
+                    return handle.read(length)
         elif source.exists() and offset < source.stat().st_size:
             with open(source, "rb") as handle:
                 handle.seek(offset)
