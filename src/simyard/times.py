@@ -15,9 +15,14 @@ def aware(when: dt.datetime) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
+def in_utc(when: dt.datetime) -> dt.datetime:
+    """The same moment, timezone-aware in UTC (a time without a zone is taken as UTC)."""
+    return aware(when).astimezone(dt.UTC)
+
+
 def utc_text(when: dt.datetime) -> str:
     """``2026-12-01T16:03:05.123456Z``: ISO 8601 in UTC, with ``Z``, as answers write it."""
-    return aware(when).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return in_utc(when).isoformat().replace("+00:00", "Z")
 
 
 def limit_ms(seconds: float) -> int:

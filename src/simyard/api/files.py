@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from simyard.api.deps import ByteOffset, Cursor, DbDep, PlatformDep, RowId, UserDep, reading
@@ -49,11 +49,14 @@ def _task(run: Run, task: str) -> TaskRun:
     raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"run {run.id} has no task {task!r}")
 
 
+_STORED_LOG = select(StoredFile).where(
+    StoredFile.task_run_id == bindparam("task_run"), StoredFile.kind == "log"
+)
+
+
 def _log_source(platform: Platform, db: Any, task_run: TaskRun) -> tuple[str, Any]:
     """("live", path) while the task runs; ("stored", key) once its log is stored."""
-    stored = db.scalar(
-        select(StoredFile).where(StoredFile.task_run_id == task_run.id, StoredFile.kind == "log")
-    )
+    stored = db.scalar(_STORED_LOG, {"task_run": task_run.id})
     if stored is not None and TaskRunState(task_run.state).final:
         return "stored", stored.key
     return "live", platform.dispatcher.live_logs.path(task_run.id, max(task_run.attempt, 1))
