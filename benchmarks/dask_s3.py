@@ -337,7 +337,7 @@ def run_dask(bench: Bench) -> None:
     bench.console.print(
         table(
             "dask: trivial runs one after the other (scheduler + 2 workers of 1 thread on "
-            "loopback, SIMYARD_MAX_PARALLEL=2; the client polls every 5 ms)",
+            "loopback, SIMYARD_MAX_PARALLEL=2; the client follows each run's events)",
             ["figure", *LATENCY_COLUMNS],
             rows,
         )

@@ -1,8 +1,10 @@
 """Submit latency, end-to-end overhead and throughput of trivial runs through a real server.
 
 A trivial model prints its wall-clock time when it starts and again as its last line;
-the client compares them with its own clock around ``POST /api/v1/runs`` and the
-polling that sees the run succeed. The run's own timestamps split the time into stages.
+the client compares them with its own clock around ``POST /api/v1/runs`` and the moment
+it is told the run succeeded: following the run's events (``GET …/events/follow``, the
+way to be told at once), and for scale polling ``GET /runs/{id}`` every 5 ms. The run's
+own timestamps split the time into stages.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ SUBMITTERS = 8
 BARE_CONCURRENCY = 2  # the server's SIMYARD_MAX_PARALLEL
 SPARE_SLOTS = 3  # for scale: one slot more than the runs' concurrency
 POLL_SECONDS = 0.005
+POLLED_RUNS = 20  # for scale: runs seen by polling, besides those followed
 END_POLL_SECONDS = 0.25  # the throughput scenario's look for runs left
 RUN_TIMEOUT = 60.0
 OVERHEAD_BAR = 0.060  # SPEC.md: end-to-end overhead p50, local executor
@@ -97,7 +100,7 @@ class Sample:
             "claimed → model printed its start": self.model_start - claimed,
             "model's last line → task recorded finished": task_done - self.model_end,
             "task finished → run finished": run_done - task_done,
-            "run finished → client saw it (polling)": self.seen_done - run_done,
+            "run finished → client told (following its events)": self.seen_done - run_done,
         }
 
 
@@ -141,14 +144,31 @@ def wait_final(api: httpx.Client, run_id: int) -> dict[str, Any] | None:
     return None
 
 
-def one_sample(bench: Bench, api: httpx.Client) -> Sample | None:
+def follow_final(api: httpx.Client, run_id: int) -> tuple[float, dict[str, Any] | None]:
+    """Follow the run's events until its final one: when that came, and then the run
+    (None if the stream ended without it, or after a minute)."""
+    with api.stream("GET", f"/runs/{run_id}/events/follow", timeout=RUN_TIMEOUT) as events:
+        ended = events.status_code == 200 and any(
+            line.startswith("event: run.") and line.removeprefix("event: run.") in FINAL
+            for line in events.iter_lines()
+        )
+        told = time.time()
+    answer = api.get(f"/runs/{run_id}")
+    return told, answer.json() if ended and answer.status_code == 200 else None
+
+
+def one_sample(bench: Bench, api: httpx.Client, *, poll: bool = False) -> Sample | None:
+    """A trivial run, told of its end by following its events (``poll``: by polling)."""
     submitted = time.time()
     run_id = submit(bench, api)
     answered = time.time()
     if run_id is None:
         return None
-    run = wait_final(api, run_id)
-    seen_done = time.time()
+    if poll:
+        run = wait_final(api, run_id)
+        seen_done = time.time()
+    else:  # the clock stops when the final event comes; the run is read after that
+        seen_done, run = follow_final(api, run_id)
     if run is None:
         bench.note(f"run {run_id} of the trivial model did not end within {RUN_TIMEOUT:.0f} s")
         return None
@@ -164,13 +184,15 @@ def one_sample(bench: Bench, api: httpx.Client) -> Sample | None:
     return Sample(submitted, answered, seen_done, start, end, run)
 
 
-def latency_samples(bench: Bench, count: int) -> list[Sample]:
+def latency_samples(bench: Bench, count: int, *, poll: bool = False) -> list[Sample]:
+    """``count`` trivial runs one after the other, each followed (``poll``: polled)."""
     samples = []
+    how = "polled" if poll else "followed"
     with bench.server().api() as api:
         one_sample(bench, api)  # warm-up: the first run unpacks the model into the cache
-        with bench.console.status(f"submit: {count} trivial runs, one after the other ..."):
+        with bench.console.status(f"submit: {count} trivial runs, one after the other, {how} ..."):
             for _ in range(count):
-                sample = one_sample(bench, api)
+                sample = one_sample(bench, api, poll=poll)
                 if sample is not None:
                     samples.append(sample)
     return samples
@@ -304,6 +326,7 @@ def run(bench: Bench) -> None:
     floor_figures = floor.measure(bench)
     bench.model(MODEL, MODEL_FILES)
     samples = latency_samples(bench, bench.samples(DEFAULT_RUNS))
+    polled = latency_samples(bench, min(POLLED_RUNS, bench.samples(DEFAULT_RUNS)), poll=True)
     if not samples:
         bench.console.print("[red]submit: no trivial run succeeded; nothing to report[/red]")
         return
@@ -312,7 +335,7 @@ def run(bench: Bench) -> None:
     script.write_text(STAMP_SCRIPT)
     with bench.console.status("submit: the same program run bare, one after the other ..."):
         bare_own = Latency.of(floor.time_process([sys.executable, str(script)], len(samples)))
-    added = show_latency(bench, samples, started, floor_figures, bare_own)
+    added = show_latency(bench, samples, polled, started, floor_figures, bare_own)
     with bench.console.status(f"throughput: {THROUGHPUT_RUNS} runs from {SUBMITTERS} threads ..."):
         served = server_throughput(bench)
     with bench.console.status(f"throughput: a server with {SPARE_SLOTS} slots ..."):
@@ -348,12 +371,14 @@ def started_bars(started: Latency, floor_figures: floor.Floor) -> list[list[str]
 def show_latency(
     bench: Bench,
     samples: list[Sample],
+    polled: list[Sample],
     started: Latency,
     floor_figures: floor.Floor,
     bare_own: Latency,
 ) -> float:
     """Print the latency figures; the overhead as the bar reads it: submit → seen
-    succeeded, p50, minus the same program's p50 run bare, start to exit."""
+    succeeded (following the run's events), p50, minus the same program's p50 run bare,
+    start to exit. ``polled``: runs seen by polling every 5 ms, for scale."""
     overhead = Latency.of([s.overhead for s in samples])
     own = Latency.of([s.model_end - s.model_start for s in samples])
     end_to_end = Latency.of([s.seen_done - s.submitted for s in samples])
@@ -362,6 +387,16 @@ def show_latency(
         ["submit → seen succeeded, minus the model's first → last line", *overhead.row()],
         ["model's own time (its first line → its last line)", *own.row()],
         ["submit → seen succeeded", *end_to_end.row()],
+        *(
+            [
+                [
+                    f"for scale: submit → seen succeeded, polling every {POLL_SECONDS * 1000:g} ms",
+                    *Latency.of([s.seen_done - s.submitted for s in polled]).row(),
+                ]
+            ]
+            if polled
+            else []
+        ),
         ["the same program run bare, start → exit", *bare_own.row()],
         ["floor: python -c pass, start → exit", *floor_figures.python.row()],
         ["floor: /bin/true, start → exit", *floor_figures.true.row()],
@@ -371,7 +406,7 @@ def show_latency(
     bench.console.print(
         table(
             "submit: trivial runs one after the other (local executor, SIMYARD_MAX_PARALLEL=2; "
-            "the client polls every 5 ms)",
+            "the client follows each run's events)",
             ["figure", *LATENCY_COLUMNS],
             rows,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import threading
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from simyard.config import Settings
 from simyard.db.session import make_engine, session_factory, upgrade_schema
 from simyard.dispatch import MAX_ATTEMPTS, Dispatcher, LiveLogs
+from simyard.dispatch.changes import Change
 from simyard.dispatch.lease import LeaseTerm
 from simyard.domain.registry import manifest_of, register_model
 from simyard.domain.runs import cancel_run, queue_run, rerun
@@ -734,3 +736,35 @@ def test_a_stopped_servers_open_transaction_is_ended_by_the_database(postgres_ur
     finally:
         held.close()
         engine.dispose()
+
+
+def test_followers_hear_what_the_dispatcher_records_at_once(world: World) -> None:
+    """A follower waiting (here up to a minute) for the next change hears a batch of live
+    lines and the commit of an attempt's end the moment they are made, from the
+    dispatcher's thread, and reads them."""
+    executor = ScriptedExecutor()
+    d = world.dispatcher(executor)
+    run_id = world.new_run()
+    d.dispatch_once()
+    order = executor.submitted[0]
+    key = (order.task_run_id, order.attempt)
+
+    def woken_by(kind: Change, events: list[ExecutorEvent]) -> float:
+        recording = threading.Timer(0.05, d.handle_events, [events])
+
+        async def follow() -> float:
+            seen = d.changes.seen()
+            recording.start()
+            began = time.monotonic()
+            await d.changes.wait(seen, 60.0, kind)
+            return time.monotonic() - began
+
+        took = asyncio.run(follow())
+        recording.join()  # what it records after the wake (a heartbeat) is done, too
+        return took
+
+    lines = ExecutorEvent(*key, EventKind.lines, {"lines": ["day 1"]})
+    assert woken_by(Change.logged, [lines]) < 30
+    assert d.live_logs.path(*key).read_text() == "day 1\n"
+    assert woken_by(Change.recorded, [result(order)]) < 30
+    assert world.tasks(run_id)["prep"][0] == "succeeded"

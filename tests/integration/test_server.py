@@ -228,6 +228,20 @@ def test_live_log_reaches_a_follower_while_the_task_runs(server: Server, toy: Pa
     assert lines[-1] == "day 20 of 20", "the last line was lost"
 
 
+def test_a_follower_of_a_runs_events_is_told_of_its_end(server: Server, toy: Path) -> None:
+    started = server.cli("run", "toy", "-p", "days=3", "-i", f"forcing={toy}", "--json")
+    run_id = json.loads(started.stdout)["id"]
+    kinds = []
+    with server.http() as api, api.stream("GET", f"/runs/{run_id}/events/follow") as events:
+        assert events.status_code == 200
+        for line in events.iter_lines():  # the stream ends after the run's final event
+            if line.startswith("event: "):
+                kinds.append(line.removeprefix("event: "))
+        assert api.get(f"/runs/{run_id}").json()["state"] == "succeeded"
+    assert kinds[0] == "run.queued"
+    assert kinds[-1] == "run.succeeded"
+
+
 def test_other_users_cannot_see_a_run(server: Server, toy: Path) -> None:
     server.add_user("alice")
     server.add_user("bob")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import datetime as dt
 import json
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from simyard.api.deps import ByteOffset, Cursor, DbDep, PlatformDep, RowId, UserDep, reading
 from simyard.api.runs import load_run
+from simyard.dispatch.changes import Change
 from simyard.domain.provenance import METADATA_FILE, run_crate
 from simyard.domain.states import TaskRunState
 from simyard.domain.tables import Event, Run, StoredFile, TaskRun, User, aware
@@ -182,7 +182,9 @@ async def follow_log(
         last_line = b""
         sent = 0  # lines of this attempt's live log sent
         stamps: _CaptureTimes | None = None
+        changes = platform.dispatcher.changes
         while True:
+            seen = changes.seen()  # what is recorded after this wakes the wait below
             found = await run_in_threadpool(where_is_it)
             if found is None:
                 return
@@ -221,7 +223,7 @@ async def follow_log(
                     state = await run_in_threadpool(_task_state, platform, run_id, task)
                     yield f"event: end\ndata: {json.dumps(state)}\n\n"
                     return
-                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+                await changes.wait(seen, FOLLOW_POLL_SECONDS, Change.logged, Change.recorded)
 
     return StreamingResponse(
         lines(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
@@ -510,7 +512,9 @@ async def follow_events(run_id: RowId, user: UserDep, platform: PlatformDep) -> 
 
     async def stream() -> AsyncIterator[str]:
         after = 0
+        changes = platform.dispatcher.changes
         while True:
+            seen = changes.seen()  # what is recorded after this wakes the wait below
             events = await run_in_threadpool(events_after, after)
             if events is None:
                 return
@@ -519,7 +523,7 @@ async def follow_events(run_id: RowId, user: UserDep, platform: PlatformDep) -> 
                 yield f"event: {event['kind']}\ndata: {json.dumps(event)}\n\n"
             if any(e["kind"] in FINAL_RUN_EVENTS for e in events):
                 return
-            await asyncio.sleep(FOLLOW_POLL_SECONDS * 2)
+            await changes.wait(seen, FOLLOW_POLL_SECONDS * 2, Change.recorded)
 
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}

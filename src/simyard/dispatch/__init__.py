@@ -6,6 +6,7 @@
 - ``metrics.py``  a finishing run's metrics, read from storage outside transactions
 - ``lease.py``    this server's term of the dispatch lease, the fencing token
 - ``livelogs.py`` the live log files followers read
+- ``changes.py``  wakes this process's followers when something was recorded
 - ``dispatcher.py`` the loop tying them together, and the executor calls
 """
 

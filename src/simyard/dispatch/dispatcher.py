@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from simyard.dispatch.apply import Applied, apply_actions, write_progress
+from simyard.dispatch.changes import Change, Changes
 from simyard.dispatch.lease import LeaseTerm
 from simyard.dispatch.livelogs import LiveLogs
 from simyard.dispatch.metrics import RunMetrics
@@ -62,6 +63,7 @@ class Dispatcher:
         self.store = store
         self.executor = executor
         self.live_logs = live_logs
+        self.changes = Changes()  # followers of runs and logs, woken at each record
         self.lost_after = lost_after
         self.beat_every = min(BEAT_SECONDS, lost_after / 10)  # recorded words of life
         self.lease_ttl = lease_ttl
@@ -287,6 +289,7 @@ class Dispatcher:
                     self._dirty.set()
                 return Applied()
             self._unapplied = []
+            self.changes.changed(Change.recorded)
             if replan:
                 self._orphan_reason = None
                 self._prefetched.clear()
@@ -371,6 +374,8 @@ class Dispatcher:
                 self._progress[event.task_run_id] = event.payload["percent"]
         for (task_run_id, attempt), written in lines.items():
             self.live_logs.append(task_run_id, attempt, written)
+        if lines:
+            self.changes.changed(Change.logged)
         due = self._due(events)
         if hold_starts:
             now = time.monotonic()
