@@ -53,3 +53,12 @@ def test_a_wait_that_timed_out_leaves_no_waiter_behind() -> None:
     for _ in range(3):
         assert waited(changes, (Change.recorded, Change.logged), 0.05, None) >= 0.05
     assert all(not waiting for waiting in changes._waiting.values())
+
+
+def test_a_waiter_whose_loop_closed_does_not_break_the_next_change() -> None:
+    changes = Changes()
+    loop = asyncio.new_event_loop()
+    changes._waiting[Change.recorded].add(loop.create_future())  # its stream was cut short
+    loop.close()
+    changes.changed(Change.recorded)  # the dispatcher goes on to hand its orders over
+    assert waited(changes, (Change.recorded,), 60.0, Change.recorded) < 30

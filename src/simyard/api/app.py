@@ -71,15 +71,17 @@ def create_app(platform: Platform, *, dispatch: bool = True) -> FastAPI:
     limits = BodyLimits(body=settings.max_request_size, upload=settings.max_upload_request_size)
     app.add_middleware(BodySizeLimit, limits=limits)
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
+    # A request is matched against each route in turn (twice, with FastAPI's included
+    # routers): the routes read most often come first (a log was matched after 50 others).
     routers = (
+        runs,
+        files,
         models,
         paramfiles,
-        runs,
         labels,
         shares,
         projects,
         sweeps,
-        files,
         provenance,
         tokens,
         users,

@@ -13,6 +13,7 @@ more often than any one run changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import threading
 import time
@@ -53,7 +54,10 @@ class Changes:
             self._counts[kind] += 1
             waiting, self._waiting[kind] = self._waiting[kind], set()
         for woken in waiting:
-            woken.get_loop().call_soon_threadsafe(_wake, woken)
+            # Never raises into the dispatcher, which calls this between its commit and
+            # handing the claimed orders on: a follower's loop may have closed meanwhile.
+            with contextlib.suppress(RuntimeError):
+                woken.get_loop().call_soon_threadsafe(_wake, woken)
 
     async def wait(self, seen: Seen, timeout: float, *kinds: Change) -> None:
         """Return once there was a change of one of ``kinds`` after ``seen``, but not
