@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import textwrap
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -17,6 +20,20 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
 MakeModel = Callable[..., Path]
+
+
+T = TypeVar("T")
+
+
+def run_apart(main: Callable[[], Coroutine[object, object, T]]) -> T:
+    """``asyncio.run(main())`` in a thread of its own: an xdist worker's main thread may
+    still be inside another event loop (Playwright's sync API, session-wide, runs one)."""
+    done: list[T] = []
+    thread = threading.Thread(target=lambda: done.append(asyncio.run(main())))
+    thread.start()
+    thread.join()
+    assert done, "the coroutine raised (see the thread's traceback above)"
+    return done[0]
 
 
 def write_model(

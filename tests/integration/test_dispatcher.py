@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import threading
@@ -30,7 +29,7 @@ from simyard.executors.base import EventKind, Executor, ExecutorEvent
 from simyard.manifest.runinput import validate_run_input
 from simyard.storage.file import FileStore
 from simyard.wiring import idle_transaction_timeout
-from tests.conftest import MakeModel
+from tests.conftest import MakeModel, run_apart
 from tests.sqlcount import counted
 
 MODEL = """\
@@ -759,7 +758,7 @@ def test_followers_hear_what_the_dispatcher_records_at_once(world: World) -> Non
             await d.changes.wait(seen, 60.0, kind)
             return time.monotonic() - began
 
-        took = asyncio.run(follow())
+        took = run_apart(follow)
         recording.join()  # what it records after the wake (a heartbeat) is done, too
         return took
 

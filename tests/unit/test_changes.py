@@ -7,6 +7,7 @@ import threading
 import time
 
 from simyard.dispatch.changes import MIN_SPACING, Change, Changes
+from tests.conftest import run_apart
 
 
 def waited(
@@ -23,7 +24,7 @@ def waited(
         await changes.wait(seen, timeout, *kinds)
         return time.monotonic() - began
 
-    return asyncio.run(wait())
+    return run_apart(wait)
 
 
 def test_a_change_wakes_a_waiter_of_its_kind_from_another_thread() -> None:
@@ -42,7 +43,7 @@ def test_a_change_made_since_it_was_seen_returns_at_once_but_spaced() -> None:
     seen = changes.seen()
     changes.changed(Change.recorded)
     began = time.monotonic()
-    asyncio.run(changes.wait(seen, 60.0, Change.recorded))
+    run_apart(lambda: changes.wait(seen, 60.0, Change.recorded))
     took = time.monotonic() - began
     assert took < 30
     assert time.monotonic() - seen.at >= MIN_SPACING  # reads at most once per spacing
