@@ -147,12 +147,15 @@ def wait_final(api: httpx.Client, run_id: int) -> dict[str, Any] | None:
 def follow_final(api: httpx.Client, run_id: int) -> tuple[float, dict[str, Any] | None]:
     """Follow the run's events until its final one: when that came, and then the run
     (None if the stream ended without it, or after a minute)."""
-    with api.stream("GET", f"/runs/{run_id}/events/follow", timeout=RUN_TIMEOUT) as events:
-        ended = events.status_code == 200 and any(
-            line.startswith("event: run.") and line.removeprefix("event: run.") in FINAL
-            for line in events.iter_lines()
-        )
-        told = time.time()
+    try:
+        with api.stream("GET", f"/runs/{run_id}/events/follow", timeout=RUN_TIMEOUT) as events:
+            ended = events.status_code == 200 and any(
+                line.startswith("event: run.") and line.removeprefix("event: run.") in FINAL
+                for line in events.iter_lines()
+            )
+            told = time.time()
+    except httpx.TimeoutException:  # a minute without an event: noted as not ended
+        return time.time(), None
     answer = api.get(f"/runs/{run_id}")
     return told, answer.json() if ended and answer.status_code == 200 else None
 
