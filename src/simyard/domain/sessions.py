@@ -69,11 +69,11 @@ def end_session(*, db: Session, secret: str) -> None:
     db.execute(delete(BrowserSession).where(BrowserSession.id_hash == _hash(secret)))
 
 
-def end_user_sessions(*, db: Session, user: User, keep: BrowserSession | None = None) -> int:
-    """End every session of ``user`` but ``keep``; how many ended."""
+def end_user_sessions(*, db: Session, user: User, keep: int | None = None) -> int:
+    """End every session of ``user`` but the one with id ``keep``; how many ended."""
     query = delete(BrowserSession).where(BrowserSession.user_id == user.id)
     if keep is not None:
-        query = query.where(BrowserSession.id != keep.id)
+        query = query.where(BrowserSession.id != keep)
     ended = db.execute(query).rowcount  # type: ignore[attr-defined]
     db.flush()
     return int(ended or 0)

@@ -98,7 +98,18 @@ def session_user_id(request: Request, platform: Platform) -> int | None:
     (pages read in snapshots that may not write)."""
 
     def lookup(db: Session) -> int | None:
-        user = session_user(request, db)
-        return None if user is None else user.id
+        found = current_session(request, db)
+        request.state.browser_session_id = None if found is None else found.id
+        return None if found is None else found.user.id
 
     return read_then_write(platform.readers, platform.sessions, lookup)
+
+
+def this_session_id(request: Request) -> int | None:
+    """The id of the session :func:`session_user_id` found for this request, if any.
+
+    A page reads it instead of looking the session up again in its own snapshot: a second
+    lookup may note a use or remove an expired session, a write the snapshot may not make.
+    """
+    found: int | None = getattr(request.state, "browser_session_id", None)
+    return found

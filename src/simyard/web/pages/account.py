@@ -22,7 +22,7 @@ from simyard.domain.users import (
 )
 from simyard.errors import ValidationFailed
 from simyard.web.pages.common import Csrf, PageDb, PageUser
-from simyard.web.session import PASSWORD_PAGE, check_csrf, current_session
+from simyard.web.session import PASSWORD_PAGE, check_csrf, this_session_id
 from simyard.web.templating import render
 
 router = APIRouter()
@@ -38,10 +38,9 @@ def _account_page(
     new_token: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
-    here = current_session(request, db)
     return render(
         request, "account.html", user, nav="account", errors=errors or {}, notice=notice,
-        sessions=list_sessions(db=db, user=user), this_session=here.id if here else None,
+        sessions=list_sessions(db=db, user=user), this_session=this_session_id(request),
         tokens=list_tokens(db=db, user=user), scopes=TOKEN_SCOPES, new_token=new_token,
         status_code=status_code,
     )  # fmt: skip
@@ -84,7 +83,7 @@ def set_own_password(
     if errors:
         return render(request, "password.html", user, nav="account", errors=errors,
                       status_code=422)  # fmt: skip
-    ended = end_user_sessions(db=db, user=user, keep=current_session(request, db))
+    ended = end_user_sessions(db=db, user=user, keep=this_session_id(request))
     record(
         db=db, actor=user.name, action=AuditAction.password_changed, account=user.name,
         target=f"user {user.name}", client=client_address(request),
@@ -99,7 +98,7 @@ def end_other_sessions(
 ) -> Response:
     """Log out everywhere else (this browser stays logged in)."""
     check_csrf(request, csrf_token)
-    ended = end_user_sessions(db=db, user=user, keep=current_session(request, db))
+    ended = end_user_sessions(db=db, user=user, keep=this_session_id(request))
     record(
         db=db, actor=user.name, action=AuditAction.sessions_ended, account=user.name,
         client=client_address(request), detail={"sessions_ended": ended},
