@@ -12,12 +12,10 @@ The scratch folder is made for the first file written into it: a request with no
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -28,7 +26,7 @@ from simyard.api.deps import problem_dicts
 from simyard.api.jsonbody import BODY, parse_json_object
 from simyard.domain.registry import find_version, manifest_of
 from simyard.domain.runs import Upload
-from simyard.domain.submission import Limits, RunRateSpent, Submission, Submitted
+from simyard.domain.submission import Limits, RunRateSpent, Scratch, Submission, Submitted
 from simyard.errors import Problem, Refusal, ValidationFailed
 from simyard.wiring import Platform
 
@@ -49,32 +47,10 @@ class RunRequest:
     problems: list[Problem] = field(default_factory=list)
 
 
-class UploadScratch:
-    """One request's folder for its uploads, named by the server; made on first use.
-
-    It is made and removed on the event loop, so a request with no file (every JSON
-    submission) should not make one it never uses."""
-
-    def __init__(self, root: Path) -> None:
-        self._root = root
-        self._folder: Path | None = None
-
-    def file(self, name: str) -> Path:
-        """The path of the server-named file ``name`` in the folder (made now if need be)."""
-        if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="upload-", dir=self._root.resolve()))
-        return self._folder / name
-
-    def remove(self) -> None:
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
-
-
 @contextmanager
-def upload_scratch(platform: Platform) -> Iterator[UploadScratch]:
+def upload_scratch(platform: Platform) -> Iterator[Scratch]:
     """A folder for one request's uploads (made when the first is written), removed afterwards."""
-    scratch = UploadScratch(platform.settings.home)
+    scratch = Scratch(platform.settings.home, prefix="upload-")
     try:
         yield scratch
     finally:
@@ -145,7 +121,7 @@ def input_slots(platform: Platform, model: Any, version: Any) -> frozenset[str] 
 async def read_run_request(
     request: Request,
     platform: Platform,
-    scratch: UploadScratch,
+    scratch: Scratch,
     *,
     json_fields: tuple[str, ...] = ("params",),
     side_files: tuple[str, ...] = (),
@@ -194,7 +170,7 @@ async def _take_upload(
     key: str,
     upload: UploadFile,
     index: int,
-    scratch: UploadScratch,
+    scratch: Scratch,
     platform: Platform,
     side_files: tuple[str, ...],
     slots: Collection[str],

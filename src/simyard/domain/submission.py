@@ -14,6 +14,7 @@ large upload, or a model's own hook, would otherwise hold every other writer up.
 from __future__ import annotations
 
 import difflib
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -145,6 +146,28 @@ def refuse_unrunnable_tasks(version: ModelVersion, limits: Limits) -> None:
         raise ValidationFailed(problems)
 
 
+class Scratch:
+    """A folder for one request's files, named by the server; made on first use, removed
+    by :meth:`remove` (most requests fetch and upload nothing: they never make one)."""
+
+    def __init__(self, root: Path | None = None, *, prefix: str = "simyard-") -> None:
+        self._root = root
+        self._prefix = prefix
+        self._folder: Path | None = None
+
+    def file(self, name: str) -> Path:
+        """The path of the server-named file ``name`` in the folder (made now if need be)."""
+        if self._folder is None:
+            root = None if self._root is None else self._root.resolve()
+            self._folder = Path(tempfile.mkdtemp(prefix=self._prefix, dir=root))
+        return self._folder / name
+
+    def remove(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
 class Submission(ABC):
     """A run or sweep request between reading it and answering it: the model it names,
     its checks, and (unless only checked) what it creates, all in one transaction.
@@ -184,40 +207,44 @@ class Submission(ABC):
         """Create what was checked, its uploads stored as ``inputs``; its id, and a view of
         it that an answer can read with no session (or None: the answer reads it again)."""
 
-    def prepare(self, db: Session, user: User, workdir: Path) -> None:  # noqa: B027 - a hook
-        """Read what the request adds before its model is resolved (``workdir``: a folder
+    def prepare(self, db: Session, user: User, scratch: Scratch) -> None:  # noqa: B027 - a hook
+        """Read what the request adds before its model is resolved (``scratch``: a folder
         for files it fetches, removed when the submission ends)."""
 
     def __call__(self, *, user_id: int, create: bool) -> Submitted:
-        with tempfile.TemporaryDirectory() as workdir:
-            with self.readers() as db, db.begin():
-                user = db.get(User, user_id)
-                assert user is not None
-                self.prepare(db, user, Path(workdir))
-                version = resolve_model(db, self.fields)
-                refuse_unrunnable_tasks(version, self.limits)
-                model_dir = model_dir_of(version, store=self.store, cache_root=self.cache_root)
-                checked, warnings = self.check(version, model_dir)
-            if not create:
-                return Submitted(None, warnings, self.checked_keys(checked))
-            # Content-addressed: a file stored for a create that is then refused (its rate
-            # spent meanwhile) is one that a later run of the same file finds stored.
-            inputs = run_service.store_inputs(
-                store=self.store, version=version, uploads=self.uploads
-            )
-            with self.sessions() as db, db.begin():
-                user = db.get(User, user_id)
-                assert user is not None
-                spend_run_rate(db, self.limits.run_rate, user)
-                created, view = self.create(db, user, version, checked, inputs)
-            return Submitted(created, warnings, view=view)
+        scratch = Scratch(prefix="simyard-submit-")
+        try:
+            return self._submit(user_id=user_id, create=create, scratch=scratch)
+        finally:
+            scratch.remove()
+
+    def _submit(self, *, user_id: int, create: bool, scratch: Scratch) -> Submitted:
+        with self.readers() as db, db.begin():
+            user = db.get(User, user_id)
+            assert user is not None
+            self.prepare(db, user, scratch)
+            version = resolve_model(db, self.fields)
+            refuse_unrunnable_tasks(version, self.limits)
+            model_dir = model_dir_of(version, store=self.store, cache_root=self.cache_root)
+            checked, warnings = self.check(version, model_dir)
+        if not create:
+            return Submitted(None, warnings, self.checked_keys(checked))
+        # Content-addressed: a file stored for a create that is then refused (its rate
+        # spent meanwhile) is one that a later run of the same file finds stored.
+        inputs = run_service.store_inputs(store=self.store, version=version, uploads=self.uploads)
+        with self.sessions() as db, db.begin():
+            user = db.get(User, user_id)
+            assert user is not None
+            spend_run_rate(db, self.limits.run_rate, user)
+            created, view = self.create(db, user, version, checked, inputs)
+        return Submitted(created, warnings, view=view)
 
 
 class RunSubmission(Submission):
     """One run; with ``from_run``, edited from that run: its model version, parameters and
     inputs unless the request gives others (an input kept is the same stored file)."""
 
-    def prepare(self, db: Session, user: User, workdir: Path) -> None:
+    def prepare(self, db: Session, user: User, scratch: Scratch) -> None:
         self.labels = run_service.Labels.read(self.fields)
         self.project = project_for_run(db=db, user=user, name=self.fields.get("project"))
         self.source = None
@@ -246,7 +273,7 @@ class RunSubmission(Submission):
         kept: dict[str, run_service.Upload] = {}
         for stored in run_service.run_files(db=db, run=old, kind="input"):
             if stored.slot and stored.slot not in self.uploads:
-                path = workdir / f"{len(kept)}.input"
+                path = scratch.file(f"{len(kept)}.input")
                 self.store.get(stored.key, path)
                 kept[stored.slot] = run_service.Upload(path, stored.filename or stored.path)
         self.uploads = {**kept, **self.uploads}
