@@ -20,6 +20,8 @@ def task(started: dt.datetime) -> TaskOut:
 def test_answers_write_times_in_utc_with_z() -> None:
     naive = dt.datetime(2026, 12, 1, 16, 3, 5)  # as SQLite gives it back: UTC, no zone
     assert json.loads(task(naive).model_dump_json())["started_at"] == "2026-12-01T16:03:05Z"
+    in_utc = naive.replace(tzinfo=dt.UTC)  # as PostgreSQL gives it back
+    assert json.loads(task(in_utc).model_dump_json())["started_at"] == "2026-12-01T16:03:05Z"
     paris = dt.datetime(2026, 12, 1, 17, 3, 5, 250000, tzinfo=dt.timezone(dt.timedelta(hours=1)))
     assert utc_text(paris) == "2026-12-01T16:03:05.250000Z"
     # Read back by a client, it is the same moment.

@@ -48,20 +48,21 @@ def run_out(
 ) -> RunOut:
     """Shape a run (with its task runs and model version loaded, or a list's rows) for the API."""
     names = {t.id: t.name for t in run.task_runs}
+    row = run.row if isinstance(run, ListedRun) else run  # a list's columns, read directly
     error = None
-    if run.error_kind:
-        error = ErrorOut(kind=run.error_kind, task=run.error_task, summary=run.error_summary)
+    if row.error_kind:
+        error = ErrorOut(kind=row.error_kind, task=row.error_task, summary=row.error_summary)
     usage = run_usage(run) or (None, None)
     return RunOut(
-        id=run.id,
+        id=row.id,
         model=run.model_version.name,
         version=run.model_version.version,
-        state=run.state,
+        state=row.state,
         owner=run.user.name,
-        params=run.params,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
+        params=row.params,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
         tasks=[
             TaskOut(
                 name=t.name,
@@ -86,17 +87,17 @@ def run_out(
             )
             for f in outputs
         ],
-        metrics=run.metrics,
+        metrics=row.metrics,
         error=error,
         queue_position=queue_position,
-        rerun_of=run.rerun_of,
-        sweep_id=run.sweep_id,
-        notify=run.notify,
+        rerun_of=row.rerun_of,
+        sweep_id=row.sweep_id,
+        notify=row.notify,
         image_digest=run.model_version.image_digest,
-        warnings=run.warnings or [],
-        name=run.name,
-        notes=run.notes,
-        tags=run.tags or [],
+        warnings=row.warnings or [],
+        name=row.name,
+        notes=row.notes,
+        tags=row.tags or [],
         project=run.project.name if run.project else None,
         worker_seconds=usage[0],
         cpu_seconds=usage[1],
