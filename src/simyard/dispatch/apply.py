@@ -261,9 +261,12 @@ class _Applier:
         upstream: dict[str, str] = {}
         ancestors = set(manifest.ancestors(task_run.name))
         # One read for the run's inputs and what its tasks produced; nothing in it depends
-        # on this transaction's pending writes, so they are not flushed for it.
-        with self.db.no_autoflush:
-            files = self.db.execute(_FILES_FOR_ORDER, {"run_id": run.id}).all()
+        # on this transaction's pending writes, so they are not flushed for it. A task with
+        # nothing upstream of a model without inputs has neither: no read.
+        files: list[Any] = []
+        if manifest.inputs or ancestors:
+            with self.db.no_autoflush:
+                files = list(self.db.execute(_FILES_FOR_ORDER, {"run_id": run.id}).all())
         for kind, slot, path, key, producer in files:
             if kind == "input" and slot:
                 inputs[slot] = key
