@@ -166,7 +166,7 @@ class Dispatcher:
                 log.exception("dispatch lease check failed")
                 if self.leading.is_set() and not self.term.valid():
                     self.lose_lease("it ran out while the database could not be reached")
-            self._stop.wait(self.lease_ttl / 4)
+            self._stop.wait(self.lease_ttl * LeaseTerm.RENEW_SHARE)
 
     def lose_lease(self, why: str) -> None:
         """The term is over: stop every attempt handed over, report none of them."""

@@ -67,6 +67,7 @@ FORKSERVER_PRELOAD = ["simyard.engine.workorder", "simyard.executors.local", "si
 SERVER_POLL_SECONDS = 0.2  # how often a child looks for its server where pidfds do not exist
 MAX_ATTEMPTS_PER_WORKER = 100  # then the worker process is replaced (whatever it accrued goes)
 MAX_RESENT = 2  # an order whose worker died before beginning it goes to another, this often
+FENCED_REASON = "stopped at its deadline: the server had not renewed its dispatch lease in time"
 WORKER_IDLE_SECONDS = 60.0  # a worker beyond ``slots`` (or any, past this) idle this long ends
 
 
@@ -457,9 +458,11 @@ def _run_attempt(
         put(ExecutorEvent(key[0], key[1], kind, payload))
 
     send(EventKind.started, {"worker": f"local:{socket.gethostname()}:{os.getpid()}"})
+    fenced = threading.Event()  # stopped at the lease's deadline, not on anyone's request
 
     def past_deadline() -> None:
         if deadline is not None and time.time() > deadline.value and not cancel.is_set():
+            fenced.set()
             cancel.set()
 
     with AttemptReporter(send, tick=past_deadline) as reporter, abandoned_when(cancel):
@@ -478,7 +481,9 @@ def _run_attempt(
             failure: SimyardError | None = exc
         else:
             failure = None
-    if failure is not None:
+    if fenced.is_set():  # the infrastructure's doing: lost (retried), never "cancelled"
+        send(EventKind.lost, {"reason": FENCED_REASON})
+    elif failure is not None:
         put(failure_event(key[0], key[1], failure))
     else:
         send(EventKind.result, {"result": result})
