@@ -29,6 +29,7 @@ class Database:
     engine: Engine
     sessions: sessionmaker[Session]
     readers: sessionmaker[Session]  # read-only: they wait for no writer (db/session.py)
+    dispatching: sessionmaker[Session]  # the dispatcher's: first in line for the writer
 
 
 def idle_transaction_timeout(settings: Settings) -> float:
@@ -46,7 +47,12 @@ def open_database(settings: Settings) -> Database:
         settings.resolved_database_url, idle_transaction_timeout=idle_transaction_timeout(settings)
     )
     upgrade_schema(engine)
-    return Database(engine, session_factory(engine), session_factory(engine, read_only=True))
+    return Database(
+        engine,
+        session_factory(engine),
+        session_factory(engine, read_only=True),
+        session_factory(engine, first_in_line=True),
+    )
 
 
 def make_executor(settings: Settings, store: Store) -> Executor:
@@ -193,7 +199,7 @@ def build_platform(settings: Settings) -> Platform:
     executor = make_executor(settings, store)
     live = LiveLogs((settings.home / "live").resolve(), settings.max_log_size)
     dispatcher = Dispatcher(
-        sessions=database.sessions,
+        sessions=database.dispatching,
         store=store,
         executor=executor,
         live_logs=live,

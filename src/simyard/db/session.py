@@ -7,7 +7,10 @@ locked". So the transactions of this process queue at a :class:`WriteGate` first
 the order they came, and only the one at its head asks SQLite for the lock (other
 processes, such as a CLI command, still meet it at SQLite's busy timeout). A queue that
 is full, or a wait that is too long, is refused at once with :class:`DatabaseBusy`
-(the API answers 503 with Retry-After) rather than letting the request time out.
+(the API answers 503 with Retry-After) rather than letting the request time out. The
+dispatcher's transactions (its lease's renewal, recording an attempt's end and claiming
+the next) go to the head of that queue (``first_in_line``): they are short and few, and
+a renewal that waited behind a burst of submissions would stop every running model.
 
 Reads do not queue. A session of :func:`session_factory` with ``read_only=True`` begins a
 deferred transaction outside the gate: in WAL mode it reads a snapshot beside the writer
@@ -52,6 +55,7 @@ POOL_SIZE = 64  # SQLite connections: a waiting transaction holds one
 # holder waited for a thread, until the waits ran out (30 s).
 POOL_THREADS = GATE_WAITING + 64
 READ_ONLY = "simyard_read_only"  # the execution option of read-only sessions' connections
+FIRST_IN_LINE = "simyard_first_in_line"  # the option of sessions served first at the gate
 _READS = ("select", "with", "pragma", "begin", "savepo", "releas")  # what readers may run
 
 T = TypeVar("T")
@@ -69,7 +73,8 @@ class WriteInReadOnly(RuntimeError):
 
 
 class WriteGate:
-    """A first-come, first-served lock with a bounded queue and a bounded wait."""
+    """A first-come, first-served lock with a bounded queue and a bounded wait; a waiter
+    ``first`` in line goes ahead of the others (after the ones first in line before it)."""
 
     def __init__(self, waiting: int = GATE_WAITING, wait: float = GATE_WAIT) -> None:
         self.waiting = waiting
@@ -78,21 +83,28 @@ class WriteGate:
         self._held = False
         self._holder: int | None = None  # the thread that took the gate last
         self._queue: deque[threading.Event] = deque()
+        self._first = 0  # how many at the head of the queue came first in line
 
-    def acquire(self) -> None:
+    def acquire(self, *, first: bool = False) -> None:
         with self._mutex:
             if not self._held:
                 self._held = True
                 self._holder = threading.get_ident()
                 return
-            if len(self._queue) >= self.waiting:
+            if len(self._queue) >= self.waiting and not first:
                 raise DatabaseBusy(f"{len(self._queue)} transactions wait for the writer")
             turn = threading.Event()
-            self._queue.append(turn)
+            if first:
+                self._queue.insert(self._first, turn)
+                self._first += 1
+            else:
+                self._queue.append(turn)
         began = time.monotonic()
         if not turn.wait(self.wait):
             with self._mutex:
                 if turn in self._queue:
+                    if list(self._queue).index(turn) < self._first:
+                        self._first -= 1
                     self._queue.remove(turn)
                     waited = time.monotonic() - began
                     _log.warning("a writer waited %.0f s; %s", waited, self._holder_is())
@@ -115,6 +127,7 @@ class WriteGate:
         with self._mutex:
             self._holder = None  # until the next in line wakes up
             if self._queue:
+                self._first = max(0, self._first - 1)
                 self._queue.popleft().set()  # the gate stays held, by the next in line
             else:
                 self._held = False
@@ -181,7 +194,7 @@ def make_engine(url: str, *, idle_transaction_timeout: float | None = None) -> E
                 "a second database transaction in one thread would deadlock on SQLite; "
                 "pass the open session along instead"
             )
-        gate.acquire()
+        gate.acquire(first=bool(connection.get_execution_options().get(FIRST_IN_LINE)))
         connection.info["simyard_gate"] = True
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -230,11 +243,16 @@ def upgrade_schema(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+def session_factory(
+    engine: Engine, *, read_only: bool = False, first_in_line: bool = False
+) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit; ``read_only`` ones read a
-    snapshot without waiting for the writer and may not write."""
+    snapshot without waiting for the writer and may not write; ``first_in_line`` ones
+    wait for SQLite's writer ahead of the others (the dispatcher's)."""
     if read_only:
         engine = engine.execution_options(**{READ_ONLY: True})
+    if first_in_line:
+        engine = engine.execution_options(**{FIRST_IN_LINE: True})
     return sessionmaker(engine, expire_on_commit=False)
 
 
