@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from simyard.db.session import DatabaseBusy, WriteGate
+from simyard.db.session import (
+    DatabaseBusy,
+    WriteGate,
+    make_engine,
+    session_factory,
+    upgrade_schema,
+)
+from simyard.domain.tables import User
 
 
 def _queue_up(gate: WriteGate, name: str, first: bool, served: list[str]) -> threading.Thread:
@@ -74,3 +84,38 @@ def test_a_first_in_line_waiter_that_gave_up_leaves_the_order_intact() -> None:
         thread.join(timeout=10)
     assert gave_up == [True]
     assert served == ["lease renewal", "submission"]
+
+
+def test_the_dispatchers_sessions_are_first_in_line_on_a_real_database(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade_schema(engine)
+    writers = session_factory(engine)
+    dispatching = session_factory(engine, first_in_line=True)
+    served: list[str] = []
+
+    def write(factory: sessionmaker[Session], name: str) -> None:
+        with factory() as db, db.begin():
+            db.execute(select(User.id))  # begins the transaction: waits at the gate
+            served.append(name)
+
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with writers() as db, db.begin():
+            db.execute(select(User.id))
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    waiting = []
+    for factory, name in ((writers, "submission"), (dispatching, "dispatcher")):
+        waiting.append(threading.Thread(target=write, args=(factory, name)))
+        waiting[-1].start()
+        time.sleep(0.2)
+    release.set()
+    for thread in (holder, *waiting):
+        thread.join(timeout=10)
+    engine.dispose()
+    assert served == ["dispatcher", "submission"]
