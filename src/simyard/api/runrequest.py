@@ -12,8 +12,7 @@ The scratch folder is made for the first file written into it: a request with no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, TypeVar
@@ -47,14 +46,10 @@ class RunRequest:
     problems: list[Problem] = field(default_factory=list)
 
 
-@contextmanager
-def upload_scratch(platform: Platform) -> Iterator[Scratch]:
-    """A folder for one request's uploads (made when the first is written), removed afterwards."""
-    scratch = Scratch(platform.settings.home, prefix="upload-")
-    try:
-        yield scratch
-    finally:
-        scratch.remove()
+def upload_scratch(platform: Platform) -> Scratch:
+    """A folder for one request's uploads (made when the first is written), removed when
+    the ``with`` block ends."""
+    return Scratch(platform.settings.home, prefix="upload-")
 
 
 def parse_json(text: str | bytes, where: str) -> tuple[Any, Problem | None]:

@@ -148,7 +148,8 @@ def refuse_unrunnable_tasks(version: ModelVersion, limits: Limits) -> None:
 
 class Scratch:
     """A folder for one request's files, named by the server; made on first use, removed
-    by :meth:`remove` (most requests fetch and upload nothing: they never make one)."""
+    at the end of its ``with`` block (most requests fetch and upload nothing: they never
+    make one)."""
 
     def __init__(self, root: Path | None = None, *, prefix: str = "simyard-") -> None:
         self._root = root
@@ -166,6 +167,12 @@ class Scratch:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+
+    def __enter__(self) -> Scratch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
 
 
 class Submission(ABC):
@@ -212,32 +219,29 @@ class Submission(ABC):
         for files it fetches, removed when the submission ends)."""
 
     def __call__(self, *, user_id: int, create: bool) -> Submitted:
-        scratch = Scratch(prefix="simyard-submit-")
-        try:
-            return self._submit(user_id=user_id, create=create, scratch=scratch)
-        finally:
-            scratch.remove()
-
-    def _submit(self, *, user_id: int, create: bool, scratch: Scratch) -> Submitted:
-        with self.readers() as db, db.begin():
-            user = db.get(User, user_id)
-            assert user is not None
-            self.prepare(db, user, scratch)
-            version = resolve_model(db, self.fields)
-            refuse_unrunnable_tasks(version, self.limits)
-            model_dir = model_dir_of(version, store=self.store, cache_root=self.cache_root)
-            checked, warnings = self.check(version, model_dir)
-        if not create:
-            return Submitted(None, warnings, self.checked_keys(checked))
-        # Content-addressed: a file stored for a create that is then refused (its rate
-        # spent meanwhile) is one that a later run of the same file finds stored.
-        inputs = run_service.store_inputs(store=self.store, version=version, uploads=self.uploads)
-        with self.sessions() as db, db.begin():
-            user = db.get(User, user_id)
-            assert user is not None
-            spend_run_rate(db, self.limits.run_rate, user)
-            created, view = self.create(db, user, version, checked, inputs)
-        return Submitted(created, warnings, view=view)
+        # The scratch holds what prepare fetched (a rerun's kept inputs) until they are stored.
+        with Scratch(prefix="simyard-submit-") as scratch:
+            with self.readers() as db, db.begin():
+                user = db.get(User, user_id)
+                assert user is not None
+                self.prepare(db, user, scratch)
+                version = resolve_model(db, self.fields)
+                refuse_unrunnable_tasks(version, self.limits)
+                model_dir = model_dir_of(version, store=self.store, cache_root=self.cache_root)
+                checked, warnings = self.check(version, model_dir)
+            if not create:
+                return Submitted(None, warnings, self.checked_keys(checked))
+            # Content-addressed: a file stored for a create that is then refused (its rate
+            # spent meanwhile) is one that a later run of the same file finds stored.
+            inputs = run_service.store_inputs(
+                store=self.store, version=version, uploads=self.uploads
+            )
+            with self.sessions() as db, db.begin():
+                user = db.get(User, user_id)
+                assert user is not None
+                spend_run_rate(db, self.limits.run_rate, user)
+                created, view = self.create(db, user, version, checked, inputs)
+            return Submitted(created, warnings, view=view)
 
 
 class RunSubmission(Submission):
